@@ -1,0 +1,69 @@
+//! Alerts: what rules and models say, keyed so a replay reproduces the same keys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DeviceId, MetricId};
+
+/// Whether an alert starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// The condition started to hold (for long enough).
+    Fired,
+    /// The condition stopped holding (past the hysteresis band), or its rule was removed.
+    Cleared,
+}
+
+/// An alert's identity: (device, rule or model, window start where the episode began).
+/// The same input always produces the same keys, so sinks can de-duplicate replays.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertKey {
+    /// Device.
+    pub device: DeviceId,
+    /// Rule or model name.
+    pub source: String,
+    /// Start of the first window of the episode, ms.
+    pub window_start: u64,
+}
+
+/// One alert transition, with names and device metadata resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Identity of the episode.
+    pub key: AlertKey,
+    /// Fired or cleared.
+    pub kind: AlertKind,
+    /// Device name.
+    pub device: String,
+    /// Metric.
+    pub metric_id: MetricId,
+    /// Metric name.
+    pub metric: String,
+    /// The number the rule looked at (or the model's score).
+    pub value: f64,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// Human-readable condition, e.g. `max > 80`.
+    pub condition: String,
+    /// Start of the window that caused this transition, ms.
+    pub window_start: u64,
+    /// End of that window, ms.
+    pub window_end: u64,
+    /// Severity from the rule.
+    pub severity: String,
+    /// Device site, from metadata.
+    pub site: Option<String>,
+    /// Device owner, from metadata.
+    pub owner: Option<String>,
+}
+
+impl Alert {
+    /// The key as one string: `device/source/window_start/kind`; unique per transition.
+    pub fn id(&self) -> String {
+        let kind = match self.kind {
+            AlertKind::Fired => "fired",
+            AlertKind::Cleared => "cleared",
+        };
+        format!("{}/{}/{}/{}", self.device, self.key.source, self.key.window_start, kind)
+    }
+}

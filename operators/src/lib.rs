@@ -1,0 +1,39 @@
+//! sensorflow's dataflow vocabulary: the event model, and the timely operators the engine is
+//! assembled from (sources, de-duplication, windows, threshold rules), one per module, as
+//! extension traits on timely streams.
+//!
+//! Time is event time: the timely timestamp is milliseconds since the Unix epoch, and a batch
+//! is stamped with a lower bound of its events' times (the source's watermark), so an
+//! operator may close everything before `t` once its input frontier passes `t`.
+//!
+//! This crate has no Burn and no network I/O; model scoring comes in through a trait.
+#![deny(missing_docs)]
+
+pub mod alert;
+pub mod clock;
+pub mod dedupe;
+pub mod event;
+pub mod hash;
+pub mod metrics;
+pub mod names;
+pub mod record;
+pub mod rules;
+pub mod source;
+pub mod testing;
+pub mod watermark;
+pub mod window;
+
+pub use alert::{Alert, AlertKey, AlertKind};
+pub use clock::WatermarkClock;
+pub use dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
+pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
+pub use metrics::Counters;
+pub use names::{Dictionary, Interner, Names};
+pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
+pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
+pub use source::{
+    partitioned_source, BadRecordPolicy, ErrorSlot, PartitionReader, Poll, SourceBatch, SourceError,
+    SourceOptions, SourceStreams, VecReader,
+};
+pub use watermark::Watermarks;
+pub use window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};

@@ -1,0 +1,274 @@
+//! The one shape every source has: partitions read by a worker, stamped with event time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::clock::WatermarkClock;
+use crate::event::Event;
+use crate::metrics::Counters;
+use crate::record::{DeadLetter, LateEvent};
+use crate::watermark::Watermarks;
+
+/// What a partition reader had to offer when polled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// It produced records (or is making progress); poll again soon.
+    Ready,
+    /// Nothing to read right now (a live source); poll again later.
+    Pending,
+    /// Exhausted for good.
+    Done,
+}
+
+/// A failure that stops a source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("source {source_name}: {message}")]
+pub struct SourceError {
+    /// Which source and partition.
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+    /// Whether retrying the same read could succeed (network) or not (a corrupt file).
+    pub retryable: bool,
+}
+
+impl SourceError {
+    /// A permanent error.
+    pub fn fatal(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        SourceError { source_name: source_name.into(), message: message.into(), retryable: false }
+    }
+}
+
+/// Records read from one partition in one poll.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    /// Parsed events, in read order.
+    pub events: Vec<Event>,
+    /// Records that failed to parse or validate.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// One partition of a source (a byte range of a file, a file of a corpus, a Kafka partition),
+/// read by exactly one worker. Readers do their own parsing and never panic on bad input:
+/// they push a [`DeadLetter`] instead.
+pub trait PartitionReader: 'static {
+    /// Reads a bounded amount (a chunk of a file, a batch of messages) into `out`.
+    fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError>;
+}
+
+/// What to do with a record that fails to parse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadRecordPolicy {
+    /// Stop the source (and the run) with an error naming the record.
+    Fail,
+    /// Divert it to the dead-letter output, count it, and carry on.
+    #[default]
+    DeadLetter,
+}
+
+/// Settings shared by every source.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// How far behind its partition's newest event an event may be and still count.
+    pub lateness_ms: u64,
+    /// How long a partition may have nothing to read before it stops holding the frontier.
+    pub idle_timeout: Duration,
+    /// What to do with bad records.
+    pub policy: BadRecordPolicy,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { lateness_ms: 0, idle_timeout: Duration::from_secs(5), policy: BadRecordPolicy::DeadLetter }
+    }
+}
+
+/// The streams a source produces.
+#[derive(Debug)]
+pub struct SourceStreams<'scope> {
+    /// Good, on-time events; each batch is stamped with a time at or below all its events.
+    pub events: StreamVec<'scope, u64, Event>,
+    /// Events behind their partition's watermark.
+    pub late: StreamVec<'scope, u64, LateEvent>,
+    /// Records that failed to parse or validate.
+    pub dead: StreamVec<'scope, u64, DeadLetter>,
+}
+
+/// Where a source reports a fatal error; the run checks it once the dataflow ends.
+pub type ErrorSlot = Arc<Mutex<Option<SourceError>>>;
+
+/// Builds a source operator reading `readers` (this worker's partitions).
+///
+/// Every batch is sent at the source's current capability, the least watermark over its
+/// live partitions, so the timely timestamp is a lower bound on the event times in the batch
+/// and windows can close as soon as the frontier passes their end. Events below their
+/// partition's watermark (or below the capability, if an idle partition wakes up behind it)
+/// go to the late output. When every partition is done the capabilities are dropped.
+#[allow(clippy::too_many_arguments)]
+pub fn partitioned_source<'scope>(
+    scope: Scope<'scope, u64>,
+    name: &str,
+    mut readers: Vec<Box<dyn PartitionReader>>,
+    options: SourceOptions,
+    counters: Arc<Counters>,
+    clock: Option<(WatermarkClock, usize)>,
+    errors: ErrorSlot,
+) -> SourceStreams<'scope> {
+    let mut builder = OperatorBuilder::new(name.to_owned(), scope);
+    let info = builder.operator_info();
+    let activator = scope.activator_for(info.address);
+    let (ev_out, events) = builder.new_output::<Vec<Event>>();
+    let (late_out, late) = builder.new_output::<Vec<LateEvent>>();
+    let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
+    let mut ev_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Event>>>::from(ev_out);
+    let mut late_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<LateEvent>>>::from(late_out);
+    let mut dead_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dead_out);
+
+    builder.build(move |caps| {
+        let mut caps = Some(caps);
+        let mut marks = Watermarks::new(readers.len(), options.lateness_ms, options.idle_timeout);
+        let mut batch = SourceBatch::default();
+        let mut late_buf: Vec<LateEvent> = Vec::new();
+        move |_frontiers| {
+            let Some(held) = caps.as_mut() else { return };
+            let started = Instant::now();
+            let floor = *held[0].time();
+            let mut progressed = false;
+            let mut failure: Option<SourceError> = None;
+            {
+                let mut ev_out = ev_out.activate();
+                let mut late_out = late_out.activate();
+                let mut dead_out = dead_out.activate();
+                for (part, reader) in readers.iter_mut().enumerate() {
+                    if marks.is_done(part) {
+                        continue;
+                    }
+                    batch.events.clear();
+                    batch.dead.clear();
+                    match reader.poll(&mut batch) {
+                        Ok(Poll::Ready) => {
+                            marks.active(part);
+                            progressed = true;
+                        }
+                        Ok(Poll::Pending) => marks.quiet(part, started),
+                        Ok(Poll::Done) => marks.finish(part),
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    let read = (batch.events.len() + batch.dead.len()) as u64;
+                    Counters::add(&counters.records_in, read);
+                    if !batch.dead.is_empty() {
+                        if options.policy == BadRecordPolicy::Fail {
+                            let d = &batch.dead[0];
+                            failure = Some(SourceError::fatal(
+                                d.source.clone(),
+                                format!("bad record at {}: {} (policy is fail)", d.position, d.reason),
+                            ));
+                            Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
+                            dead_out.session(&held[2]).give_container(&mut batch.dead);
+                            break;
+                        }
+                        Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
+                        dead_out.session(&held[2]).give_container(&mut batch.dead);
+                    }
+                    if batch.events.is_empty() {
+                        continue;
+                    }
+                    // Split off late events in place, tracking the running watermark.
+                    let lateness = marks.lateness();
+                    let mut max_ts = marks.max_ts(part).unwrap_or(0);
+                    let mut mark = marks.watermark(part).max(floor);
+                    let mut kept = 0;
+                    for i in 0..batch.events.len() {
+                        let e = batch.events[i];
+                        if e.ts < mark {
+                            late_buf.push(LateEvent { event: e, watermark: mark });
+                        } else {
+                            if e.ts > max_ts {
+                                max_ts = e.ts;
+                                mark = max_ts.saturating_sub(lateness).max(floor);
+                            }
+                            batch.events[kept] = e;
+                            kept += 1;
+                        }
+                    }
+                    batch.events.truncate(kept);
+                    if kept > 0 {
+                        marks.observe(part, max_ts);
+                        ev_out.session(&held[0]).give_container(&mut batch.events);
+                    }
+                    if !late_buf.is_empty() {
+                        Counters::add(&counters.late, late_buf.len() as u64);
+                        late_out.session(&held[1]).give_container(&mut late_buf);
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                let mut slot = errors.lock().unwrap_or_else(PoisonError::into_inner);
+                slot.get_or_insert(e);
+                caps = None;
+                if let Some((clock, w)) = &clock {
+                    clock.advance(*w, u64::MAX, started);
+                }
+                return;
+            }
+            if marks.all_done() {
+                caps = None;
+                if let Some((clock, w)) = &clock {
+                    clock.advance(*w, u64::MAX, started);
+                }
+                return;
+            }
+            let now = Instant::now();
+            if let Some(front) = marks.frontier(now) {
+                if front > floor {
+                    for cap in held.iter_mut() {
+                        cap.downgrade(&front);
+                    }
+                    if let Some((clock, w)) = &clock {
+                        clock.advance(*w, front, started);
+                    }
+                }
+            }
+            if progressed {
+                activator.activate();
+            } else {
+                // Live partitions are quiet: come back soon, and no later than when one turns idle.
+                let nap = Duration::from_millis(2);
+                let nap = marks.next_idle_deadline(now).map_or(nap, |d| d.min(nap));
+                activator.activate_after(nap);
+            }
+        }
+    });
+
+    SourceStreams { events, late, dead }
+}
+
+/// A reader over events already in memory, in chunks; for tests, benchmarks and examples.
+#[derive(Debug)]
+pub struct VecReader {
+    events: std::vec::IntoIter<Event>,
+    chunk: usize,
+}
+
+impl VecReader {
+    /// Reads `events` in chunks of `chunk`.
+    pub fn new(events: Vec<Event>, chunk: usize) -> Self {
+        VecReader { events: events.into_iter(), chunk: chunk.max(1) }
+    }
+}
+
+impl PartitionReader for VecReader {
+    fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
+        out.events.extend(self.events.by_ref().take(self.chunk));
+        Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready })
+    }
+}

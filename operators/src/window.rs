@@ -1,0 +1,336 @@
+//! Event-time tumbling and sliding windows per device and metric.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::StreamVec;
+
+use crate::event::{DeviceId, Event, MetricId};
+use crate::hash::IdHashMap;
+use crate::metrics::Counters;
+
+/// Window shape: `size` long, a new one every `hop` (tumbling when `hop == size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    /// Length in ms.
+    pub size_ms: u64,
+    /// Distance between window starts in ms.
+    pub hop_ms: u64,
+}
+
+/// A window specification that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowSpecError {
+    /// Zero-length windows or hops.
+    #[error("window size and hop must be positive (size {size_ms} ms, hop {hop_ms} ms)")]
+    Zero {
+        /// Size.
+        size_ms: u64,
+        /// Hop.
+        hop_ms: u64,
+    },
+    /// Every event must fall into a whole number of windows.
+    #[error("window size {size_ms} ms must be a multiple of the hop {hop_ms} ms")]
+    NotMultiple {
+        /// Size.
+        size_ms: u64,
+        /// Hop.
+        hop_ms: u64,
+    },
+}
+
+impl WindowSpec {
+    /// Non-overlapping windows of `size_ms`.
+    pub fn tumbling(size_ms: u64) -> Result<Self, WindowSpecError> {
+        Self::sliding(size_ms, size_ms)
+    }
+
+    /// Windows of `size_ms` starting every `hop_ms`.
+    pub fn sliding(size_ms: u64, hop_ms: u64) -> Result<Self, WindowSpecError> {
+        if size_ms == 0 || hop_ms == 0 {
+            return Err(WindowSpecError::Zero { size_ms, hop_ms });
+        }
+        if size_ms % hop_ms != 0 {
+            return Err(WindowSpecError::NotMultiple { size_ms, hop_ms });
+        }
+        Ok(WindowSpec { size_ms, hop_ms })
+    }
+
+    /// Start times of the windows containing `ts`, oldest first.
+    #[inline]
+    pub fn starts(&self, ts: u64) -> impl Iterator<Item = u64> {
+        let last = ts - ts % self.hop_ms;
+        let span = self.size_ms - self.hop_ms;
+        let first = last.saturating_sub(span);
+        let first = first + (self.hop_ms - first % self.hop_ms) % self.hop_ms;
+        (first..=last).step_by(self.hop_ms as usize)
+    }
+}
+
+/// Running statistics of one window (Welford's online mean and variance).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Agg {
+    count: u64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    m2: f64,
+    first: (u64, u64, f64),
+    last: (u64, u64, f64),
+}
+
+impl Agg {
+    fn new(e: &Event) -> Self {
+        let point = (e.ts, e.seq, e.value);
+        Agg { count: 1, min: e.value, max: e.value, mean: e.value, m2: 0.0, first: point, last: point }
+    }
+
+    #[inline]
+    fn add(&mut self, e: &Event) {
+        let v = e.value;
+        self.count += 1;
+        let delta = v - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (v - self.mean);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        // Ties on time break on seq then value, so the result does not depend on arrival order.
+        let point = (e.ts, e.seq, e.value);
+        if key_lt(point, self.first) {
+            self.first = point;
+        }
+        if key_lt(self.last, point) {
+            self.last = point;
+        }
+    }
+}
+
+#[inline]
+fn key_lt(a: (u64, u64, f64), b: (u64, u64, f64)) -> bool {
+    (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)).is_lt()
+}
+
+/// Rounds to 12 significant digits. Floating-point sums depend on arrival order, which depends
+/// on how input is split over workers; rounding makes a window's result the same whatever the
+/// worker count (the dropped digits are below f64's accumulated error anyway).
+pub fn canonical(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let digits = 11 - x.abs().log10().floor() as i32;
+    if !(-300..=300).contains(&digits) {
+        return x;
+    }
+    let scale = 10f64.powi(digits);
+    let r = (x * scale).round() / scale;
+    if r.is_finite() {
+        r
+    } else {
+        x
+    }
+}
+
+/// The closed result of one window for one device and metric.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowAgg {
+    /// Device.
+    pub device: DeviceId,
+    /// Metric.
+    pub metric: MetricId,
+    /// Window start (inclusive), ms.
+    pub start: u64,
+    /// Window end (exclusive), ms.
+    pub end: u64,
+    /// Number of events.
+    pub count: u64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean value.
+    pub mean: f64,
+    /// Population variance.
+    pub variance: f64,
+    /// Value of the earliest event.
+    pub first: f64,
+    /// Value of the latest event.
+    pub last: f64,
+}
+
+/// Which number of a window a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Field {
+    /// Number of events.
+    Count,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Mean.
+    Mean,
+    /// Population variance.
+    Variance,
+    /// Standard deviation.
+    Stddev,
+    /// Earliest value.
+    First,
+    /// Latest value.
+    Last,
+}
+
+impl Field {
+    /// The field's name as written in rules files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Count => "count",
+            Field::Min => "min",
+            Field::Max => "max",
+            Field::Mean => "mean",
+            Field::Variance => "variance",
+            Field::Stddev => "stddev",
+            Field::First => "first",
+            Field::Last => "last",
+        }
+    }
+}
+
+impl WindowAgg {
+    /// The value of `field`.
+    pub fn field(&self, field: Field) -> f64 {
+        match field {
+            Field::Count => self.count as f64,
+            Field::Min => self.min,
+            Field::Max => self.max,
+            Field::Mean => self.mean,
+            Field::Variance => self.variance,
+            Field::Stddev => canonical(self.variance.sqrt()),
+            Field::First => self.first,
+            Field::Last => self.last,
+        }
+    }
+}
+
+/// Extension trait: event-time windows per device and metric.
+pub trait Windows<'scope> {
+    /// Groups events into `spec` windows per (device, metric) and emits each window's
+    /// [`WindowAgg`] once the input frontier passes its end (never on arrival or wall-clock
+    /// time), at time `end - 1`, sorted by key. Exchanges by device.
+    ///
+    /// # Examples
+    /// ```
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use sensorflow_operators::{Counters, DeviceId, Event, MetricId, WindowAgg, WindowSpec, Windows};
+    ///
+    /// let out = timely::example(|scope| {
+    ///     let ev = |ts, value| Event { device: DeviceId(1), metric: MetricId(2), ts, value, seq: ts };
+    ///     vec![ev(0, 1.0), ev(500, 3.0), ev(1000, 10.0)]
+    ///         .to_stream(scope)
+    ///         .container::<Vec<_>>()
+    ///         .windows(WindowSpec::tumbling(1000).unwrap(), Counters::shared())
+    ///         .capture()
+    /// });
+    /// let wins: Vec<WindowAgg> = sensorflow_operators::testing::captured(&out);
+    /// assert_eq!(wins.len(), 2);
+    /// assert_eq!((wins[0].start, wins[0].count, wins[0].mean), (0, 2, 2.0));
+    /// assert_eq!((wins[1].start, wins[1].max), (1000, 10.0));
+    /// ```
+    fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>;
+}
+
+type WindowState = (Capability<u64>, IdHashMap<(u64, u64), Agg>);
+
+impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
+    fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg> {
+        let exchange = Exchange::new(|e: &Event| e.device.0);
+        self.unary_frontier(exchange, "Windows", move |_cap, _info| {
+            let mut open: BTreeMap<u64, WindowState> = BTreeMap::new();
+            let mut out_buf: Vec<WindowAgg> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(&floor) = cap.least() else { return };
+                    for batch in data {
+                        for e in batch.drain(..) {
+                            for start in spec.starts(e.ts) {
+                                let end = start + spec.size_ms;
+                                // Batches are stamped at or below their events' times, so
+                                // `end - 1 >= floor` holds for every on-time event.
+                                let at = (end - 1).max(floor);
+                                let (_, aggs) = open
+                                    .entry(end)
+                                    .or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()));
+                                aggs.entry((e.device.0, e.metric.0))
+                                    .and_modify(|a| a.add(&e))
+                                    .or_insert_with(|| Agg::new(&e));
+                            }
+                        }
+                    }
+                });
+                while let Some(entry) = open.first_entry() {
+                    if frontier.less_equal(entry.get().0.time()) {
+                        break;
+                    }
+                    let end = *entry.key();
+                    let (cap, aggs) = entry.remove();
+                    out_buf.extend(aggs.into_iter().map(|((d, m), a)| WindowAgg {
+                        device: DeviceId(d),
+                        metric: MetricId(m),
+                        start: end - spec.size_ms,
+                        end,
+                        count: a.count,
+                        min: a.min,
+                        max: a.max,
+                        mean: canonical(a.mean),
+                        variance: canonical(a.m2 / a.count as f64),
+                        first: a.first.2,
+                        last: a.last.2,
+                    }));
+                    out_buf.sort_unstable_by_key(|w| (w.device, w.metric));
+                    Counters::add(&counters.windows_closed, out_buf.len() as u64);
+                    output.session(&cap).give_container(&mut out_buf);
+                    out_buf.clear();
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumbling_starts() {
+        let w = WindowSpec::tumbling(1000).unwrap();
+        assert_eq!(w.starts(0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.starts(999).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.starts(1000).collect::<Vec<_>>(), vec![1000]);
+    }
+
+    #[test]
+    fn sliding_starts_cover_the_event() {
+        let w = WindowSpec::sliding(1000, 250).unwrap();
+        assert_eq!(w.starts(1100).collect::<Vec<_>>(), vec![250, 500, 750, 1000]);
+        assert_eq!(w.starts(100).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.starts(600).collect::<Vec<_>>(), vec![0, 250, 500]);
+        assert_eq!(w.starts(1000).collect::<Vec<_>>(), vec![250, 500, 750, 1000]);
+    }
+
+    #[test]
+    fn bad_specs_are_errors() {
+        assert!(WindowSpec::tumbling(0).is_err());
+        assert!(WindowSpec::sliding(1000, 300).is_err());
+    }
+
+    #[test]
+    fn canonical_rounds_to_twelve_digits() {
+        assert_eq!(canonical(0.1 + 0.2), 0.3);
+        assert_eq!(canonical(123_456.789_012_345_6), 123_456.789_012);
+        assert_eq!(canonical(-2.5e-7), -2.5e-7);
+        assert_eq!(canonical(0.0), 0.0);
+        assert!(canonical(f64::NAN).is_nan());
+    }
+}

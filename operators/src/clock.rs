@@ -23,7 +23,10 @@ impl WatermarkClock {
     /// A clock for `workers` local source workers.
     pub fn new(workers: usize) -> Self {
         let workers = (0..workers).map(|_| Mutex::new(VecDeque::new())).collect();
-        WatermarkClock { origin: Instant::now(), workers: Arc::new(workers) }
+        WatermarkClock {
+            origin: Instant::now(),
+            workers: Arc::new(workers),
+        }
     }
 
     /// Nanoseconds since the clock's origin.
@@ -37,7 +40,9 @@ impl WatermarkClock {
 
     /// Records that local worker `worker`'s source frontier reached `time` for input ingested at `at`.
     pub fn advance(&self, worker: usize, time: u64, at: Instant) {
-        let Some(slot) = self.workers.get(worker) else { return };
+        let Some(slot) = self.workers.get(worker) else {
+            return;
+        };
         let mut q = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if q.back().is_none_or(|&(t, _)| t < time) {
             q.push_back((time, self.nanos(at)));

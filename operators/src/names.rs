@@ -34,7 +34,10 @@ impl Names {
 
     /// How many names are recorded.
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no name is recorded.
@@ -94,7 +97,11 @@ pub struct Interner {
 impl Interner {
     /// A local front for `shared`.
     pub fn new(shared: Names) -> Self {
-        Interner { shared, seen: IdHashSet::default(), collisions: 0 }
+        Interner {
+            shared,
+            seen: IdHashSet::default(),
+            collisions: 0,
+        }
     }
 
     /// The id of `name`, recording the name on first sight.

@@ -1,5 +1,6 @@
 //! The one shape every source has: partitions read by a worker, stamped with event time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,11 @@ pub struct SourceError {
 impl SourceError {
     /// A permanent error.
     pub fn fatal(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        SourceError { source_name: source_name.into(), message: message.into(), retryable: false }
+        SourceError {
+            source_name: source_name.into(),
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -85,7 +90,11 @@ pub struct SourceOptions {
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions { lateness_ms: 0, idle_timeout: Duration::from_secs(5), policy: BadRecordPolicy::DeadLetter }
+        SourceOptions {
+            lateness_ms: 0,
+            idle_timeout: Duration::from_secs(5),
+            policy: BadRecordPolicy::DeadLetter,
+        }
     }
 }
 
@@ -103,6 +112,19 @@ pub struct SourceStreams<'scope> {
 /// Where a source reports a fatal error; the run checks it once the dataflow ends.
 pub type ErrorSlot = Arc<Mutex<Option<SourceError>>>;
 
+/// What a source shares with the rest of the process.
+#[derive(Clone, Debug, Default)]
+pub struct SourceContext {
+    /// Counters to add to.
+    pub counters: Arc<Counters>,
+    /// Where to record watermark moves for latency, with this worker's local index.
+    pub clock: Option<(WatermarkClock, usize)>,
+    /// Where to put a fatal error.
+    pub errors: ErrorSlot,
+    /// Set to end the source early (run time limit, shutdown): it drops its capabilities.
+    pub stop: Arc<AtomicBool>,
+}
+
 /// Builds a source operator reading `readers` (this worker's partitions).
 ///
 /// Every batch is sent at the source's current capability, the least watermark over its
@@ -110,16 +132,19 @@ pub type ErrorSlot = Arc<Mutex<Option<SourceError>>>;
 /// and windows can close as soon as the frontier passes their end. Events below their
 /// partition's watermark (or below the capability, if an idle partition wakes up behind it)
 /// go to the late output. When every partition is done the capabilities are dropped.
-#[allow(clippy::too_many_arguments)]
 pub fn partitioned_source<'scope>(
     scope: Scope<'scope, u64>,
     name: &str,
     mut readers: Vec<Box<dyn PartitionReader>>,
     options: SourceOptions,
-    counters: Arc<Counters>,
-    clock: Option<(WatermarkClock, usize)>,
-    errors: ErrorSlot,
+    ctx: SourceContext,
 ) -> SourceStreams<'scope> {
+    let SourceContext {
+        counters,
+        clock,
+        errors,
+        stop,
+    } = ctx;
     let mut builder = OperatorBuilder::new(name.to_owned(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(info.address);
@@ -127,8 +152,10 @@ pub fn partitioned_source<'scope>(
     let (late_out, late) = builder.new_output::<Vec<LateEvent>>();
     let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
     let mut ev_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Event>>>::from(ev_out);
-    let mut late_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<LateEvent>>>::from(late_out);
-    let mut dead_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dead_out);
+    let mut late_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<LateEvent>>>::from(late_out);
+    let mut dead_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dead_out);
 
     builder.build(move |caps| {
         let mut caps = Some(caps);
@@ -170,7 +197,10 @@ pub fn partitioned_source<'scope>(
                             let d = &batch.dead[0];
                             failure = Some(SourceError::fatal(
                                 d.source.clone(),
-                                format!("bad record at {}: {} (policy is fail)", d.position, d.reason),
+                                format!(
+                                    "bad record at {}: {} (policy is fail)",
+                                    d.position, d.reason
+                                ),
                             ));
                             Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
                             dead_out.session(&held[2]).give_container(&mut batch.dead);
@@ -190,7 +220,10 @@ pub fn partitioned_source<'scope>(
                     for i in 0..batch.events.len() {
                         let e = batch.events[i];
                         if e.ts < mark {
-                            late_buf.push(LateEvent { event: e, watermark: mark });
+                            late_buf.push(LateEvent {
+                                event: e,
+                                watermark: mark,
+                            });
                         } else {
                             if e.ts > max_ts {
                                 max_ts = e.ts;
@@ -220,7 +253,7 @@ pub fn partitioned_source<'scope>(
                 }
                 return;
             }
-            if marks.all_done() {
+            if marks.all_done() || stop.load(Ordering::Relaxed) {
                 caps = None;
                 if let Some((clock, w)) = &clock {
                     clock.advance(*w, u64::MAX, started);
@@ -262,13 +295,20 @@ pub struct VecReader {
 impl VecReader {
     /// Reads `events` in chunks of `chunk`.
     pub fn new(events: Vec<Event>, chunk: usize) -> Self {
-        VecReader { events: events.into_iter(), chunk: chunk.max(1) }
+        VecReader {
+            events: events.into_iter(),
+            chunk: chunk.max(1),
+        }
     }
 }
 
 impl PartitionReader for VecReader {
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         out.events.extend(self.events.by_ref().take(self.chunk));
-        Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready })
+        Ok(if out.events.is_empty() {
+            Poll::Done
+        } else {
+            Poll::Ready
+        })
     }
 }

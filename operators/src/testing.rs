@@ -13,7 +13,9 @@ where
     let mut out = Vec::new();
     for event in rx.try_iter() {
         if let CaptureEvent::Messages(stamp, data) = event {
-            let Some(t) = stamp.iter().min().cloned() else { continue };
+            let Some(t) = stamp.iter().min().cloned() else {
+                continue;
+            };
             out.extend(data.into_iter().map(|d| (t.clone(), d)));
         }
     }
@@ -22,5 +24,8 @@ where
 
 /// All records a `capture()`d stream produced, in arrival order.
 pub fn captured<T: Clone + Ord, D>(rx: &Receiver<CaptureEvent<T, Vec<D>>>) -> Vec<D> {
-    captured_with_times(rx).into_iter().map(|(_, d)| d).collect()
+    captured_with_times(rx)
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
 }

@@ -27,8 +27,16 @@ pub struct Watermarks {
 impl Watermarks {
     /// Clocks for `partitions` partitions.
     pub fn new(partitions: usize, lateness_ms: u64, idle_timeout: Duration) -> Self {
-        let part = PartitionClock { max_ts: None, quiet_since: None, done: false };
-        Watermarks { lateness: lateness_ms, idle_timeout, parts: vec![part; partitions] }
+        let part = PartitionClock {
+            max_ts: None,
+            quiet_since: None,
+            done: false,
+        };
+        Watermarks {
+            lateness: lateness_ms,
+            idle_timeout,
+            parts: vec![part; partitions],
+        }
     }
 
     /// The allowed lateness in ms.
@@ -39,7 +47,9 @@ impl Watermarks {
     /// The partition's own watermark (0 before it produced anything).
     #[inline]
     pub fn watermark(&self, part: usize) -> u64 {
-        self.parts[part].max_ts.map_or(0, |m| m.saturating_sub(self.lateness))
+        self.parts[part]
+            .max_ts
+            .map_or(0, |m| m.saturating_sub(self.lateness))
     }
 
     /// The largest event time the partition produced.
@@ -117,7 +127,11 @@ mod tests {
         let mut w = Watermarks::new(2, 100, Duration::from_secs(1));
         let now = Instant::now();
         w.observe(0, 1_000);
-        assert_eq!(w.frontier(now), Some(0), "partition 1 has produced nothing yet");
+        assert_eq!(
+            w.frontier(now),
+            Some(0),
+            "partition 1 has produced nothing yet"
+        );
         w.observe(1, 5_000);
         assert_eq!(w.frontier(now), Some(900));
         w.finish(0);
@@ -136,7 +150,11 @@ mod tests {
         assert_eq!(w.frontier(t0), Some(0), "quiet but not yet idle");
         assert_eq!(w.next_idle_deadline(t0), Some(Duration::from_millis(50)));
         let later = t0 + Duration::from_millis(60);
-        assert_eq!(w.frontier(later), Some(10_000), "idle partition no longer holds it");
+        assert_eq!(
+            w.frontier(later),
+            Some(10_000),
+            "idle partition no longer holds it"
+        );
         w.active(1);
         assert_eq!(w.frontier(later), Some(0), "woken partition holds it again");
     }

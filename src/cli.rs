@@ -1,0 +1,294 @@
+//! The command line. Flags override the `--config` file, which overrides built-in defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sensorflow::config::{AlertOutput, RunConfig};
+use sensorflow::connectors::simulator::SimConfig;
+use sensorflow::connectors::SourceConfig;
+use sensorflow::duration::parse_ms;
+use sensorflow_operators::BadRecordPolicy;
+
+/// Event-time stream processing for IoT sensor telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "sensorflow", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline: source → de-duplicate → windows → threshold rules → alerts.
+    /// With no arguments: the simulator (1,000 devices, seed 42, 10 minutes of event time)
+    /// through 10 s windows and the built-in rules, alerts on stdout, summary on stderr.
+    Run(RunArgs),
+    /// Write the simulator's output as a labelled dataset (JSON lines or CSV + labels JSON).
+    Simulate(SimulateArgs),
+}
+
+/// Input kinds.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SourceKind {
+    /// Built-in device simulator.
+    Simulator,
+    /// JSON-lines files (`--input`).
+    Jsonl,
+    /// CSV files with a header (`--input`).
+    Csv,
+    /// A NAB corpus directory (`--input`).
+    Nab,
+}
+
+/// Simulator settings shared by `run` and `simulate`.
+#[derive(Debug, Args, Default)]
+pub struct SimArgs {
+    /// Simulated devices.
+    #[arg(long)]
+    pub devices: Option<u64>,
+    /// Simulator seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Event-time span to simulate (e.g. 10m, 1h).
+    #[arg(long, value_parser = parse_ms)]
+    pub span: Option<u64>,
+    /// Sample interval per device and metric (e.g. 1s, 100ms).
+    #[arg(long, value_parser = parse_ms)]
+    pub interval: Option<u64>,
+    /// Expected anomalies per series-hour.
+    #[arg(long)]
+    pub anomaly_rate: Option<f64>,
+    /// Comma-separated metrics (temperature, humidity, vibration).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
+}
+
+impl SimArgs {
+    fn apply(&self, sim: &mut SimConfig) {
+        if let Some(v) = self.devices {
+            sim.devices = v;
+        }
+        if let Some(v) = self.seed {
+            sim.seed = v;
+        }
+        if let Some(v) = self.span {
+            sim.span_ms = v;
+        }
+        if let Some(v) = self.interval {
+            sim.interval_ms = v;
+        }
+        if let Some(v) = self.anomaly_rate {
+            sim.anomaly_rate_per_hour = v;
+        }
+        if let Some(v) = &self.metrics {
+            sim.metrics = v.clone();
+        }
+    }
+}
+
+/// `sensorflow run`.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML file with any of these settings (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Input kind.
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+    /// Input files (jsonl, csv) or corpus directory (nab).
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Worker threads.
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// Window length (e.g. 10s).
+    #[arg(long, value_parser = parse_ms)]
+    pub window: Option<u64>,
+    /// Window hop for sliding windows (default: tumbling).
+    #[arg(long, value_parser = parse_ms)]
+    pub hop: Option<u64>,
+    /// Allowed lateness per source partition (e.g. 2s).
+    #[arg(long, value_parser = parse_ms)]
+    pub lateness: Option<u64>,
+    /// Quiet-partition idle timeout (e.g. 5s).
+    #[arg(long, value_parser = parse_ms)]
+    pub idle_timeout: Option<u64>,
+    /// Rules file (TOML); reloaded when it changes.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Do not reload the rules file when it changes.
+    #[arg(long)]
+    pub no_reload: bool,
+    /// Alert output: `stdout`, `none`, or a file path (appended, de-duplicated by alert id).
+    #[arg(long)]
+    pub alerts: Option<String>,
+    /// Write dead letters (bad records with reason and raw input) to this JSON-lines file.
+    #[arg(long)]
+    pub dead_letters: Option<PathBuf>,
+    /// Write late events to this JSON-lines file.
+    #[arg(long)]
+    pub late_events: Option<PathBuf>,
+    /// On a bad record: divert it to the dead letters (default) or fail the run.
+    #[arg(long, value_enum)]
+    pub on_bad_record: Option<Policy>,
+    /// Stop the simulator after this many events in total.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Stop after this much wall-clock time (e.g. 30s).
+    #[arg(long, value_parser = parse_ms)]
+    pub duration: Option<u64>,
+    /// Pace the simulator in real time, times this factor (e.g. 1, 60).
+    #[arg(long)]
+    pub realtime: Option<f64>,
+    /// Do not print the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Simulator settings.
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// Bad-record policies.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Policy {
+    /// Stop with an error.
+    Fail,
+    /// Divert and count.
+    DeadLetter,
+}
+
+impl RunArgs {
+    /// Builds the run configuration: defaults, then the config file, then flags.
+    pub fn into_config(self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                RunConfig::from_toml(&text)?
+            }
+            None => RunConfig::default(),
+        };
+        if let Some(kind) = self.source {
+            c.source = match kind {
+                SourceKind::Simulator => match c.source {
+                    SourceConfig::Simulator(s) => SourceConfig::Simulator(s),
+                    _ => SourceConfig::Simulator(SimConfig::default()),
+                },
+                SourceKind::Jsonl => SourceConfig::Jsonl {
+                    paths: self.input.clone(),
+                },
+                SourceKind::Csv => SourceConfig::Csv {
+                    paths: self.input.clone(),
+                },
+                SourceKind::Nab => match self.input.as_slice() {
+                    [root] => SourceConfig::Nab { root: root.clone() },
+                    _ => bail!("--source nab takes exactly one --input directory"),
+                },
+            };
+        } else if !self.input.is_empty() {
+            bail!("--input needs --source jsonl|csv|nab");
+        }
+        match &c.source {
+            SourceConfig::Jsonl { paths } | SourceConfig::Csv { paths } if paths.is_empty() => {
+                bail!(
+                    "--source {} needs at least one --input file",
+                    c.source.name()
+                )
+            }
+            _ => {}
+        }
+        if let SourceConfig::Simulator(sim) = &mut c.source {
+            self.sim.apply(sim);
+            if let Some(speed) = self.realtime {
+                sim.realtime_speed = Some(speed);
+            }
+        } else if self.realtime.is_some() || self.sim.devices.is_some() || self.sim.seed.is_some() {
+            bail!("simulator flags (--realtime, --devices, --seed, ...) need --source simulator");
+        }
+        if let Some(v) = self.workers {
+            c.workers = v;
+        }
+        if let Some(v) = self.window {
+            c.window = v;
+        }
+        if let Some(v) = self.hop {
+            c.hop = v;
+        }
+        if let Some(v) = self.lateness {
+            c.lateness = v;
+        }
+        if let Some(v) = self.idle_timeout {
+            c.idle_timeout = v;
+        }
+        if let Some(v) = self.rules {
+            c.rules = Some(v);
+        }
+        if self.no_reload {
+            c.reload_rules = false;
+        }
+        if let Some(a) = self.alerts {
+            c.alerts = match a.as_str() {
+                "stdout" | "-" => AlertOutput::Stdout,
+                "none" => AlertOutput::None,
+                path => AlertOutput::File(path.into()),
+            };
+        }
+        if let Some(v) = self.dead_letters {
+            c.dead_letters = Some(v);
+        }
+        if let Some(v) = self.late_events {
+            c.late_events = Some(v);
+        }
+        if let Some(p) = self.on_bad_record {
+            c.on_bad_record = match p {
+                Policy::Fail => BadRecordPolicy::Fail,
+                Policy::DeadLetter => BadRecordPolicy::DeadLetter,
+            };
+        }
+        if let Some(v) = self.events {
+            c.max_events = Some(v);
+        }
+        if let Some(v) = self.duration {
+            c.duration = Some(v);
+        }
+        if self.quiet {
+            c.summary = false;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// `sensorflow simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Dataset file to write (`.csv` for CSV, anything else for JSON lines).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Ground-truth labels file (default: beside the dataset, `<name>.labels.json`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Pace in real time, times this factor.
+    #[arg(long)]
+    pub realtime: Option<f64>,
+    /// Simulator settings.
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+impl SimulateArgs {
+    /// The simulator configuration.
+    pub fn sim_config(&self) -> SimConfig {
+        let mut sim = SimConfig::default();
+        self.sim.apply(&mut sim);
+        sim.realtime_speed = self.realtime;
+        sim
+    }
+}

@@ -1,0 +1,185 @@
+//! The run configuration: a plain validated struct the engine reads. Built-in defaults are
+//! overridden by a TOML file (`--config`), which is overridden by command-line flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sensorflow_operators::{BadRecordPolicy, SourceOptions, WindowSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::connectors::parse::Limits;
+use crate::connectors::SourceConfig;
+use crate::duration::serde_ms;
+use crate::Error;
+
+/// Where alerts go.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertOutput {
+    /// JSON lines on standard output.
+    #[default]
+    Stdout,
+    /// Appended as JSON lines to a file; keys already in the file are not written again.
+    File(PathBuf),
+    /// Counted only.
+    None,
+}
+
+/// Everything `sensorflow run` needs. Every field can be set in the TOML file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The input.
+    pub source: SourceConfig,
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// Window length, ms (`"10s"` in files).
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub window: u64,
+    /// Window hop, ms; 0 or equal to `window` means tumbling.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub hop: u64,
+    /// Allowed lateness per source partition, ms.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub lateness: u64,
+    /// A partition with nothing to read for this long stops holding the watermark, ms.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub idle_timeout: u64,
+    /// What to do with records that fail to parse.
+    pub on_bad_record: BadRecordPolicy,
+    /// Largest accepted |value|.
+    pub max_abs_value: f64,
+    /// Rules file; `None` uses the built-in default rules.
+    pub rules: Option<PathBuf>,
+    /// Re-read the rules file when it changes.
+    pub reload_rules: bool,
+    /// Alert destination.
+    pub alerts: AlertOutput,
+    /// Dead-letter file (JSON lines); without one, the first few go to stderr.
+    pub dead_letters: Option<PathBuf>,
+    /// Late-event file (JSON lines); without one, late events are only counted.
+    pub late_events: Option<PathBuf>,
+    /// Stop after this many source records (simulator).
+    pub max_events: Option<u64>,
+    /// Stop after this much wall-clock time, ms.
+    #[serde(deserialize_with = "opt_ms")]
+    pub duration: Option<u64>,
+    /// Print the summary table at the end.
+    pub summary: bool,
+}
+
+fn opt_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    serde_ms::deserialize(d).map(Some)
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            source: SourceConfig::default(),
+            workers: 1,
+            window: 10_000,
+            hop: 0,
+            lateness: 0,
+            idle_timeout: 5_000,
+            on_bad_record: BadRecordPolicy::DeadLetter,
+            max_abs_value: Limits::default().max_abs_value,
+            rules: None,
+            reload_rules: true,
+            alerts: AlertOutput::Stdout,
+            dead_letters: None,
+            late_events: None,
+            max_events: None,
+            duration: None,
+            summary: true,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML config file over the defaults.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))
+    }
+
+    /// The window shape.
+    pub fn window_spec(&self) -> Result<WindowSpec, Error> {
+        let hop = if self.hop == 0 { self.window } else { self.hop };
+        WindowSpec::sliding(self.window, hop).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Source settings.
+    pub fn source_options(&self) -> SourceOptions {
+        SourceOptions {
+            lateness_ms: self.lateness,
+            idle_timeout: Duration::from_millis(self.idle_timeout),
+            policy: self.on_bad_record,
+        }
+    }
+
+    /// Checks everything that can be checked before starting.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(Error::Config(format!(
+                "workers must be 1..=1024, got {}",
+                self.workers
+            )));
+        }
+        self.window_spec()?;
+        if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {
+            return Err(Error::Config(
+                "max_abs_value must be a positive number".into(),
+            ));
+        }
+        if let SourceConfig::Simulator(sim) = &self.source {
+            sim.validate().map_err(|e| Error::Config(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_over_defaults() {
+        let c = RunConfig::from_toml(
+            r#"
+            workers = 2
+            window = "1s"
+            hop = "250ms"
+            alerts = { file = "out.jsonl" }
+            [source]
+            kind = "simulator"
+            devices = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!((c.workers, c.window, c.hop), (2, 1000, 250));
+        assert_eq!(c.alerts, AlertOutput::File("out.jsonl".into()));
+        let SourceConfig::Simulator(sim) = &c.source else {
+            panic!("expected simulator")
+        };
+        assert_eq!(sim.devices, 10);
+        assert_eq!(sim.seed, 42, "unset simulator fields keep their defaults");
+        assert_eq!(c.idle_timeout, RunConfig::default().idle_timeout);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(RunConfig::from_toml("wokers = 2").is_err());
+        assert!(RunConfig::from_toml("[source]\nkind = \"simulator\"\ndevcies = 3").is_err());
+        assert!(RunConfig::from_toml("window = \"10 parsecs\"").is_err());
+        let c = RunConfig {
+            window: 1000,
+            hop: 300,
+            ..RunConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = RunConfig {
+            workers: 0,
+            ..RunConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! JSON-lines and CSV files: each file is split into byte ranges, one per worker.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use sensorflow_operators::{Event, PartitionReader};
+
+use super::lines::{split_ranges, LineParser, LineReader};
+use super::parse::{parse_json, CsvColumns, EventBuilder, Reject};
+use super::{ConnectorError, ReaderContext};
+
+/// Longest accepted line, bytes; longer lines are dead-lettered.
+pub const MAX_LINE: usize = 1 << 20;
+
+struct JsonLines(EventBuilder);
+
+impl LineParser for JsonLines {
+    #[inline]
+    fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
+        parse_json(line, &mut self.0)
+    }
+}
+
+struct CsvLines(CsvColumns, EventBuilder);
+
+impl LineParser for CsvLines {
+    fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
+        self.0.parse(line, &mut self.1)
+    }
+}
+
+fn file_len(path: &Path) -> Result<u64, ConnectorError> {
+    let meta = std::fs::metadata(path).map_err(|e| ConnectorError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ConnectorError::Config(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    Ok(meta.len())
+}
+
+/// This worker's ranges of every JSON-lines file in `paths`.
+pub fn jsonl_readers(
+    paths: &[PathBuf],
+    ctx: &ReaderContext,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
+    for path in paths {
+        let len = file_len(path)?;
+        let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
+        readers.push(Box::new(LineReader::new(
+            path,
+            start,
+            end,
+            false,
+            MAX_LINE,
+            JsonLines(ctx.builder()),
+        )));
+    }
+    Ok(readers)
+}
+
+/// Reads the header line of a CSV file.
+pub fn read_header(path: &Path) -> Result<Vec<u8>, ConnectorError> {
+    let file = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
+    let mut header = Vec::new();
+    BufReader::new(file)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut header)
+        .map_err(|e| ConnectorError::io(path, e))?;
+    if header.len() > MAX_LINE {
+        return Err(ConnectorError::Config(format!(
+            "{}: header line longer than {MAX_LINE} bytes",
+            path.display()
+        )));
+    }
+    while header.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        header.pop();
+    }
+    Ok(header)
+}
+
+/// This worker's ranges of every CSV file in `paths` (header with `device,metric,ts,value[,seq]`).
+pub fn csv_readers(
+    paths: &[PathBuf],
+    ctx: &ReaderContext,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
+    for path in paths {
+        let len = file_len(path)?;
+        if len == 0 {
+            continue;
+        }
+        let header = read_header(path)?;
+        let cols = CsvColumns::from_header(&header)
+            .map_err(|e| ConnectorError::Config(format!("{}: {e}", path.display())))?;
+        let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
+        readers.push(Box::new(LineReader::new(
+            path,
+            start,
+            end,
+            true,
+            MAX_LINE,
+            CsvLines(cols, ctx.builder()),
+        )));
+    }
+    Ok(readers)
+}

@@ -1,0 +1,255 @@
+//! Reading a byte range of a text file line by line, so several workers can share one file.
+//!
+//! A line belongs to the range its first byte falls in. A range that starts mid-line skips to
+//! the next line start; the last line of a range may run past the range end. Lines longer
+//! than the limit are dead-lettered (first 4 KiB kept) without buffering them whole, and a
+//! last line without a newline that fails to parse is reported as truncated.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use sensorflow_operators::{DeadLetter, Event, PartitionReader, Poll, SourceBatch, SourceError};
+
+use super::parse::Reject;
+
+/// Turns one line (without its newline) into an event.
+pub trait LineParser: 'static {
+    /// Parses `line`.
+    fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject>;
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Reads the lines starting in `[start, end)` of a file.
+#[derive(Debug)]
+pub struct LineReader<P> {
+    name: String,
+    path: PathBuf,
+    file: Option<File>,
+    start: u64,
+    end: u64,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    consumed: usize,
+    eof: bool,
+    skip_partial_first: bool,
+    skip_first_line: bool,
+    /// Inside an over-long line: its start offset and length so far.
+    oversize: Option<(u64, u64)>,
+    max_line: usize,
+    parser: P,
+}
+
+impl<P: LineParser> LineReader<P> {
+    /// A reader for the lines of `path` starting in `[start, end)`. With `skip_header`, the
+    /// file's first line (a header) is not data.
+    pub fn new(
+        path: &Path,
+        start: u64,
+        end: u64,
+        skip_header: bool,
+        max_line: usize,
+        parser: P,
+    ) -> Self {
+        LineReader {
+            name: path.display().to_string(),
+            path: path.to_path_buf(),
+            file: None,
+            start,
+            end,
+            buf_offset: start.saturating_sub(1),
+            buf: Vec::with_capacity(CHUNK),
+            consumed: 0,
+            eof: false,
+            skip_partial_first: start > 0,
+            skip_first_line: skip_header && start == 0,
+            oversize: None,
+            max_line,
+            parser,
+        }
+    }
+
+    fn open(&mut self) -> Result<(), SourceError> {
+        let mut file = File::open(&self.path)
+            .map_err(|e| SourceError::fatal(&self.name, format!("cannot open: {e}")))?;
+        file.seek(SeekFrom::Start(self.buf_offset))
+            .map_err(|e| SourceError::fatal(&self.name, format!("cannot seek: {e}")))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn fill(&mut self) -> Result<(), SourceError> {
+        // Keep the unconsumed tail, then read another chunk after it.
+        self.buf.drain(..self.consumed);
+        self.buf_offset += self.consumed as u64;
+        self.consumed = 0;
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let have = self.buf.len();
+        self.buf.resize(have + CHUNK, 0);
+        let n = loop {
+            match file.read(&mut self.buf[have..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(SourceError::fatal(&self.name, format!("read failed: {e}")));
+                }
+            }
+        };
+        self.buf.truncate(have + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+}
+
+fn emit<P: LineParser>(
+    parser: &mut P,
+    name: &str,
+    line: &[u8],
+    at: u64,
+    last_without_newline: bool,
+    out: &mut SourceBatch,
+) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    match parser.parse_line(line) {
+        Ok(e) => out.events.push(e),
+        Err(reason) if last_without_newline => out.dead.push(DeadLetter::new(
+            name,
+            at,
+            format!("truncated last line (no newline at end of file): {reason}"),
+            line,
+        )),
+        Err(reason) => out.dead.push(DeadLetter::new(name, at, reason, line)),
+    }
+}
+
+/// Records a poll hands over at most.
+const BATCH: usize = 65_536;
+
+impl<P: LineParser> PartitionReader for LineReader<P> {
+    fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
+        if self.file.is_none() {
+            if self.eof || self.start >= self.end {
+                return Ok(Poll::Done);
+            }
+            self.open()?;
+        }
+        loop {
+            let Some(nl) = memchr::memchr(b'\n', &self.buf[self.consumed..]) else {
+                let pending = (self.buf.len() - self.consumed) as u64;
+                let line_start = self.buf_offset + self.consumed as u64;
+                if let Some((_, len)) = self.oversize.as_mut() {
+                    *len += pending;
+                    self.consumed = self.buf.len();
+                } else if pending > self.max_line as u64 {
+                    let ours =
+                        !self.skip_partial_first && !self.skip_first_line && line_start < self.end;
+                    if ours {
+                        let reason = format!("line longer than the {}-byte limit", self.max_line);
+                        out.dead.push(DeadLetter::new(
+                            &self.name,
+                            line_start,
+                            reason,
+                            &self.buf[self.consumed..],
+                        ));
+                    }
+                    self.oversize = Some((line_start, pending));
+                    self.consumed = self.buf.len();
+                }
+                if self.eof {
+                    return Ok(self.finish_tail(out));
+                }
+                self.fill()?;
+                if out.events.len() + out.dead.len() >= BATCH {
+                    return Ok(Poll::Ready);
+                }
+                continue;
+            };
+            let (from, to) = (self.consumed, self.consumed + nl);
+            self.consumed = to + 1;
+            let line_start = self.buf_offset + from as u64;
+            if self.skip_partial_first {
+                // The line straddling our start belongs to the previous range.
+                self.skip_partial_first = false;
+                self.oversize = None;
+                continue;
+            }
+            if let Some((at, _)) = self.oversize.take() {
+                // This newline ends an over-long line, already reported.
+                self.skip_first_line = false;
+                if at >= self.end {
+                    return Ok(self.close());
+                }
+                continue;
+            }
+            if line_start >= self.end {
+                return Ok(self.close());
+            }
+            if self.skip_first_line {
+                self.skip_first_line = false;
+                continue;
+            }
+            emit(
+                &mut self.parser,
+                &self.name,
+                &self.buf[from..to],
+                line_start,
+                false,
+                out,
+            );
+            if out.events.len() + out.dead.len() >= BATCH {
+                return Ok(Poll::Ready);
+            }
+        }
+    }
+}
+
+impl<P: LineParser> LineReader<P> {
+    fn close(&mut self) -> Poll {
+        self.eof = true;
+        self.file = None;
+        self.buf = Vec::new();
+        self.consumed = 0;
+        Poll::Done
+    }
+
+    /// Handles what is left at end of file: a last line without a newline.
+    fn finish_tail(&mut self, out: &mut SourceBatch) -> Poll {
+        let line_start = self.buf_offset + self.consumed as u64;
+        let ours = self.oversize.is_none() && !self.skip_partial_first && line_start < self.end;
+        if ours && self.consumed < self.buf.len() {
+            if self.skip_first_line {
+                self.skip_first_line = false;
+            } else {
+                let (from, to) = (self.consumed, self.buf.len());
+                emit(
+                    &mut self.parser,
+                    &self.name,
+                    &self.buf[from..to],
+                    line_start,
+                    true,
+                    out,
+                );
+            }
+        }
+        self.close()
+    }
+}
+
+/// Splits a file of `len` bytes into `parts` ranges.
+pub fn split_ranges(len: u64, parts: usize) -> Vec<(u64, u64)> {
+    let parts = parts.max(1) as u64;
+    (0..parts)
+        .map(|i| (len * i / parts, len * (i + 1) / parts))
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! Every source sensorflow can read, behind one shape: a list of [`PartitionReader`]s per
+//! worker. This is the single place that lists them.
+
+pub mod files;
+pub mod lines;
+pub mod nab;
+pub mod parse;
+pub mod simulator;
+
+use std::path::{Path, PathBuf};
+
+use sensorflow_operators::{Dictionary, PartitionReader};
+use serde::{Deserialize, Serialize};
+
+use parse::{EventBuilder, Limits};
+use simulator::{Labels, SimConfig, SimReader};
+
+/// A failure setting up a connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ConnectorError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ConnectorError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Which source feeds the pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The built-in simulator.
+    Simulator(SimConfig),
+    /// JSON-lines files.
+    Jsonl {
+        /// Files to read.
+        paths: Vec<PathBuf>,
+    },
+    /// CSV files with a header.
+    Csv {
+        /// Files to read.
+        paths: Vec<PathBuf>,
+    },
+    /// A NAB corpus directory.
+    Nab {
+        /// Its root (holding `data/` or the category folders).
+        root: PathBuf,
+    },
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig::Simulator(SimConfig::default())
+    }
+}
+
+impl SourceConfig {
+    /// A short name for logs and dead letters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceConfig::Simulator(_) => "simulator",
+            SourceConfig::Jsonl { .. } => "jsonl",
+            SourceConfig::Csv { .. } => "csv",
+            SourceConfig::Nab { .. } => "nab",
+        }
+    }
+}
+
+/// What a worker needs to open its readers.
+#[derive(Clone, Debug)]
+pub struct ReaderContext {
+    /// This worker.
+    pub index: usize,
+    /// All workers.
+    pub peers: usize,
+    /// Names.
+    pub dict: Dictionary,
+    /// Validation limits.
+    pub limits: Limits,
+    /// Where simulator readers put ground truth.
+    pub labels: Labels,
+    /// Stop after about this many records in total (split over workers).
+    pub max_events: Option<u64>,
+}
+
+impl ReaderContext {
+    pub(crate) fn builder(&self) -> EventBuilder {
+        EventBuilder::new(
+            self.dict.devices.clone(),
+            self.dict.metrics.clone(),
+            self.limits,
+        )
+    }
+
+    fn share(&self, total: u64) -> u64 {
+        let peers = self.peers as u64;
+        total / peers + u64::from((self.index as u64) < total % peers)
+    }
+}
+
+/// Opens this worker's readers for `source`.
+pub fn readers(
+    source: &SourceConfig,
+    ctx: &ReaderContext,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    match source {
+        SourceConfig::Simulator(sim) => {
+            sim.validate()?;
+            let max = ctx.max_events.map_or(u64::MAX, |n| ctx.share(n));
+            let reader = SimReader::new(
+                sim,
+                ctx.index,
+                ctx.peers,
+                max,
+                &ctx.dict,
+                ctx.labels.clone(),
+            );
+            Ok(vec![Box::new(reader)])
+        }
+        SourceConfig::Jsonl { paths } => files::jsonl_readers(paths, ctx),
+        SourceConfig::Csv { paths } => files::csv_readers(paths, ctx),
+        SourceConfig::Nab { root } => nab::nab_readers(root, ctx),
+    }
+}

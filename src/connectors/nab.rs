@@ -1,0 +1,112 @@
+//! The NAB corpus layout: `data/<category>/<file>.csv` with `timestamp,value`; each file is
+//! one device named `<category>/<file>` with metric `value`, its row number as seq. Files
+//! are spread over workers round-robin.
+
+use std::path::{Path, PathBuf};
+
+use sensorflow_operators::{Event, PartitionReader};
+
+use super::files::{read_header, MAX_LINE};
+use super::lines::{LineParser, LineReader};
+use super::parse::{EventBuilder, Reject};
+use super::{ConnectorError, ReaderContext};
+use crate::timefmt::parse_datetime;
+
+/// Every data file of a NAB corpus under `root` (`root/data/…` or `root/…`), sorted, with
+/// its device name.
+pub fn nab_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
+    let data = if root.join("data").is_dir() {
+        root.join("data")
+    } else {
+        root.to_path_buf()
+    };
+    let mut files = Vec::new();
+    let categories = std::fs::read_dir(&data).map_err(|e| ConnectorError::io(&data, e))?;
+    for cat in categories {
+        let cat = cat.map_err(|e| ConnectorError::io(&data, e))?.path();
+        if !cat.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&cat).map_err(|e| ConnectorError::io(&cat, e))?;
+        for f in entries {
+            let f = f.map_err(|e| ConnectorError::io(&cat, e))?.path();
+            if f.extension().is_some_and(|x| x == "csv") {
+                let name = format!(
+                    "{}/{}",
+                    cat.file_name()
+                        .map(|s| s.to_string_lossy())
+                        .unwrap_or_default(),
+                    f.file_stem()
+                        .map(|s| s.to_string_lossy())
+                        .unwrap_or_default()
+                );
+                files.push((name, f));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ConnectorError::Config(format!(
+            "{}: no NAB data files (<category>/<file>.csv) found",
+            data.display()
+        )));
+    }
+    files.sort();
+    Ok(files)
+}
+
+struct NabLines {
+    device: Vec<u8>,
+    builder: EventBuilder,
+    row: u64,
+}
+
+impl LineParser for NabLines {
+    fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
+        self.row += 1;
+        let text =
+            std::str::from_utf8(line).map_err(|_| Reject::Borrowed("line is not valid UTF-8"))?;
+        let (ts, value) = text
+            .split_once(',')
+            .ok_or(Reject::Borrowed("expected timestamp,value"))?;
+        let ts = parse_datetime(ts)
+            .ok_or_else(|| Reject::Owned(format!("timestamp {ts:?} is not YYYY-MM-DD HH:MM:SS")))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| Reject::Owned(format!("value {value:?} is not a number")))?;
+        self.builder
+            .build(&self.device, b"value", ts, value, self.row)
+    }
+}
+
+/// This worker's files of the NAB corpus at `root`.
+pub fn nab_readers(
+    root: &Path,
+    ctx: &ReaderContext,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
+    for (i, (name, path)) in nab_files(root)?.into_iter().enumerate() {
+        if i % ctx.peers != ctx.index {
+            continue;
+        }
+        let header = read_header(&path)?;
+        if header != b"timestamp,value" {
+            return Err(ConnectorError::Config(format!(
+                "{}: expected header timestamp,value",
+                path.display()
+            )));
+        }
+        let len = std::fs::metadata(&path)
+            .map_err(|e| ConnectorError::io(&path, e))?
+            .len();
+        let parser = NabLines {
+            device: name.into_bytes(),
+            builder: ctx.builder(),
+            row: 0,
+        };
+        readers.push(Box::new(LineReader::new(
+            &path, 0, len, true, MAX_LINE, parser,
+        )));
+    }
+    Ok(readers)
+}

@@ -1,0 +1,432 @@
+//! Turning one line of text into an [`Event`]: JSON (with a fast path for the canonical
+//! shape) and CSV. Every failure is a reason string for a dead letter, never a panic.
+
+use std::borrow::Cow;
+
+use sensorflow_operators::{DeviceId, Event, Interner, MetricId, Names, NO_SEQ};
+use serde::Deserialize;
+
+use crate::timefmt::{parse_datetime, MAX_TS_MS};
+
+/// Why a record was rejected.
+pub type Reject = Cow<'static, str>;
+
+/// Limits every parsed event is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest accepted |value|; beyond it the record is dead-lettered as out of range.
+    pub max_abs_value: f64,
+    /// Longest accepted device or metric name, bytes.
+    pub max_name_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_abs_value: 1e12,
+            max_name_len: 256,
+        }
+    }
+}
+
+/// Interns names and validates fields; shared by every text format.
+#[derive(Debug)]
+pub struct EventBuilder {
+    devices: Interner,
+    metrics: Interner,
+    limits: Limits,
+}
+
+impl EventBuilder {
+    /// A builder registering names in `devices` and `metrics`.
+    pub fn new(devices: Names, metrics: Names, limits: Limits) -> Self {
+        EventBuilder {
+            devices: Interner::new(devices),
+            metrics: Interner::new(metrics),
+            limits,
+        }
+    }
+
+    /// Validates and builds an event.
+    #[inline]
+    pub fn build(
+        &mut self,
+        device: &[u8],
+        metric: &[u8],
+        ts: u64,
+        value: f64,
+        seq: u64,
+    ) -> Result<Event, Reject> {
+        if device.is_empty() || device.len() > self.limits.max_name_len {
+            return Err(Cow::Borrowed(
+                "device name is empty or longer than 256 bytes",
+            ));
+        }
+        if metric.is_empty() || metric.len() > self.limits.max_name_len {
+            return Err(Cow::Borrowed(
+                "metric name is empty or longer than 256 bytes",
+            ));
+        }
+        if std::str::from_utf8(device).is_err() || std::str::from_utf8(metric).is_err() {
+            return Err(Cow::Borrowed("name is not valid UTF-8"));
+        }
+        if !value.is_finite() {
+            return Err(Cow::Borrowed("value is not a finite number"));
+        }
+        if value.abs() > self.limits.max_abs_value {
+            return Err(Cow::Owned(format!(
+                "value {value:e} is beyond the limit ±{:e}",
+                self.limits.max_abs_value
+            )));
+        }
+        if ts > MAX_TS_MS {
+            return Err(Cow::Borrowed(
+                "timestamp is beyond year 9999 (expected epoch milliseconds)",
+            ));
+        }
+        Ok(Event {
+            device: DeviceId(self.devices.intern(device)),
+            metric: MetricId(self.metrics.intern(metric)),
+            ts,
+            value,
+            seq,
+        })
+    }
+
+    /// Name collisions seen so far.
+    pub fn collisions(&self) -> u64 {
+        self.devices.collisions() + self.metrics.collisions()
+    }
+}
+
+/// Parses one JSON line.
+///
+/// The fast path reads exactly `{"device":"…","metric":"…","ts":N,"value":X[,"seq":N]}` with
+/// no whitespace or escapes, the shape our own tools write; anything else goes through
+/// serde_json, which accepts any field order, whitespace, escapes, extra fields and
+/// RFC 3339 timestamps.
+#[inline]
+pub fn parse_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
+    if let Some(f) = fast_json(line) {
+        return b.build(f.device, f.metric, f.ts, f.value, f.seq);
+    }
+    slow_json(line, b)
+}
+
+struct Fields<'a> {
+    device: &'a [u8],
+    metric: &'a [u8],
+    ts: u64,
+    value: f64,
+    seq: u64,
+}
+
+#[inline]
+fn strip<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    s.strip_prefix(prefix)
+}
+
+#[inline]
+fn string_until_quote(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = s.iter().position(|&c| c == b'"' || c == b'\\')?;
+    if s[end] == b'\\' {
+        return None;
+    }
+    Some((&s[..end], &s[end..]))
+}
+
+#[inline]
+fn digits(s: &[u8]) -> Option<(u64, &[u8])> {
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 19 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in &s[..n] {
+        v = v * 10 + u64::from(c - b'0');
+    }
+    Some((v, &s[n..]))
+}
+
+#[inline]
+fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
+    let s = strip(line, b"{\"device\":\"")?;
+    let (device, s) = string_until_quote(s)?;
+    let s = strip(s, b"\",\"metric\":\"")?;
+    let (metric, s) = string_until_quote(s)?;
+    let s = strip(s, b"\",\"ts\":")?;
+    let (ts, s) = digits(s)?;
+    let s = strip(s, b",\"value\":")?;
+    let n = s
+        .iter()
+        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    let value: f64 = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+    let s = &s[n..];
+    let (seq, s) = match strip(s, b",\"seq\":") {
+        Some(s) => digits(s)?,
+        None => (NO_SEQ, s),
+    };
+    let s = strip(s, b"}")?;
+    if !s.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(Fields {
+        device,
+        metric,
+        ts,
+        value,
+        seq,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Ts {
+    Millis(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct JsonEvent {
+    device: String,
+    metric: String,
+    ts: Ts,
+    value: f64,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+#[cold]
+fn slow_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
+    let e: JsonEvent =
+        serde_json::from_slice(line).map_err(|e| Cow::Owned(format!("invalid event JSON: {e}")))?;
+    let ts = match e.ts {
+        Ts::Millis(ms) => ms,
+        Ts::Text(s) => parse_datetime(&s)
+            .ok_or_else(|| Cow::Owned(format!("ts {s:?} is neither epoch ms nor RFC 3339")))?,
+    };
+    b.build(
+        e.device.as_bytes(),
+        e.metric.as_bytes(),
+        ts,
+        e.value,
+        e.seq.unwrap_or(NO_SEQ),
+    )
+}
+
+/// Parses an event-time field: epoch ms digits or an RFC 3339 / `YYYY-MM-DD HH:MM:SS` date.
+pub fn parse_ts_text(s: &str) -> Result<u64, Reject> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+        return s
+            .parse()
+            .map_err(|_| Cow::Owned(format!("ts {s:?} does not fit in 64 bits")));
+    }
+    parse_datetime(s)
+        .ok_or_else(|| Cow::Owned(format!("ts {s:?} is neither epoch ms nor RFC 3339")))
+}
+
+/// Column positions of a CSV file, from its header line.
+#[derive(Clone, Copy, Debug)]
+pub struct CsvColumns {
+    device: usize,
+    metric: usize,
+    ts: usize,
+    value: usize,
+    seq: Option<usize>,
+    width: usize,
+}
+
+/// Splits a CSV line on commas, removing one pair of surrounding double quotes per field.
+/// (Quoted fields containing commas are not supported; documented in datasets/README.md.)
+pub fn csv_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&c| c == b',').map(|f| {
+        let f = f.trim_ascii();
+        match f {
+            [b'"', inner @ .., b'"'] => inner,
+            other => other,
+        }
+    })
+}
+
+impl CsvColumns {
+    /// Reads the header; `device`, `metric`, `ts` and `value` are required, `seq` optional.
+    pub fn from_header(header: &[u8]) -> Result<Self, String> {
+        let names: Vec<String> = csv_fields(header)
+            .map(|f| String::from_utf8_lossy(f).to_ascii_lowercase())
+            .collect();
+        let find = |n: &str| names.iter().position(|h| h == n);
+        let need = |n: &str| {
+            find(n).ok_or_else(|| format!("CSV header lacks a {n:?} column (header: {names:?})"))
+        };
+        Ok(CsvColumns {
+            device: need("device")?,
+            metric: need("metric")?,
+            ts: need("ts")?,
+            value: need("value")?,
+            seq: find("seq"),
+            width: names.len(),
+        })
+    }
+
+    /// Parses one data line.
+    pub fn parse(&self, line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
+        let mut cols: [&[u8]; 16] = [b""; 16];
+        let mut n = 0;
+        for f in csv_fields(line) {
+            if n < cols.len() {
+                cols[n] = f;
+            }
+            n += 1;
+        }
+        if n != self.width {
+            return Err(Cow::Owned(format!(
+                "expected {} fields, found {n}",
+                self.width
+            )));
+        }
+        if self.width > cols.len() {
+            return Err(Cow::Borrowed("more than 16 columns are not supported"));
+        }
+        let text = |i: usize| {
+            std::str::from_utf8(cols[i]).map_err(|_| Cow::Borrowed("field is not valid UTF-8"))
+        };
+        let ts = parse_ts_text(text(self.ts)?)?;
+        let value: f64 = text(self.value)?.parse().map_err(|_| {
+            Cow::Owned(format!(
+                "value {:?} is not a number",
+                String::from_utf8_lossy(cols[self.value])
+            ))
+        })?;
+        let seq = match self.seq {
+            Some(i) if !cols[i].is_empty() => text(i)?.parse().map_err(|_| {
+                Cow::Owned(format!(
+                    "seq {:?} is not an unsigned integer",
+                    String::from_utf8_lossy(cols[i])
+                ))
+            })?,
+            _ => NO_SEQ,
+        };
+        b.build(cols[self.device], cols[self.metric], ts, value, seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> EventBuilder {
+        EventBuilder::new(Names::default(), Names::default(), Limits::default())
+    }
+
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        let mut b = builder();
+        let fast = br#"{"device":"dev-000123","metric":"temperature","ts":1700000000123,"value":23.41,"seq":42}"#;
+        let slow = br#" { "seq": 42, "value": 23.41, "ts": "2023-11-14T22:13:20.123Z", "metric": "temperature", "device": "dev-000123", "extra": [1] }"#;
+        assert!(fast_json(fast).is_some());
+        assert!(fast_json(slow).is_none());
+        let a = parse_json(fast, &mut b).unwrap();
+        let c = parse_json(slow, &mut b).unwrap();
+        assert_eq!(a, c);
+        assert_eq!(a.device, DeviceId::of("dev-000123"));
+        assert_eq!((a.ts, a.value, a.seq), (1_700_000_000_123, 23.41, 42));
+    }
+
+    #[test]
+    fn seq_is_optional_and_escapes_take_the_slow_path() {
+        let mut b = builder();
+        let e = parse_json(
+            br#"{"device":"a","metric":"m","ts":5,"value":-1e3}"#,
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!((e.seq, e.value), (NO_SEQ, -1000.0));
+        let e = parse_json(
+            br#"{"device":"a\"b","metric":"m","ts":5,"value":1}"#,
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!(e.device, DeviceId::of("a\"b"));
+    }
+
+    #[test]
+    fn bad_json_is_rejected_with_a_reason() {
+        let mut b = builder();
+        let cases: [(&[u8], &str); 9] = [
+            (b"{not json", "invalid event JSON"),
+            (
+                br#"{"device":"a","metric":"m","ts":"soon","value":1}"#,
+                "neither epoch ms",
+            ),
+            (
+                br#"{"device":"a","metric":"m","ts":5,"value":"hot"}"#,
+                "invalid type",
+            ),
+            (
+                br#"{"device":"a","metric":"m","value":1}"#,
+                "missing field `ts`",
+            ),
+            (
+                br#"{"device":"a","metric":"m","ts":5,"value":NaN}"#,
+                "invalid event JSON",
+            ),
+            (
+                br#"{"device":"a","metric":"m","ts":5,"value":1e999}"#,
+                "not a finite number",
+            ),
+            (
+                br#"{"device":"a","metric":"m","ts":5,"value":1e300}"#,
+                "beyond the limit",
+            ),
+            (br#"{"device":"","metric":"m","ts":5,"value":1}"#, "empty"),
+            (
+                b"{\"device\":\"\xff\xfe\",\"metric\":\"m\",\"ts\":5,\"value\":1}",
+                "UTF-8",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = parse_json(line, &mut b).unwrap_err();
+            assert!(
+                err.contains(want),
+                "{}: {err}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let err = parse_json(
+            br#"{"device":"a","metric":"m","ts":99999999999999999,"value":1}"#,
+            &mut b,
+        )
+        .unwrap_err();
+        assert!(err.contains("year 9999"), "{err}");
+    }
+
+    #[test]
+    fn csv_by_header_in_any_order() {
+        let mut b = builder();
+        let cols = CsvColumns::from_header(b"ts,value,device,metric").unwrap();
+        let e = cols
+            .parse(b"2023-11-14T22:13:20Z,1.5,\"dev-1\",humidity", &mut b)
+            .unwrap();
+        assert_eq!(
+            (e.ts, e.value, e.seq, e.device),
+            (1_700_000_000_000, 1.5, NO_SEQ, DeviceId::of("dev-1"))
+        );
+        assert!(cols
+            .parse(b"1,NaN,d,m", &mut b)
+            .unwrap_err()
+            .contains("finite"));
+        assert!(cols
+            .parse(b"1,2,d", &mut b)
+            .unwrap_err()
+            .contains("expected 4 fields"));
+        assert!(cols
+            .parse(b"x,2,d,m", &mut b)
+            .unwrap_err()
+            .contains("neither"));
+        assert!(CsvColumns::from_header(b"time,value")
+            .unwrap_err()
+            .contains("device"));
+    }
+}

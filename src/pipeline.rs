@@ -1,0 +1,542 @@
+//! Assembles and runs the dataflow:
+//!
+//! ```text
+//! source ─► dedupe (by device) ─► windows ─► rules ─► alert sink
+//!   ├► late ─► late sink                       ▲
+//!   └► dead letters ─► dead-letter sink        └── rules + device metadata (differential collection)
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use differential_dataflow::input::Input;
+use hdrhistogram::Histogram;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+
+use sensorflow_operators::{
+    partitioned_source, Alert, AlertKind, ApplyRules, Control, Counters, DeadLetter, Dedupe,
+    Dictionary, ErrorSlot, LateEvent, SourceContext, WatermarkClock, Windows,
+};
+
+use crate::config::{AlertOutput, RunConfig};
+use crate::connectors::parse::Limits;
+use crate::connectors::simulator::{Label, Labels};
+use crate::connectors::{self, ReaderContext};
+use crate::rules_file::{load_rules, parse_rules, DEFAULT_RULES};
+use crate::sinks::{dead_letter_json, late_json, AlertWriter, LineFile};
+use crate::summary::{LatencySummary, Summary};
+use crate::Error;
+
+/// How many dead letters go to stderr when no dead-letter file is configured.
+const STDERR_DEAD_LETTERS: u64 = 10;
+
+/// Everything a run produced, kept in memory (for tests and embedding).
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    /// Alerts, in sink order.
+    pub alerts: Arc<Mutex<Vec<Alert>>>,
+    /// Dead letters.
+    pub dead: Arc<Mutex<Vec<DeadLetter>>>,
+    /// Late events.
+    pub late: Arc<Mutex<Vec<LateEvent>>>,
+    /// Simulator ground truth.
+    pub labels: Labels,
+}
+
+impl Collected {
+    /// The alerts, sorted by id (worker count and order independent).
+    pub fn sorted_alerts(&self) -> Vec<Alert> {
+        let mut v = self
+            .alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        v.sort_by_key(|a| a.id());
+        v
+    }
+
+    /// The dead letters.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The late events.
+    pub fn late_events(&self) -> Vec<LateEvent> {
+        self.late
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The simulator's labels.
+    pub fn labels(&self) -> Vec<Label> {
+        self.labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Hooks a caller can use while a run is in progress.
+#[derive(Debug, Default, Clone)]
+pub struct RunHandle {
+    /// Set to stop the sources; the run then drains and finishes.
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Shared {
+    config: RunConfig,
+    dict: Dictionary,
+    counters: Arc<Counters>,
+    clock: WatermarkClock,
+    errors: ErrorSlot,
+    failure: Arc<Mutex<Option<Error>>>,
+    stop: Arc<AtomicBool>,
+    alerts: Mutex<AlertWriter>,
+    dead_file: Option<Mutex<LineFile>>,
+    late_file: Option<Mutex<LineFile>>,
+    collected: Option<Collected>,
+    labels: Labels,
+    initial_rules: Vec<Control>,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(e);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What one worker measured.
+struct WorkerReport {
+    latency: Histogram<u64>,
+    by_rule: BTreeMap<String, (u64, u64)>,
+}
+
+/// Runs the pipeline to completion and reports what happened.
+pub fn run(config: &RunConfig) -> Result<Summary, Error> {
+    run_with(config, None, RunHandle::default())
+}
+
+/// Runs the pipeline and also keeps every alert, dead letter and late event in memory.
+pub fn run_collect(config: &RunConfig) -> Result<(Summary, Collected), Error> {
+    let collected = Collected::default();
+    let summary = run_with(config, Some(collected.clone()), RunHandle::default())?;
+    Ok((summary, collected))
+}
+
+/// Runs the pipeline with optional in-memory capture and an external stop handle.
+pub fn run_with(
+    config: &RunConfig,
+    collected: Option<Collected>,
+    handle: RunHandle,
+) -> Result<Summary, Error> {
+    config.validate()?;
+    let spec = config.window_spec()?;
+    let initial_rules = match &config.rules {
+        Some(path) => load_rules(path)?,
+        None => parse_rules(DEFAULT_RULES, "built-in default rules")?,
+    };
+    let alerts = match &config.alerts {
+        AlertOutput::Stdout => AlertWriter::Stdout(Default::default()),
+        AlertOutput::File(path) => AlertWriter::file(path)?,
+        AlertOutput::None => AlertWriter::Discard,
+    };
+    let dead_file = config
+        .dead_letters
+        .as_deref()
+        .map(LineFile::create)
+        .transpose()?
+        .map(Mutex::new);
+    let late_file = config
+        .late_events
+        .as_deref()
+        .map(LineFile::create)
+        .transpose()?
+        .map(Mutex::new);
+    let labels = collected
+        .as_ref()
+        .map(|c| c.labels.clone())
+        .unwrap_or_default();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        dict: Dictionary::default(),
+        counters: Counters::shared(),
+        clock: WatermarkClock::new(config.workers),
+        errors: ErrorSlot::default(),
+        failure: Arc::default(),
+        stop: handle.stop.clone(),
+        alerts: Mutex::new(alerts),
+        dead_file,
+        late_file,
+        collected,
+        labels,
+        initial_rules,
+    });
+    let started = Instant::now();
+    let worker_shared = shared.clone();
+    let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
+        run_worker(worker, &worker_shared, spec)
+    })
+    .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
+
+    let mut latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for result in guards.join() {
+        let report = result.map_err(|e| Error::Runtime(format!("a worker failed: {e}")))?;
+        latency
+            .add(&report.latency)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        for (rule, (f, c)) in report.by_rule {
+            let e = by_rule.entry(rule).or_default();
+            e.0 += f;
+            e.1 += c;
+        }
+    }
+    let elapsed = started.elapsed();
+    shared
+        .alerts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .flush()?;
+    for file in [&shared.dead_file, &shared.late_file].into_iter().flatten() {
+        file.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()?;
+    }
+    if let Some(e) = shared
+        .failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(e);
+    }
+    if let Some(e) = shared
+        .errors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(Error::Source(e));
+    }
+    let c = &shared.counters;
+    Ok(Summary {
+        workers: config.workers,
+        elapsed,
+        records_in: Counters::get(&c.records_in),
+        processed: Counters::get(&c.events_processed),
+        late: Counters::get(&c.late),
+        dead_lettered: Counters::get(&c.dead_lettered),
+        duplicates: Counters::get(&c.duplicates),
+        dedupe_horizon_exceeded: Counters::get(&c.dedupe_horizon_exceeded),
+        windows_closed: Counters::get(&c.windows_closed),
+        alerts_deduplicated: Counters::get(&c.alerts_deduplicated),
+        alerts_by_rule: by_rule,
+        latency: LatencySummary::from_histogram(&latency),
+        dead_letter_file: config.dead_letters.clone(),
+        stopped_early: shared.stop.load(Ordering::Relaxed),
+    })
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    shared: &Arc<Shared>,
+    spec: sensorflow_operators::WindowSpec,
+) -> WorkerReport {
+    let index = worker.index();
+    let peers = worker.peers();
+    let ctx = ReaderContext {
+        index,
+        peers,
+        dict: shared.dict.clone(),
+        limits: Limits {
+            max_abs_value: shared.config.max_abs_value,
+            ..Limits::default()
+        },
+        labels: shared.labels.clone(),
+        max_events: shared.config.max_events,
+    };
+    let readers = match connectors::readers(&shared.config.source, &ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            shared.fail(Error::Connector(e));
+            Vec::new()
+        }
+    };
+    let report = Rc::new(RefCell::new(WorkerReport {
+        latency: Histogram::new(3)
+            .unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
+        by_rule: BTreeMap::new(),
+    }));
+    let source_probe = ProbeHandle::new();
+    let done_probe = ProbeHandle::new();
+    let counters = shared.counters.clone();
+
+    let mut control = worker.dataflow::<u64, _, _>(|scope| {
+        let (control_input, control) = scope.new_collection::<Control, isize>();
+        let source_ctx = SourceContext {
+            counters: counters.clone(),
+            clock: Some((shared.clock.clone(), index)),
+            errors: shared.errors.clone(),
+            stop: shared.stop.clone(),
+        };
+        let name = format!("Source({})", shared.config.source.name());
+        let streams = partitioned_source(
+            scope,
+            &name,
+            readers,
+            shared.config.source_options(),
+            source_ctx,
+        );
+
+        let s = shared.clone();
+        let dead_seen = Rc::new(RefCell::new(0u64));
+        streams
+            .dead
+            .inspect_core(move |batch| {
+                if let Ok((_, letters)) = batch {
+                    write_dead_letters(&s, letters, &mut dead_seen.borrow_mut());
+                }
+            })
+            .probe_with(&done_probe);
+        let s = shared.clone();
+        streams
+            .late
+            .inspect_core(move |batch| {
+                if let Ok((_, late)) = batch {
+                    write_late(&s, late);
+                }
+            })
+            .probe_with(&done_probe);
+
+        let s = shared.clone();
+        let r = report.clone();
+        streams
+            .events
+            .probe_with(&source_probe)
+            .dedupe(counters.clone())
+            .windows(spec, counters.clone())
+            .apply_rules(
+                control.consolidate().inner.broadcast(),
+                shared.dict.clone(),
+                counters.clone(),
+            )
+            .inspect_core(move |batch| match batch {
+                Ok((_, alerts)) => write_alerts(&s, alerts, &mut r.borrow_mut()),
+                Err(frontier) => {
+                    if let Some(&t) = frontier.first() {
+                        if index == 0 {
+                            s.clock.forget_before(t);
+                        }
+                    }
+                }
+            })
+            .probe_with(&done_probe);
+        control_input
+    });
+
+    // Rules and metadata: worker 0 owns the file; every worker advances its input's time
+    // with the source frontier so rule changes apply from "now" in event time.
+    let mut rules = RulesWatch::new(shared);
+    if index == 0 {
+        for c in &shared.initial_rules {
+            control.insert(c.clone());
+        }
+    }
+    let mut control = Some(control);
+    let started = Instant::now();
+    while !done_probe.done() {
+        if let Some(limit) = shared.config.duration {
+            if index == 0 && started.elapsed() >= Duration::from_millis(limit) {
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        }
+        let frontier = source_probe.with_frontier(|f| f.first().copied());
+        match frontier {
+            Some(t) => {
+                if let Some(input) = control.as_mut() {
+                    if index == 0 {
+                        rules.poll(input);
+                    }
+                    if t > *input.time() {
+                        input.advance_to(t);
+                    }
+                    input.flush();
+                }
+            }
+            None => {
+                // Sources are done: close the rules input so everything can drain.
+                control = None;
+            }
+        }
+        worker.step_or_park(Some(Duration::from_millis(1)));
+    }
+    drop(control);
+    Rc::try_unwrap(report)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|r| {
+            let mut r = r.borrow_mut();
+            WorkerReport {
+                latency: r.latency.clone(),
+                by_rule: std::mem::take(&mut r.by_rule),
+            }
+        })
+}
+
+fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
+    if alerts.is_empty() {
+        return;
+    }
+    let now = shared.clock.now_nanos();
+    let mut writer = shared.alerts.lock().unwrap_or_else(PoisonError::into_inner);
+    for a in alerts {
+        match writer.write(a) {
+            Ok(true) => {}
+            Ok(false) => {
+                Counters::add(&shared.counters.alerts_deduplicated, 1);
+                continue;
+            }
+            Err(e) => {
+                shared.fail(e);
+                return;
+            }
+        }
+        let e = report.by_rule.entry(a.key.source.clone()).or_default();
+        match a.kind {
+            AlertKind::Fired => e.0 += 1,
+            AlertKind::Cleared => e.1 += 1,
+        }
+        if let Some(ingested) = shared.clock.passed_at(a.window_end) {
+            let _ = report.latency.record(now.saturating_sub(ingested) / 1000);
+        }
+    }
+    drop(writer);
+    if let Some(c) = &shared.collected {
+        c.alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(alerts);
+    }
+}
+
+fn write_dead_letters(shared: &Shared, letters: &[DeadLetter], seen: &mut u64) {
+    if let Some(c) = &shared.collected {
+        c.dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(letters);
+    }
+    match &shared.dead_file {
+        Some(file) => {
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            for d in letters {
+                if let Err(e) = file.write_line(&dead_letter_json(d)) {
+                    shared.fail(e);
+                    return;
+                }
+            }
+        }
+        None => {
+            for d in letters {
+                *seen += 1;
+                if *seen <= STDERR_DEAD_LETTERS {
+                    eprintln!("dead letter: {}", dead_letter_json(d));
+                }
+            }
+        }
+    }
+}
+
+fn write_late(shared: &Shared, late: &[LateEvent]) {
+    if let Some(c) = &shared.collected {
+        c.late
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(late);
+    }
+    if let Some(file) = &shared.late_file {
+        let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+        for l in late {
+            if let Err(e) = file.write_line(&late_json(l, &shared.dict)) {
+                shared.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Watches the rules file and turns a changed file into collection updates.
+struct RulesWatch {
+    path: Option<std::path::PathBuf>,
+    current: Vec<Control>,
+    modified: Option<SystemTime>,
+    last_check: Instant,
+}
+
+impl RulesWatch {
+    fn new(shared: &Shared) -> Self {
+        let path = shared
+            .config
+            .rules
+            .clone()
+            .filter(|_| shared.config.reload_rules);
+        let modified = path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        RulesWatch {
+            path,
+            current: shared.initial_rules.clone(),
+            modified,
+            last_check: Instant::now(),
+        }
+    }
+
+    fn poll(
+        &mut self,
+        input: &mut differential_dataflow::input::InputSession<u64, Control, isize>,
+    ) {
+        let Some(path) = &self.path else { return };
+        if self.last_check.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        self.last_check = Instant::now();
+        let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+            return;
+        };
+        if Some(modified) == self.modified {
+            return;
+        }
+        self.modified = Some(modified);
+        match load_rules(path) {
+            Ok(new) => {
+                // Retract everything and insert the new set; differential cancels what is unchanged.
+                for c in self.current.drain(..) {
+                    input.remove(c);
+                }
+                for c in &new {
+                    input.insert(c.clone());
+                }
+                eprintln!(
+                    "rules reloaded from {} at event time {}",
+                    path.display(),
+                    input.time()
+                );
+                self.current = new;
+            }
+            Err(e) => eprintln!("rules reload failed, keeping the previous rules: {e}"),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Where alerts, dead letters and late events go.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sensorflow_operators::{Alert, AlertKind, DeadLetter, Dictionary, LateEvent};
+use serde::Serialize;
+
+use crate::timefmt::format_datetime;
+use crate::Error;
+
+/// One alert as a JSON line.
+#[derive(Serialize)]
+struct AlertLine<'a> {
+    id: String,
+    kind: AlertKind,
+    device: &'a str,
+    metric: &'a str,
+    rule: &'a str,
+    condition: &'a str,
+    value: f64,
+    threshold: f64,
+    episode_start: u64,
+    window_start: u64,
+    window_end: u64,
+    window_start_time: String,
+    severity: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+}
+
+/// Renders an alert as one JSON line (no newline).
+pub fn alert_json(a: &Alert) -> String {
+    let line = AlertLine {
+        id: a.id(),
+        kind: a.kind,
+        device: &a.device,
+        metric: &a.metric,
+        rule: &a.key.source,
+        condition: &a.condition,
+        value: a.value,
+        threshold: a.threshold,
+        episode_start: a.key.window_start,
+        window_start: a.window_start,
+        window_end: a.window_end,
+        window_start_time: format_datetime(a.window_start),
+        severity: &a.severity,
+        site: a.site.as_deref(),
+        owner: a.owner.as_deref(),
+    };
+    // Serializing this struct cannot fail: no maps with non-string keys, floats become null.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// The alert destination of a run. Writes each alert id at most once, including ids already
+/// in an existing alert file, so replaying input after a crash yields no duplicates.
+#[derive(Debug)]
+pub enum AlertWriter {
+    /// Standard output.
+    Stdout(HashSet<String>),
+    /// A file, with the ids it holds.
+    File {
+        /// Path, for errors.
+        path: PathBuf,
+        /// The writer.
+        out: BufWriter<File>,
+        /// Ids written (now or by earlier runs).
+        ids: HashSet<String>,
+    },
+    /// Nowhere.
+    Discard,
+}
+
+impl AlertWriter {
+    /// Opens `path` for appending, reading the ids of alerts it already holds.
+    pub fn file(path: &Path) -> Result<Self, Error> {
+        let mut ids = HashSet::new();
+        if let Ok(existing) = File::open(path) {
+            for line in BufReader::new(existing).split(b'\n') {
+                let line = line.map_err(|e| Error::io(path, e))?;
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    if let Some(id) = v.get("id").and_then(|id| id.as_str()) {
+                        ids.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(AlertWriter::File {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            ids,
+        })
+    }
+
+    /// Writes `alert` unless its id was written before; returns whether it was written.
+    pub fn write(&mut self, alert: &Alert) -> Result<bool, Error> {
+        match self {
+            AlertWriter::Discard => Ok(true),
+            AlertWriter::Stdout(ids) => {
+                if !ids.insert(alert.id()) {
+                    return Ok(false);
+                }
+                let mut out = std::io::stdout().lock();
+                match writeln!(out, "{}", alert_json(alert)) {
+                    Ok(()) => Ok(true),
+                    // A closed pipe (`| head`) is the reader's choice, not our failure.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+                    Err(e) => Err(Error::io(Path::new("<stdout>"), e)),
+                }
+            }
+            AlertWriter::File { path, out, ids } => {
+                if !ids.insert(alert.id()) {
+                    return Ok(false);
+                }
+                writeln!(out, "{}", alert_json(alert)).map_err(|e| Error::io(path, e))?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Flushes buffered output.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        match self {
+            AlertWriter::File { path, out, .. } => out.flush().map_err(|e| Error::io(path, e)),
+            AlertWriter::Stdout(_) => {
+                let _ = std::io::stdout().flush();
+                Ok(())
+            }
+            AlertWriter::Discard => Ok(()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLine<'a> {
+    source: &'a str,
+    position: u64,
+    reason: &'a str,
+    raw: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_hex: Option<String>,
+}
+
+/// Renders a dead letter as one JSON line; raw bytes that are not UTF-8 are also kept in hex.
+pub fn dead_letter_json(d: &DeadLetter) -> String {
+    let raw_hex = std::str::from_utf8(&d.raw)
+        .is_err()
+        .then(|| d.raw.iter().map(|b| format!("{b:02x}")).collect());
+    let line = DeadLine {
+        source: &d.source,
+        position: d.position,
+        reason: &d.reason,
+        raw: String::from_utf8_lossy(&d.raw),
+        raw_hex,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Renders a late event as one JSON line with names resolved.
+pub fn late_json(l: &LateEvent, dict: &Dictionary) -> String {
+    serde_json::json!({
+        "device": dict.device_name(l.event.device).as_ref(),
+        "metric": dict.metric_name(l.event.metric).as_ref(),
+        "ts": l.event.ts,
+        "value": l.event.value,
+        "seq": l.event.seq,
+        "watermark": l.watermark,
+    })
+    .to_string()
+}
+
+/// A JSON-lines file shared by the workers of a process.
+#[derive(Debug)]
+pub struct LineFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl LineFile {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(LineFile {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Appends a line.
+    pub fn write_line(&mut self, line: &str) -> Result<(), Error> {
+        writeln!(self.out, "{line}").map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Flushes.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}

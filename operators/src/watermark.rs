@@ -97,13 +97,22 @@ impl Watermarks {
             .is_some_and(|since| now.duration_since(since) >= self.idle_timeout)
     }
 
-    /// The least watermark over live, non-idle partitions; `None` when there is none
-    /// (all finished, or all idle: then the frontier should stay where it is).
+    /// The least watermark over live, non-idle partitions. When every partition that is not
+    /// finished is idle, the largest watermark any partition reached: idle partitions never
+    /// hold progress back, and whatever they produce below it on waking is late. `None` when
+    /// all are finished, or nothing has been read yet.
     pub fn frontier(&self, now: Instant) -> Option<u64> {
-        (0..self.parts.len())
+        let live = (0..self.parts.len())
             .filter(|&i| !self.parts[i].done && !self.is_idle(i, now))
             .map(|i| self.watermark(i))
-            .min()
+            .min();
+        if live.is_some() || self.all_done() {
+            return live;
+        }
+        (0..self.parts.len())
+            .filter(|&i| self.parts[i].max_ts.is_some())
+            .map(|i| self.watermark(i))
+            .max()
     }
 
     /// How long until the earliest quiet partition turns idle, if any is quiet.
@@ -160,11 +169,26 @@ mod tests {
     }
 
     #[test]
-    fn all_idle_means_no_change() {
-        let mut w = Watermarks::new(1, 0, Duration::from_millis(1));
+    fn all_idle_releases_up_to_the_highest_watermark() {
+        let mut w = Watermarks::new(3, 0, Duration::from_millis(1));
         let t0 = Instant::now();
         w.observe(0, 7);
+        w.observe(1, 9);
+        w.finish(1);
         w.quiet(0, t0);
-        assert_eq!(w.frontier(t0 + Duration::from_millis(5)), None);
+        w.quiet(2, t0);
+        assert_eq!(
+            w.frontier(t0),
+            Some(0),
+            "partition 2 is quiet, not yet idle, and empty"
+        );
+        assert_eq!(w.frontier(t0 + Duration::from_millis(5)), Some(9));
+        let mut empty = Watermarks::new(1, 0, Duration::from_millis(1));
+        empty.quiet(0, t0);
+        assert_eq!(
+            empty.frontier(t0 + Duration::from_millis(5)),
+            None,
+            "nothing read, nothing to release"
+        );
     }
 }

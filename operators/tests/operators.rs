@@ -1,4 +1,5 @@
 //! Stateful operators at 1 and several workers, asserting on captured output.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

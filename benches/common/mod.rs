@@ -1,0 +1,82 @@
+//! Shared benchmark setup: where data and results live, machine facts, result files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `target/bench-data`, created on demand (generated inputs are cached there).
+pub fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("create target/bench-data");
+    dir
+}
+
+/// `target/bench-results`, created on demand.
+pub fn results_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    std::fs::create_dir_all(&dir).expect("create target/bench-results");
+    dir
+}
+
+/// An integer from the environment, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+/// CPU model, core count and commit, for the result file.
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    serde_json::json!({ "cpu": cpu, "cores": cores, "commit": commit })
+}
+
+/// One measured configuration.
+pub struct Row {
+    pub name: String,
+    pub workers: usize,
+    pub events: u64,
+    pub elapsed: Duration,
+    pub note: String,
+}
+
+impl Row {
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Prints the table and writes `target/bench-results/<bench>.json`.
+pub fn report(bench: &str, rows: &[Row]) {
+    println!("\n{bench}");
+    println!("{:<34} {:>7} {:>12} {:>9} {:>14}  note", "configuration", "workers", "events", "secs", "events/s");
+    for r in rows {
+        println!(
+            "{:<34} {:>7} {:>12} {:>9.3} {:>14.0}  {}",
+            r.name,
+            r.workers,
+            r.events,
+            r.elapsed.as_secs_f64(),
+            r.events_per_sec(),
+            r.note
+        );
+    }
+    let json = serde_json::json!({
+        "bench": bench,
+        "machine": machine(),
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "name": r.name, "workers": r.workers, "events": r.events,
+            "seconds": r.elapsed.as_secs_f64(), "events_per_sec": r.events_per_sec(), "note": r.note,
+        })).collect::<Vec<_>>(),
+    });
+    let path = results_dir().join(format!("{bench}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write result");
+    println!("written to {}", path.display());
+}

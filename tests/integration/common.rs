@@ -1,0 +1,62 @@
+//! Shared helpers.
+
+use std::path::{Path, PathBuf};
+
+use sensorflow::config::{AlertOutput, RunConfig};
+use sensorflow::connectors::simulator::SimConfig;
+use sensorflow::connectors::SourceConfig;
+use sensorflow::{run_collect, Collected, Summary};
+
+/// A temporary directory that lives as long as the value.
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Writes `lines` (each followed by a newline) to `dir/name`.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// One canonical JSON event line.
+pub fn json_event(device: &str, metric: &str, ts: u64, value: f64, seq: u64) -> String {
+    format!(r#"{{"device":"{device}","metric":"{metric}","ts":{ts},"value":{value},"seq":{seq}}}"#)
+}
+
+/// A small, anomaly-rich simulator config.
+pub fn small_sim() -> SimConfig {
+    SimConfig {
+        devices: 60,
+        span_ms: 30 * 60 * 1000,
+        anomaly_rate_per_hour: 2.0,
+        seed: 7,
+        ..SimConfig::default()
+    }
+}
+
+/// A quiet run config for `source`.
+pub fn config(source: SourceConfig, workers: usize) -> RunConfig {
+    RunConfig {
+        source,
+        workers,
+        alerts: AlertOutput::None,
+        summary: false,
+        ..RunConfig::default()
+    }
+}
+
+/// Runs and returns summary + collected output; panics with the error chain on failure.
+pub fn run(config: &RunConfig) -> (Summary, Collected) {
+    run_collect(config).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+/// Sorted alert ids and values, the worker-independent view of a run's alerts.
+pub fn alert_view(c: &Collected) -> Vec<(String, String)> {
+    c.sorted_alerts()
+        .iter()
+        .map(|a| (a.id(), format!("{:.9}", a.value)))
+        .collect()
+}

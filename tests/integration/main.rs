@@ -1,0 +1,8 @@
+//! End-to-end tests of the engine: one binary, one module per area (STYLE.md rule 7).
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod cli;
+mod common;
+mod pipeline;
+mod sources;

@@ -39,7 +39,12 @@ fn dataset(events: u64) -> PathBuf {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let value = 20.0 + (rng % 6200) as f64 / 100.0; // 20.00 .. 81.99: max > 80 sometimes
-        writeln!(w, r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{}}}"#, seq[device]).unwrap();
+        writeln!(
+            w,
+            r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{}}}"#,
+            seq[device]
+        )
+        .unwrap();
         seq[device] += 1;
     }
     w.flush().unwrap();
@@ -88,14 +93,24 @@ fn bare_loop(path: &Path) -> Row {
         n += 1;
     }
     let over = max.values().filter(|&&m| m > 80.0).count();
-    Row { name: "bare loop (same parser, no engine)".into(), workers: 1, events: n, elapsed: started.elapsed(), note: format!("{over} windows over 80") }
+    Row {
+        name: "bare loop (same parser, no engine)".into(),
+        workers: 1,
+        events: n,
+        elapsed: started.elapsed(),
+        note: format!("{over} windows over 80"),
+    }
 }
 
 fn main() {
     let events = env_u64("W2_EVENTS", 10_000_000);
     let path = dataset(events);
     let rules = data_dir().join("w2-rules.toml");
-    std::fs::write(&rules, "[[rule]]\nname = \"hot\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 80\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"hot\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 80\n",
+    )
+    .unwrap();
     let mut rows = vec![bare_loop(&path)];
     for workers in [1, 2] {
         // Best of three: the first run also warms the page cache.

@@ -7,8 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "test.sh: cargo is not installed" >&2; exit 1; }
-if [ ! -d ../shared/datasets/nab/data ]; then
-  echo "test.sh: the NAB corpus is expected at ../shared/datasets/nab (see datasets/README.md)" >&2
+# The NAB corpus (read-only, never copied here): beside the checkout, or where CI keeps it.
+if [ -z "${SENSORFLOW_NAB_DIR:-}" ]; then
+  for d in ../shared/datasets/nab /work/shared/datasets/nab; do
+    if [ -d "$d/data" ]; then export SENSORFLOW_NAB_DIR="$(cd "$d" && pwd)"; break; fi
+  done
+fi
+if [ ! -d "${SENSORFLOW_NAB_DIR:-/nonexistent}/data" ]; then
+  echo "test.sh: the NAB corpus was not found (../shared/datasets/nab; set SENSORFLOW_NAB_DIR)" >&2
   exit 1
 fi
 

@@ -178,12 +178,8 @@ impl RunArgs {
                     SourceConfig::Simulator(s) => SourceConfig::Simulator(s),
                     _ => SourceConfig::Simulator(SimConfig::default()),
                 },
-                SourceKind::Jsonl => SourceConfig::Jsonl {
-                    paths: self.input.clone(),
-                },
-                SourceKind::Csv => SourceConfig::Csv {
-                    paths: self.input.clone(),
-                },
+                SourceKind::Jsonl => SourceConfig::Jsonl { paths: self.input.clone() },
+                SourceKind::Csv => SourceConfig::Csv { paths: self.input.clone() },
                 SourceKind::Nab => match self.input.as_slice() {
                     [root] => SourceConfig::Nab { root: root.clone() },
                     _ => bail!("--source nab takes exactly one --input directory"),
@@ -194,10 +190,7 @@ impl RunArgs {
         }
         match &c.source {
             SourceConfig::Jsonl { paths } | SourceConfig::Csv { paths } if paths.is_empty() => {
-                bail!(
-                    "--source {} needs at least one --input file",
-                    c.source.name()
-                )
+                bail!("--source {} needs at least one --input file", c.source.name())
             }
             _ => {}
         }

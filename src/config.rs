@@ -119,16 +119,11 @@ impl RunConfig {
     /// Checks everything that can be checked before starting.
     pub fn validate(&self) -> Result<(), Error> {
         if self.workers == 0 || self.workers > 1024 {
-            return Err(Error::Config(format!(
-                "workers must be 1..=1024, got {}",
-                self.workers
-            )));
+            return Err(Error::Config(format!("workers must be 1..=1024, got {}", self.workers)));
         }
         self.window_spec()?;
         if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {
-            return Err(Error::Config(
-                "max_abs_value must be a positive number".into(),
-            ));
+            return Err(Error::Config("max_abs_value must be a positive number".into()));
         }
         if let SourceConfig::Simulator(sim) = &self.source {
             sim.validate().map_err(|e| Error::Config(e.to_string()))?;
@@ -157,9 +152,7 @@ mod tests {
         .unwrap();
         assert_eq!((c.workers, c.window, c.hop), (2, 1000, 250));
         assert_eq!(c.alerts, AlertOutput::File("out.jsonl".into()));
-        let SourceConfig::Simulator(sim) = &c.source else {
-            panic!("expected simulator")
-        };
+        let SourceConfig::Simulator(sim) = &c.source else { panic!("expected simulator") };
         assert_eq!(sim.devices, 10);
         assert_eq!(sim.seed, 42, "unset simulator fields keep their defaults");
         assert_eq!(c.idle_timeout, RunConfig::default().idle_timeout);
@@ -170,16 +163,9 @@ mod tests {
         assert!(RunConfig::from_toml("wokers = 2").is_err());
         assert!(RunConfig::from_toml("[source]\nkind = \"simulator\"\ndevcies = 3").is_err());
         assert!(RunConfig::from_toml("window = \"10 parsecs\"").is_err());
-        let c = RunConfig {
-            window: 1000,
-            hop: 300,
-            ..RunConfig::default()
-        };
+        let c = RunConfig { window: 1000, hop: 300, ..RunConfig::default() };
         assert!(c.validate().is_err());
-        let c = RunConfig {
-            workers: 0,
-            ..RunConfig::default()
-        };
+        let c = RunConfig { workers: 0, ..RunConfig::default() };
         assert!(c.validate().is_err());
     }
 }

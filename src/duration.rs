@@ -5,23 +5,16 @@ pub fn parse_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
+    let n: u64 = num.parse().map_err(|_| format!("duration {s:?} must start with a whole number"))?;
     let scale = match unit.trim() {
         "" | "ms" => 1,
         "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => {
-            return Err(format!(
-                "duration {s:?} has unknown unit {other:?} (use ms, s, m, h, d)"
-            ))
-        }
+        other => return Err(format!("duration {s:?} has unknown unit {other:?} (use ms, s, m, h, d)")),
     };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+    n.checked_mul(scale).ok_or_else(|| format!("duration {s:?} is too large"))
 }
 
 /// Serde helper: a duration given as a string (`"30s"`) or a number of milliseconds.

@@ -26,8 +26,7 @@ fn main() -> ExitCode {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -43,17 +42,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Simulate(args) => {
             let sim = args.sim_config();
-            let labels = args
-                .labels
-                .clone()
-                .unwrap_or_else(|| labels_path_for(&args.out));
-            let written = simulate(
-                &sim,
-                &args.out,
-                Format::from_path(&args.out),
-                &labels,
-                args.events,
-            )?;
+            let labels = args.labels.clone().unwrap_or_else(|| labels_path_for(&args.out));
+            let written = simulate(&sim, &args.out, Format::from_path(&args.out), &labels, args.events)?;
             eprintln!(
                 "wrote {} events to {} and {} labelled anomalies to {}",
                 written.events,

@@ -20,8 +20,8 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
 use sensorflow_operators::{
-    partitioned_source, Alert, AlertKind, ApplyRules, Control, Counters, DeadLetter, Dedupe,
-    Dictionary, ErrorSlot, LateEvent, SourceContext, WatermarkClock, Windows,
+    partitioned_source, Alert, AlertKind, ApplyRules, Control, Counters, DeadLetter, Dedupe, Dictionary,
+    ErrorSlot, LateEvent, SourceContext, WatermarkClock, Windows,
 };
 
 use crate::config::{AlertOutput, RunConfig};
@@ -52,37 +52,24 @@ pub struct Collected {
 impl Collected {
     /// The alerts, sorted by id (worker count and order independent).
     pub fn sorted_alerts(&self) -> Vec<Alert> {
-        let mut v = self
-            .alerts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let mut v = self.alerts.lock().unwrap_or_else(PoisonError::into_inner).clone();
         v.sort_by_key(|a| a.id());
         v
     }
 
     /// The dead letters.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.dead
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.dead.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The late events.
     pub fn late_events(&self) -> Vec<LateEvent> {
-        self.late
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.late.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The simulator's labels.
     pub fn labels(&self) -> Vec<Label> {
-        self.labels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.labels.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -111,10 +98,7 @@ struct Shared {
 
 impl Shared {
     fn fail(&self, e: Error) {
-        self.failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert(e);
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -154,22 +138,9 @@ pub fn run_with(
         AlertOutput::File(path) => AlertWriter::file(path)?,
         AlertOutput::None => AlertWriter::Discard,
     };
-    let dead_file = config
-        .dead_letters
-        .as_deref()
-        .map(LineFile::create)
-        .transpose()?
-        .map(Mutex::new);
-    let late_file = config
-        .late_events
-        .as_deref()
-        .map(LineFile::create)
-        .transpose()?
-        .map(Mutex::new);
-    let labels = collected
-        .as_ref()
-        .map(|c| c.labels.clone())
-        .unwrap_or_default();
+    let dead_file = config.dead_letters.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
+    let late_file = config.late_events.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
+    let labels = collected.as_ref().map(|c| c.labels.clone()).unwrap_or_default();
     let shared = Arc::new(Shared {
         config: config.clone(),
         dict: Dictionary::default(),
@@ -196,9 +167,7 @@ pub fn run_with(
     let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for result in guards.join() {
         let report = result.map_err(|e| Error::Runtime(format!("a worker failed: {e}")))?;
-        latency
-            .add(&report.latency)
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+        latency.add(&report.latency).map_err(|e| Error::Runtime(e.to_string()))?;
         for (rule, (f, c)) in report.by_rule {
             let e = by_rule.entry(rule).or_default();
             e.0 += f;
@@ -206,30 +175,14 @@ pub fn run_with(
         }
     }
     let elapsed = started.elapsed();
-    shared
-        .alerts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .flush()?;
+    shared.alerts.lock().unwrap_or_else(PoisonError::into_inner).flush()?;
     for file in [&shared.dead_file, &shared.late_file].into_iter().flatten() {
-        file.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush()?;
+        file.lock().unwrap_or_else(PoisonError::into_inner).flush()?;
     }
-    if let Some(e) = shared
-        .failure
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
+    if let Some(e) = shared.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
         return Err(e);
     }
-    if let Some(e) = shared
-        .errors
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
+    if let Some(e) = shared.errors.lock().unwrap_or_else(PoisonError::into_inner).take() {
         return Err(Error::Source(e));
     }
     let c = &shared.counters;
@@ -262,10 +215,7 @@ fn run_worker(
         index,
         peers,
         dict: shared.dict.clone(),
-        limits: Limits {
-            max_abs_value: shared.config.max_abs_value,
-            ..Limits::default()
-        },
+        limits: Limits { max_abs_value: shared.config.max_abs_value, ..Limits::default() },
         labels: shared.labels.clone(),
         max_events: shared.config.max_events,
     };
@@ -277,8 +227,7 @@ fn run_worker(
         }
     };
     let report = Rc::new(RefCell::new(WorkerReport {
-        latency: Histogram::new(3)
-            .unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
+        latency: Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
         by_rule: BTreeMap::new(),
     }));
     let source_probe = ProbeHandle::new();
@@ -294,13 +243,7 @@ fn run_worker(
             stop: shared.stop.clone(),
         };
         let name = format!("Source({})", shared.config.source.name());
-        let streams = partitioned_source(
-            scope,
-            &name,
-            readers,
-            shared.config.source_options(),
-            source_ctx,
-        );
+        let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);
 
         let s = shared.clone();
         let dead_seen = Rc::new(RefCell::new(0u64));
@@ -329,11 +272,7 @@ fn run_worker(
             .probe_with(&source_probe)
             .dedupe(counters.clone())
             .windows(spec, counters.clone())
-            .apply_rules(
-                control.consolidate().inner.broadcast(),
-                shared.dict.clone(),
-                counters.clone(),
-            )
+            .apply_rules(control.consolidate().inner.broadcast(), shared.dict.clone(), counters.clone())
             .inspect_core(move |batch| match batch {
                 Ok((_, alerts)) => write_alerts(&s, alerts, &mut r.borrow_mut()),
                 Err(frontier) => {
@@ -385,15 +324,10 @@ fn run_worker(
         worker.step_or_park(Some(Duration::from_millis(1)));
     }
     drop(control);
-    Rc::try_unwrap(report)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|r| {
-            let mut r = r.borrow_mut();
-            WorkerReport {
-                latency: r.latency.clone(),
-                by_rule: std::mem::take(&mut r.by_rule),
-            }
-        })
+    Rc::try_unwrap(report).map(RefCell::into_inner).unwrap_or_else(|r| {
+        let mut r = r.borrow_mut();
+        WorkerReport { latency: r.latency.clone(), by_rule: std::mem::take(&mut r.by_rule) }
+    })
 }
 
 fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
@@ -425,19 +359,13 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
     }
     drop(writer);
     if let Some(c) = &shared.collected {
-        c.alerts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(alerts);
+        c.alerts.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(alerts);
     }
 }
 
 fn write_dead_letters(shared: &Shared, letters: &[DeadLetter], seen: &mut u64) {
     if let Some(c) = &shared.collected {
-        c.dead
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(letters);
+        c.dead.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(letters);
     }
     match &shared.dead_file {
         Some(file) => {
@@ -462,10 +390,7 @@ fn write_dead_letters(shared: &Shared, letters: &[DeadLetter], seen: &mut u64) {
 
 fn write_late(shared: &Shared, late: &[LateEvent]) {
     if let Some(c) = &shared.collected {
-        c.late
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(late);
+        c.late.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(late);
     }
     if let Some(file) = &shared.late_file {
         let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
@@ -488,26 +413,12 @@ struct RulesWatch {
 
 impl RulesWatch {
     fn new(shared: &Shared) -> Self {
-        let path = shared
-            .config
-            .rules
-            .clone()
-            .filter(|_| shared.config.reload_rules);
-        let modified = path
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        RulesWatch {
-            path,
-            current: shared.initial_rules.clone(),
-            modified,
-            last_check: Instant::now(),
-        }
+        let path = shared.config.rules.clone().filter(|_| shared.config.reload_rules);
+        let modified = path.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        RulesWatch { path, current: shared.initial_rules.clone(), modified, last_check: Instant::now() }
     }
 
-    fn poll(
-        &mut self,
-        input: &mut differential_dataflow::input::InputSession<u64, Control, isize>,
-    ) {
+    fn poll(&mut self, input: &mut differential_dataflow::input::InputSession<u64, Control, isize>) {
         let Some(path) = &self.path else { return };
         if self.last_check.elapsed() < Duration::from_millis(100) {
             return;
@@ -529,11 +440,7 @@ impl RulesWatch {
                 for c in &new {
                     input.insert(c.clone());
                 }
-                eprintln!(
-                    "rules reloaded from {} at event time {}",
-                    path.display(),
-                    input.time()
-                );
+                eprintln!("rules reloaded from {} at event time {}", path.display(), input.time());
                 self.current = new;
             }
             Err(e) => eprintln!("rules reload failed, keeping the previous rules: {e}"),

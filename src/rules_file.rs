@@ -81,19 +81,13 @@ struct FileSpec {
 
 /// The contents of a rules file as a set of [`Control`] records.
 pub fn parse_rules(text: &str, path: &str) -> Result<Vec<Control>, RulesError> {
-    let invalid = |message: String| RulesError::Invalid {
-        path: path.to_string(),
-        message,
-    };
+    let invalid = |message: String| RulesError::Invalid { path: path.to_string(), message };
     let spec: FileSpec = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let mut names = BTreeSet::new();
     let mut out = Vec::new();
     for r in spec.rule {
         if r.name.is_empty() || r.name.contains('/') {
-            return Err(invalid(format!(
-                "rule name {:?} must be non-empty and contain no '/'",
-                r.name
-            )));
+            return Err(invalid(format!("rule name {:?} must be non-empty and contain no '/'", r.name)));
         }
         if !names.insert(r.name.clone()) {
             return Err(invalid(format!("rule {:?} is defined twice", r.name)));
@@ -102,10 +96,7 @@ pub fn parse_rules(text: &str, path: &str) -> Result<Vec<Control>, RulesError> {
             return Err(invalid(format!("rule {:?}: value must be finite", r.name)));
         }
         if !(r.hysteresis.is_finite() && r.hysteresis >= 0.0) {
-            return Err(invalid(format!(
-                "rule {:?}: hysteresis must be >= 0",
-                r.name
-            )));
+            return Err(invalid(format!("rule {:?}: hysteresis must be >= 0", r.name)));
         }
         out.push(Control::Rule(Rule {
             name: r.name,
@@ -124,21 +115,15 @@ pub fn parse_rules(text: &str, path: &str) -> Result<Vec<Control>, RulesError> {
         if !devices.insert(d.name.clone()) {
             return Err(invalid(format!("device {:?} is listed twice", d.name)));
         }
-        out.push(Control::Device(DeviceMeta {
-            device: d.name,
-            site: d.site,
-            owner: d.owner,
-        }));
+        out.push(Control::Device(DeviceMeta { device: d.name, site: d.site, owner: d.owner }));
     }
     Ok(out)
 }
 
 /// Reads and parses a rules file.
 pub fn load_rules(path: &Path) -> Result<Vec<Control>, RulesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| RulesError::Io { path: path.display().to_string(), source })?;
     parse_rules(&text, &path.display().to_string())
 }
 
@@ -149,13 +134,7 @@ mod tests {
     #[test]
     fn default_rules_parse() {
         let rules = parse_rules(DEFAULT_RULES, "default").unwrap();
-        assert!(
-            rules
-                .iter()
-                .filter(|c| matches!(c, Control::Rule(_)))
-                .count()
-                >= 4
-        );
+        assert!(rules.iter().filter(|c| matches!(c, Control::Rule(_))).count() >= 4);
     }
 
     #[test]
@@ -177,17 +156,13 @@ mod tests {
             site = "plant-a"
         "#;
         let got = parse_rules(text, "t").unwrap();
-        let Control::Rule(r) = &got[0] else {
-            panic!("expected a rule first")
-        };
+        let Control::Rule(r) = &got[0] else { panic!("expected a rule first") };
         assert_eq!(
             (r.field, r.op, r.value.0, r.hysteresis.0, r.min_duration_ms),
             (Field::Max, Comparator::AtLeast, 80.0, 2.5, 30_000)
         );
         assert_eq!(r.devices.as_deref(), Some("dev-00*"));
-        let Control::Device(d) = &got[1] else {
-            panic!("expected a device second")
-        };
+        let Control::Device(d) = &got[1] else { panic!("expected a device second") };
         assert_eq!(
             (d.device.as_str(), d.site.as_deref(), d.owner.as_deref()),
             ("dev-001", Some("plant-a"), None)
@@ -202,15 +177,9 @@ mod tests {
         let bad_op = "[[rule]]\nname='a'\nmetric='m'\nop='=='\nvalue=1\n";
         assert!(parse_rules(bad_op, "t").is_err());
         let twice = "[[rule]]\nname='a'\nmetric='m'\nop='>'\nvalue=1\n[[rule]]\nname='a'\nmetric='m'\nop='<'\nvalue=1\n";
-        assert!(parse_rules(twice, "t")
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
+        assert!(parse_rules(twice, "t").unwrap_err().to_string().contains("twice"));
         let neg = "[[rule]]\nname='a'\nmetric='m'\nop='>'\nvalue=1\nhysteresis=-1\n";
         assert!(parse_rules(neg, "t").is_err());
-        assert!(
-            parse_rules("[[rules]]\nname='a'", "t").is_err(),
-            "unknown table"
-        );
+        assert!(parse_rules("[[rules]]\nname='a'", "t").is_err(), "unknown table");
     }
 }

@@ -21,10 +21,7 @@ pub enum Format {
 impl Format {
     /// Guesses the format from a file extension (`.csv` → CSV, else JSON lines).
     pub fn from_path(path: &Path) -> Self {
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-        {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             Format::Csv
         } else {
             Format::Jsonl
@@ -45,10 +42,7 @@ pub struct Written {
 
 /// The default labels path beside a dataset: `data.jsonl` → `data.labels.json`.
 pub fn labels_path_for(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
     out.with_file_name(format!("{stem}.labels.json"))
 }
 
@@ -63,14 +57,7 @@ pub fn simulate(
     config.validate()?;
     let dict = Dictionary::default();
     let labels = crate::connectors::simulator::Labels::default();
-    let mut reader = SimReader::new(
-        config,
-        0,
-        1,
-        max_events.unwrap_or(u64::MAX),
-        &dict,
-        labels.clone(),
-    );
+    let mut reader = SimReader::new(config, 0, 1, max_events.unwrap_or(u64::MAX), &dict, labels.clone());
     let file = File::create(out).map_err(|e| Error::io(out, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let io = |e| Error::io(out, e);
@@ -84,9 +71,7 @@ pub fn simulate(
         batch.events.clear();
         let poll = reader.poll(&mut batch)?;
         for e in &batch.events {
-            let device = names
-                .entry(e.device.0)
-                .or_insert_with(|| dict.device_name(e.device).to_string());
+            let device = names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device).to_string());
             let metric = dict.metric_name(e.metric);
             match format {
                 Format::Jsonl => writeln!(
@@ -106,15 +91,8 @@ pub fn simulate(
         }
     }
     w.flush().map_err(io)?;
-    let labels = labels
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let labels = labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let text = serde_json::to_string_pretty(&labels).map_err(|e| Error::Runtime(e.to_string()))?;
     std::fs::write(labels_out, text).map_err(|e| Error::io(labels_out, e))?;
-    Ok(Written {
-        events,
-        labels,
-        labels_path: labels_out.to_path_buf(),
-    })
+    Ok(Written { events, labels, labels_path: labels_out.to_path_buf() })
 }

@@ -89,16 +89,8 @@ impl AlertWriter {
                 }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        Ok(AlertWriter::File {
-            path: path.to_path_buf(),
-            out: BufWriter::new(file),
-            ids,
-        })
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(AlertWriter::File { path: path.to_path_buf(), out: BufWriter::new(file), ids })
     }
 
     /// Writes `alert` unless its id was written before; returns whether it was written.
@@ -152,9 +144,8 @@ struct DeadLine<'a> {
 
 /// Renders a dead letter as one JSON line; raw bytes that are not UTF-8 are also kept in hex.
 pub fn dead_letter_json(d: &DeadLetter) -> String {
-    let raw_hex = std::str::from_utf8(&d.raw)
-        .is_err()
-        .then(|| d.raw.iter().map(|b| format!("{b:02x}")).collect());
+    let raw_hex =
+        std::str::from_utf8(&d.raw).is_err().then(|| d.raw.iter().map(|b| format!("{b:02x}")).collect());
     let line = DeadLine {
         source: &d.source,
         position: d.position,
@@ -189,10 +180,7 @@ impl LineFile {
     /// Creates (truncates) `path`.
     pub fn create(path: &Path) -> Result<Self, Error> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(LineFile {
-            path: path.to_path_buf(),
-            out: BufWriter::new(file),
-        })
+        Ok(LineFile { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
     /// Appends a line.

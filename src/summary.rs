@@ -87,39 +87,22 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "── sensorflow run summary ──────────────────────────────"
-        )?;
+        writeln!(f, "── sensorflow run summary ──────────────────────────────")?;
         writeln!(f, "workers              {:>14}", self.workers)?;
-        writeln!(
-            f,
-            "elapsed              {:>14.3} s",
-            self.elapsed.as_secs_f64()
-        )?;
+        writeln!(f, "elapsed              {:>14.3} s", self.elapsed.as_secs_f64())?;
         writeln!(f, "events in            {:>14}", self.records_in)?;
         writeln!(f, "events/s             {:>14.0}", self.events_per_sec())?;
         writeln!(f, "processed            {:>14}", self.processed)?;
         writeln!(f, "late                 {:>14}", self.late)?;
         let dead_note = match &self.dead_letter_file {
             Some(p) => format!("  → {}", p.display()),
-            None if self.dead_lettered > 10 => {
-                "  (first 10 on stderr; --dead-letters FILE keeps all)".into()
-            }
+            None if self.dead_lettered > 10 => "  (first 10 on stderr; --dead-letters FILE keeps all)".into(),
             None => String::new(),
         };
-        writeln!(
-            f,
-            "dead-lettered        {:>14}{dead_note}",
-            self.dead_lettered
-        )?;
+        writeln!(f, "dead-lettered        {:>14}{dead_note}", self.dead_lettered)?;
         writeln!(f, "duplicates dropped   {:>14}", self.duplicates)?;
         if self.dedupe_horizon_exceeded > 0 {
-            writeln!(
-                f,
-                "beyond dedupe horizon{:>14}",
-                self.dedupe_horizon_exceeded
-            )?;
+            writeln!(f, "beyond dedupe horizon{:>14}", self.dedupe_horizon_exceeded)?;
         }
         writeln!(f, "windows closed       {:>14}", self.windows_closed)?;
         writeln!(f, "alerts               {:>14}", self.alerts())?;
@@ -145,10 +128,7 @@ impl fmt::Display for Summary {
             writeln!(f, "(stopped early by the time limit)")?;
         }
         if !self.balanced() {
-            writeln!(
-                f,
-                "WARNING: counts do not balance (in ≠ processed + late + dead + duplicates)"
-            )?;
+            writeln!(f, "WARNING: counts do not balance (in ≠ processed + late + dead + duplicates)")?;
         }
         Ok(())
     }

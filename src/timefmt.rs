@@ -19,19 +19,13 @@ fn num(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter().try_fold(0u32, |acc, &c| {
-        acc.checked_mul(10)?.checked_add(u32::from(c - b'0'))
-    })
+    b.iter().try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add(u32::from(c - b'0')))
 }
 
 /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM]` into epoch ms; no zone means UTC.
 pub fn parse_datetime(s: &str) -> Option<u64> {
     let b = s.trim().as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
         return None;
     }
     if b[13] != b':' || b[16] != b':' {
@@ -39,13 +33,7 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
     }
     let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
     let (h, mi, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
-    if !(1..=12).contains(&mo)
-        || d == 0
-        || d > days_in_month(y, mo)
-        || h > 23
-        || mi > 59
-        || sec > 60
-    {
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
     let mut rest = &b[19..];
@@ -75,8 +63,7 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
         _ => return None,
     };
     let days = days_from_civil(i64::from(y), mo, d);
-    let secs = days * 86_400 + i64::from(h) * 3_600 + i64::from(mi) * 60 + i64::from(sec)
-        - offset_min * 60;
+    let secs = days * 86_400 + i64::from(h) * 3_600 + i64::from(mi) * 60 + i64::from(sec) - offset_min * 60;
     let ms = secs.checked_mul(1000)?.checked_add(millis as i64)?;
     u64::try_from(ms).ok().filter(|&ms| ms <= MAX_TS_MS)
 }
@@ -121,27 +108,12 @@ mod tests {
     #[test]
     fn known_instants() {
         // 2023-11-14T22:13:20Z is 1_700_000_000 s, a widely quoted instant.
-        assert_eq!(
-            parse_datetime("2023-11-14T22:13:20Z"),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(
-            parse_datetime("2023-11-14T22:13:20.123Z"),
-            Some(1_700_000_000_123)
-        );
-        assert_eq!(
-            parse_datetime("2023-11-14 22:13:20"),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(
-            parse_datetime("2023-11-15T00:13:20+02:00"),
-            Some(1_700_000_000_000)
-        );
+        assert_eq!(parse_datetime("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(parse_datetime("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(parse_datetime("2023-11-14 22:13:20"), Some(1_700_000_000_000));
+        assert_eq!(parse_datetime("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
         assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_datetime("2024-02-29T00:00:00Z"),
-            Some(1_709_164_800_000)
-        );
+        assert_eq!(parse_datetime("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
     }
 
     #[test]
@@ -164,9 +136,6 @@ mod tests {
         for ms in [0, 1_700_000_000_123, 1_709_164_800_000, 951_782_400_000] {
             assert_eq!(parse_datetime(&format_datetime(ms)), Some(ms));
         }
-        assert_eq!(
-            format_datetime(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
+        assert_eq!(format_datetime(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 }

@@ -26,7 +26,11 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
 pub fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let commit = std::process::Command::new("git")
@@ -56,7 +60,10 @@ impl Row {
 /// Prints the table and writes `target/bench-results/<bench>.json`.
 pub fn report(bench: &str, rows: &[Row]) {
     println!("\n{bench}");
-    println!("{:<34} {:>7} {:>12} {:>9} {:>14}  note", "configuration", "workers", "events", "secs", "events/s");
+    println!(
+        "{:<34} {:>7} {:>12} {:>9} {:>14}  note",
+        "configuration", "workers", "events", "secs", "events/s"
+    );
     for r in rows {
         println!(
             "{:<34} {:>7} {:>12} {:>9.3} {:>14.0}  {}",

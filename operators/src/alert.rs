@@ -64,9 +64,6 @@ impl Alert {
             AlertKind::Fired => "fired",
             AlertKind::Cleared => "cleared",
         };
-        format!(
-            "{}/{}/{}/{}",
-            self.device, self.key.source, self.key.window_start, kind
-        )
+        format!("{}/{}/{}/{}", self.device, self.key.source, self.key.window_start, kind)
     }
 }

@@ -23,10 +23,7 @@ impl WatermarkClock {
     /// A clock for `workers` local source workers.
     pub fn new(workers: usize) -> Self {
         let workers = (0..workers).map(|_| Mutex::new(VecDeque::new())).collect();
-        WatermarkClock {
-            origin: Instant::now(),
-            workers: Arc::new(workers),
-        }
+        WatermarkClock { origin: Instant::now(), workers: Arc::new(workers) }
     }
 
     /// Nanoseconds since the clock's origin.

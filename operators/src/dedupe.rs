@@ -74,11 +74,7 @@ impl SeqWindow {
         let bits = (by % 64) as u32;
         let old = self.below;
         for i in (0..4).rev() {
-            let mut v = if i >= words {
-                old[i - words] << bits
-            } else {
-                0
-            };
+            let mut v = if i >= words { old[i - words] << bits } else { 0 };
             if bits > 0 && i > words {
                 v |= old[i - words - 1] >> (64 - bits);
             }

@@ -6,15 +6,11 @@ use serde::{Deserialize, Serialize};
 pub const NO_SEQ: u64 = u64::MAX;
 
 /// A device, named by the [`stable_hash`] of its name so every process agrees on it.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeviceId(pub u64);
 
 /// A metric (temperature, humidity, ...), named by the [`stable_hash`] of its name.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MetricId(pub u64);
 
 impl DeviceId {
@@ -64,9 +60,7 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     if !rest.is_empty() {
         let mut buf = [0u8; 8];
         buf[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(buf))
-            .wrapping_mul(K)
-            .rotate_left(29);
+        h = (h ^ u64::from_le_bytes(buf)).wrapping_mul(K).rotate_left(29);
     }
     // SplitMix64 finaliser.
     h ^= h >> 30;

@@ -30,12 +30,10 @@ pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
 pub use metrics::Counters;
 pub use names::{Dictionary, Interner, Names};
 pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
-pub use rules::{
-    glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64,
-};
+pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use source::{
-    partitioned_source, BadRecordPolicy, ErrorSlot, PartitionReader, Poll, SourceBatch,
-    SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
+    partitioned_source, BadRecordPolicy, ErrorSlot, PartitionReader, Poll, SourceBatch, SourceContext,
+    SourceError, SourceOptions, SourceStreams, VecReader,
 };
 pub use watermark::Watermarks;
 pub use window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};

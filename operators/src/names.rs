@@ -34,10 +34,7 @@ impl Names {
 
     /// How many names are recorded.
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Whether no name is recorded.
@@ -72,16 +69,12 @@ impl Dictionary {
 
     /// The device's name, or its id in hex when no source has named it.
     pub fn device_name(&self, id: DeviceId) -> Arc<str> {
-        self.devices
-            .get(id.0)
-            .unwrap_or_else(|| Arc::from(format!("#{:016x}", id.0)))
+        self.devices.get(id.0).unwrap_or_else(|| Arc::from(format!("#{:016x}", id.0)))
     }
 
     /// The metric's name, or its id in hex.
     pub fn metric_name(&self, id: MetricId) -> Arc<str> {
-        self.metrics
-            .get(id.0)
-            .unwrap_or_else(|| Arc::from(format!("#{:016x}", id.0)))
+        self.metrics.get(id.0).unwrap_or_else(|| Arc::from(format!("#{:016x}", id.0)))
     }
 }
 
@@ -97,11 +90,7 @@ pub struct Interner {
 impl Interner {
     /// A local front for `shared`.
     pub fn new(shared: Names) -> Self {
-        Interner {
-            shared,
-            seen: IdHashSet::default(),
-            collisions: 0,
-        }
+        Interner { shared, seen: IdHashSet::default(), collisions: 0 }
     }
 
     /// The id of `name`, recording the name on first sight.

@@ -24,12 +24,7 @@ impl DeadLetter {
     /// A dead letter for `raw`, keeping at most [`DEAD_LETTER_RAW_LIMIT`] bytes of it.
     pub fn new(source: &str, position: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
         let keep = raw.len().min(DEAD_LETTER_RAW_LIMIT);
-        DeadLetter {
-            source: source.to_string(),
-            position,
-            reason: reason.into(),
-            raw: raw[..keep].to_vec(),
-        }
+        DeadLetter { source: source.to_string(), position, reason: reason.into(), raw: raw[..keep].to_vec() }
     }
 }
 

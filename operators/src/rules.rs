@@ -116,12 +116,7 @@ pub struct Rule {
 
 impl Rule {
     fn condition(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.field.name(),
-            self.op.symbol(),
-            self.value.0
-        )
+        format!("{} {} {}", self.field.name(), self.op.symbol(), self.value.0)
     }
 }
 
@@ -191,12 +186,7 @@ pub struct RuleBook {
 impl RuleBook {
     /// Applies changes to rules and metadata that happen at one time; `alerts` receives a
     /// `Cleared` for every active alert whose rule was removed or changed.
-    pub fn apply(
-        &mut self,
-        changes: &[(Control, isize)],
-        dict: &Dictionary,
-        alerts: &mut Vec<Alert>,
-    ) {
+    pub fn apply(&mut self, changes: &[(Control, isize)], dict: &Dictionary, alerts: &mut Vec<Alert>) {
         let mut touched = BTreeSet::new();
         let mut touched_meta = BTreeSet::new();
         for (change, diff) in changes {
@@ -250,10 +240,7 @@ impl RuleBook {
         }
         self.by_metric.clear();
         for rule in self.rules.values() {
-            self.by_metric
-                .entry(MetricId::of(&rule.metric).0)
-                .or_default()
-                .push(rule.name.clone());
+            self.by_metric.entry(MetricId::of(&rule.metric).0).or_default().push(rule.name.clone());
         }
         for device in touched_meta {
             let id = DeviceId::of(&device).0;
@@ -295,22 +282,13 @@ impl RuleBook {
             let key = (name, w.device, w.metric);
             let holds = rule.op.holds(v, rule.value.0);
             let next = match self.phases.get(&key).copied() {
-                None => holds.then_some(Phase::Pending {
-                    since: w.start,
-                    last_end: w.end,
-                }),
+                None => holds.then_some(Phase::Pending { since: w.start, last_end: w.end }),
                 Some(Phase::Pending { since, last_end }) => {
                     let contiguous = w.start <= last_end;
                     match (holds, contiguous) {
                         (false, _) => None,
-                        (true, true) => Some(Phase::Pending {
-                            since,
-                            last_end: w.end,
-                        }),
-                        (true, false) => Some(Phase::Pending {
-                            since: w.start,
-                            last_end: w.end,
-                        }),
+                        (true, true) => Some(Phase::Pending { since, last_end: w.end }),
+                        (true, false) => Some(Phase::Pending { since: w.start, last_end: w.end }),
                     }
                 }
                 Some(Phase::Active { since, .. }) => {
@@ -329,17 +307,12 @@ impl RuleBook {
                         ));
                         None
                     } else {
-                        Some(Phase::Active {
-                            since,
-                            last_end: w.end,
-                        })
+                        Some(Phase::Active { since, last_end: w.end })
                     }
                 }
             };
             let next = match next {
-                Some(Phase::Pending { since, last_end })
-                    if last_end - since >= rule.min_duration_ms =>
-                {
+                Some(Phase::Pending { since, last_end }) if last_end - since >= rule.min_duration_ms => {
                     let rule = rule.clone();
                     alerts.push(self.alert(
                         &rule,
@@ -382,11 +355,7 @@ impl RuleBook {
     ) -> Alert {
         let meta = self.meta.get(&device.0);
         Alert {
-            key: AlertKey {
-                device,
-                source: rule.name.clone(),
-                window_start: since,
-            },
+            key: AlertKey { device, source: rule.name.clone(), window_start: since },
             kind,
             device: dict.device_name(device).to_string(),
             metric_id: metric,
@@ -451,94 +420,86 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
         dict: Dictionary,
         counters: Arc<Counters>,
     ) -> StreamVec<'scope, u64, Alert> {
-        self.binary_frontier(
-            control,
-            Pipeline,
-            Pipeline,
-            "ApplyRules",
-            move |_cap, _info| {
-                let mut book = RuleBook::default();
-                let mut windows: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
-                let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
-                let mut alerts = Vec::new();
-                // Alerts from rule changes go out at the change's time, under a kept capability.
-                let mut control_cap: Option<Capability<u64>> = None;
-                move |(wins, wf), (ctl, cf), output| {
-                    wins.for_each_stamp(|cap, data| {
-                        let Some(cap) = cap.retain_least(0) else {
-                            return;
-                        };
-                        let slot = windows
-                            .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new()));
-                        for batch in data {
-                            slot.1.append(batch);
-                        }
-                    });
-                    ctl.for_each_stamp(|cap, data| {
-                        let Some(held) = cap.retain_least(0) else {
-                            return;
-                        };
-                        match &mut control_cap {
-                            Some(c) if c.time() <= held.time() => {}
-                            slot => *slot = Some(held),
-                        }
-                        for batch in data {
-                            for (change, time, diff) in batch.drain(..) {
-                                changes.entry(time).or_default().push((change, diff));
-                            }
-                        }
-                    });
-                    let ready = |t: &u64| !wf.less_equal(t) && !cf.less_equal(t);
-                    loop {
-                        let next_win = windows.keys().next().copied().filter(ready);
-                        let next_ctl = changes.keys().next().copied().filter(ready);
-                        let t = match (next_win, next_ctl) {
-                            (None, None) => break,
-                            (Some(a), Some(b)) => a.min(b),
-                            (Some(a), None) => a,
-                            (None, Some(b)) => b,
-                        };
-                        if let Some(updates) = changes.remove(&t) {
-                            book.apply(&updates, &dict, &mut alerts);
-                            if !alerts.is_empty() {
-                                if let Some(cap) = &control_cap {
-                                    let cap = cap.delayed(&t.max(*cap.time()));
-                                    Counters::add(&counters.alerts, alerts.len() as u64);
-                                    output.session(&cap).give_container(&mut alerts);
-                                }
-                                alerts.clear();
-                            }
-                        }
-                        if windows.keys().next() == Some(&t) {
-                            if let Some((cap, batch)) = windows.remove(&t) {
-                                for w in &batch {
-                                    book.evaluate(w, &dict, &mut alerts);
-                                }
-                                Counters::add(&counters.alerts, alerts.len() as u64);
-                                output.session(&cap).give_container(&mut alerts);
-                                alerts.clear();
-                            }
+        self.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
+            let mut book = RuleBook::default();
+            let mut windows: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
+            let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
+            let mut alerts = Vec::new();
+            // Alerts from rule changes go out at the change's time, under a kept capability.
+            let mut control_cap: Option<Capability<u64>> = None;
+            move |(wins, wf), (ctl, cf), output| {
+                wins.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else {
+                        return;
+                    };
+                    let slot = windows.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                    for batch in data {
+                        slot.1.append(batch);
+                    }
+                });
+                ctl.for_each_stamp(|cap, data| {
+                    let Some(held) = cap.retain_least(0) else {
+                        return;
+                    };
+                    match &mut control_cap {
+                        Some(c) if c.time() <= held.time() => {}
+                        slot => *slot = Some(held),
+                    }
+                    for batch in data {
+                        for (change, time, diff) in batch.drain(..) {
+                            changes.entry(time).or_default().push((change, diff));
                         }
                     }
-                    // Release the control capability once no pending change needs it.
-                    if let Some(cap) = &mut control_cap {
-                        match changes.keys().next() {
-                            Some(&t) if t >= *cap.time() => cap.downgrade(&t),
-                            Some(_) => {}
-                            None => {
-                                let f = cf.frontier().iter().copied().min();
-                                match f {
-                                    Some(t) if t >= *cap.time() => cap.downgrade(&t),
-                                    Some(_) => {}
-                                    None => control_cap = None,
-                                }
+                });
+                let ready = |t: &u64| !wf.less_equal(t) && !cf.less_equal(t);
+                loop {
+                    let next_win = windows.keys().next().copied().filter(ready);
+                    let next_ctl = changes.keys().next().copied().filter(ready);
+                    let t = match (next_win, next_ctl) {
+                        (None, None) => break,
+                        (Some(a), Some(b)) => a.min(b),
+                        (Some(a), None) => a,
+                        (None, Some(b)) => b,
+                    };
+                    if let Some(updates) = changes.remove(&t) {
+                        book.apply(&updates, &dict, &mut alerts);
+                        if !alerts.is_empty() {
+                            if let Some(cap) = &control_cap {
+                                let cap = cap.delayed(&t.max(*cap.time()));
+                                Counters::add(&counters.alerts, alerts.len() as u64);
+                                output.session(&cap).give_container(&mut alerts);
+                            }
+                            alerts.clear();
+                        }
+                    }
+                    if windows.keys().next() == Some(&t) {
+                        if let Some((cap, batch)) = windows.remove(&t) {
+                            for w in &batch {
+                                book.evaluate(w, &dict, &mut alerts);
+                            }
+                            Counters::add(&counters.alerts, alerts.len() as u64);
+                            output.session(&cap).give_container(&mut alerts);
+                            alerts.clear();
+                        }
+                    }
+                }
+                // Release the control capability once no pending change needs it.
+                if let Some(cap) = &mut control_cap {
+                    match changes.keys().next() {
+                        Some(&t) if t >= *cap.time() => cap.downgrade(&t),
+                        Some(_) => {}
+                        None => {
+                            let f = cf.frontier().iter().copied().min();
+                            match f {
+                                Some(t) if t >= *cap.time() => cap.downgrade(&t),
+                                Some(_) => {}
+                                None => control_cap = None,
                             }
                         }
                     }
                 }
-            },
-        )
+            }
+        })
     }
 }
 
@@ -559,10 +520,7 @@ mod tests {
     #[test]
     fn comparator_hysteresis() {
         assert!(Comparator::Above.holds(81.0, 80.0));
-        assert!(
-            !Comparator::Above.cleared(79.0, 80.0, 2.0),
-            "inside the band stays active"
-        );
+        assert!(!Comparator::Above.cleared(79.0, 80.0, 2.0), "inside the band stays active");
         assert!(Comparator::Above.cleared(78.0, 80.0, 2.0));
         assert!(Comparator::Below.cleared(12.5, 10.0, 2.0));
         assert!(!Comparator::Below.cleared(11.0, 10.0, 2.0));

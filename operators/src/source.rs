@@ -41,11 +41,7 @@ pub struct SourceError {
 impl SourceError {
     /// A permanent error.
     pub fn fatal(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        SourceError {
-            source_name: source_name.into(),
-            message: message.into(),
-            retryable: false,
-        }
+        SourceError { source_name: source_name.into(), message: message.into(), retryable: false }
     }
 }
 
@@ -139,12 +135,7 @@ pub fn partitioned_source<'scope>(
     options: SourceOptions,
     ctx: SourceContext,
 ) -> SourceStreams<'scope> {
-    let SourceContext {
-        counters,
-        clock,
-        errors,
-        stop,
-    } = ctx;
+    let SourceContext { counters, clock, errors, stop } = ctx;
     let mut builder = OperatorBuilder::new(name.to_owned(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(info.address);
@@ -152,10 +143,8 @@ pub fn partitioned_source<'scope>(
     let (late_out, late) = builder.new_output::<Vec<LateEvent>>();
     let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
     let mut ev_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Event>>>::from(ev_out);
-    let mut late_out =
-        OutputBuilder::<u64, CapacityContainerBuilder<Vec<LateEvent>>>::from(late_out);
-    let mut dead_out =
-        OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dead_out);
+    let mut late_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<LateEvent>>>::from(late_out);
+    let mut dead_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<DeadLetter>>>::from(dead_out);
 
     builder.build(move |caps| {
         let mut caps = Some(caps);
@@ -197,10 +186,7 @@ pub fn partitioned_source<'scope>(
                             let d = &batch.dead[0];
                             failure = Some(SourceError::fatal(
                                 d.source.clone(),
-                                format!(
-                                    "bad record at {}: {} (policy is fail)",
-                                    d.position, d.reason
-                                ),
+                                format!("bad record at {}: {} (policy is fail)", d.position, d.reason),
                             ));
                             Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
                             dead_out.session(&held[2]).give_container(&mut batch.dead);
@@ -220,10 +206,7 @@ pub fn partitioned_source<'scope>(
                     for i in 0..batch.events.len() {
                         let e = batch.events[i];
                         if e.ts < mark {
-                            late_buf.push(LateEvent {
-                                event: e,
-                                watermark: mark,
-                            });
+                            late_buf.push(LateEvent { event: e, watermark: mark });
                         } else {
                             if e.ts > max_ts {
                                 max_ts = e.ts;
@@ -295,20 +278,13 @@ pub struct VecReader {
 impl VecReader {
     /// Reads `events` in chunks of `chunk`.
     pub fn new(events: Vec<Event>, chunk: usize) -> Self {
-        VecReader {
-            events: events.into_iter(),
-            chunk: chunk.max(1),
-        }
+        VecReader { events: events.into_iter(), chunk: chunk.max(1) }
     }
 }
 
 impl PartitionReader for VecReader {
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         out.events.extend(self.events.by_ref().take(self.chunk));
-        Ok(if out.events.is_empty() {
-            Poll::Done
-        } else {
-            Poll::Ready
-        })
+        Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready })
     }
 }

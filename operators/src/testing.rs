@@ -24,8 +24,5 @@ where
 
 /// All records a `capture()`d stream produced, in arrival order.
 pub fn captured<T: Clone + Ord, D>(rx: &Receiver<CaptureEvent<T, Vec<D>>>) -> Vec<D> {
-    captured_with_times(rx)
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect()
+    captured_with_times(rx).into_iter().map(|(_, d)| d).collect()
 }

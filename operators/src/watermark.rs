@@ -27,16 +27,8 @@ pub struct Watermarks {
 impl Watermarks {
     /// Clocks for `partitions` partitions.
     pub fn new(partitions: usize, lateness_ms: u64, idle_timeout: Duration) -> Self {
-        let part = PartitionClock {
-            max_ts: None,
-            quiet_since: None,
-            done: false,
-        };
-        Watermarks {
-            lateness: lateness_ms,
-            idle_timeout,
-            parts: vec![part; partitions],
-        }
+        let part = PartitionClock { max_ts: None, quiet_since: None, done: false };
+        Watermarks { lateness: lateness_ms, idle_timeout, parts: vec![part; partitions] }
     }
 
     /// The allowed lateness in ms.
@@ -47,9 +39,7 @@ impl Watermarks {
     /// The partition's own watermark (0 before it produced anything).
     #[inline]
     pub fn watermark(&self, part: usize) -> u64 {
-        self.parts[part]
-            .max_ts
-            .map_or(0, |m| m.saturating_sub(self.lateness))
+        self.parts[part].max_ts.map_or(0, |m| m.saturating_sub(self.lateness))
     }
 
     /// The largest event time the partition produced.
@@ -92,9 +82,7 @@ impl Watermarks {
 
     /// Whether the partition counts as idle at `now`.
     pub fn is_idle(&self, part: usize, now: Instant) -> bool {
-        self.parts[part]
-            .quiet_since
-            .is_some_and(|since| now.duration_since(since) >= self.idle_timeout)
+        self.parts[part].quiet_since.is_some_and(|since| now.duration_since(since) >= self.idle_timeout)
     }
 
     /// The least watermark over live, non-idle partitions. When every partition that is not
@@ -109,10 +97,7 @@ impl Watermarks {
         if live.is_some() || self.all_done() {
             return live;
         }
-        (0..self.parts.len())
-            .filter(|&i| self.parts[i].max_ts.is_some())
-            .map(|i| self.watermark(i))
-            .max()
+        (0..self.parts.len()).filter(|&i| self.parts[i].max_ts.is_some()).map(|i| self.watermark(i)).max()
     }
 
     /// How long until the earliest quiet partition turns idle, if any is quiet.
@@ -136,11 +121,7 @@ mod tests {
         let mut w = Watermarks::new(2, 100, Duration::from_secs(1));
         let now = Instant::now();
         w.observe(0, 1_000);
-        assert_eq!(
-            w.frontier(now),
-            Some(0),
-            "partition 1 has produced nothing yet"
-        );
+        assert_eq!(w.frontier(now), Some(0), "partition 1 has produced nothing yet");
         w.observe(1, 5_000);
         assert_eq!(w.frontier(now), Some(900));
         w.finish(0);
@@ -159,11 +140,7 @@ mod tests {
         assert_eq!(w.frontier(t0), Some(0), "quiet but not yet idle");
         assert_eq!(w.next_idle_deadline(t0), Some(Duration::from_millis(50)));
         let later = t0 + Duration::from_millis(60);
-        assert_eq!(
-            w.frontier(later),
-            Some(10_000),
-            "idle partition no longer holds it"
-        );
+        assert_eq!(w.frontier(later), Some(10_000), "idle partition no longer holds it");
         w.active(1);
         assert_eq!(w.frontier(later), Some(0), "woken partition holds it again");
     }
@@ -177,18 +154,10 @@ mod tests {
         w.finish(1);
         w.quiet(0, t0);
         w.quiet(2, t0);
-        assert_eq!(
-            w.frontier(t0),
-            Some(0),
-            "partition 2 is quiet, not yet idle, and empty"
-        );
+        assert_eq!(w.frontier(t0), Some(0), "partition 2 is quiet, not yet idle, and empty");
         assert_eq!(w.frontier(t0 + Duration::from_millis(5)), Some(9));
         let mut empty = Watermarks::new(1, 0, Duration::from_millis(1));
         empty.quiet(0, t0);
-        assert_eq!(
-            empty.frontier(t0 + Duration::from_millis(5)),
-            None,
-            "nothing read, nothing to release"
-        );
+        assert_eq!(empty.frontier(t0 + Duration::from_millis(5)), None, "nothing read, nothing to release");
     }
 }

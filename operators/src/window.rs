@@ -85,15 +85,7 @@ struct Agg {
 impl Agg {
     fn new(e: &Event) -> Self {
         let point = (e.ts, e.seq, e.value);
-        Agg {
-            count: 1,
-            min: e.value,
-            max: e.value,
-            mean: e.value,
-            m2: 0.0,
-            first: point,
-            last: point,
-        }
+        Agg { count: 1, min: e.value, max: e.value, mean: e.value, m2: 0.0, first: point, last: point }
     }
 
     #[inline]
@@ -118,10 +110,7 @@ impl Agg {
 
 #[inline]
 fn key_lt(a: (u64, u64, f64), b: (u64, u64, f64)) -> bool {
-    (a.0, a.1)
-        .cmp(&(b.0, b.1))
-        .then(a.2.total_cmp(&b.2))
-        .is_lt()
+    (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)).is_lt()
 }
 
 /// Rounds to 12 significant digits. Floating-point sums depend on arrival order, which depends
@@ -249,21 +238,13 @@ pub trait Windows<'scope> {
     /// assert_eq!((wins[0].start, wins[0].count, wins[0].mean), (0, 2, 2.0));
     /// assert_eq!((wins[1].start, wins[1].max), (1000, 10.0));
     /// ```
-    fn windows(
-        self,
-        spec: WindowSpec,
-        counters: Arc<Counters>,
-    ) -> StreamVec<'scope, u64, WindowAgg>;
+    fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>;
 }
 
 type WindowState = (Capability<u64>, IdHashMap<(u64, u64), Agg>);
 
 impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
-    fn windows(
-        self,
-        spec: WindowSpec,
-        counters: Arc<Counters>,
-    ) -> StreamVec<'scope, u64, WindowAgg> {
+    fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg> {
         let exchange = Exchange::new(|e: &Event| e.device.0);
         self.unary_frontier(exchange, "Windows", move |_cap, _info| {
             let mut open: BTreeMap<u64, WindowState> = BTreeMap::new();
@@ -332,16 +313,10 @@ mod tests {
     #[test]
     fn sliding_starts_cover_the_event() {
         let w = WindowSpec::sliding(1000, 250).unwrap();
-        assert_eq!(
-            w.starts(1100).collect::<Vec<_>>(),
-            vec![250, 500, 750, 1000]
-        );
+        assert_eq!(w.starts(1100).collect::<Vec<_>>(), vec![250, 500, 750, 1000]);
         assert_eq!(w.starts(100).collect::<Vec<_>>(), vec![0]);
         assert_eq!(w.starts(600).collect::<Vec<_>>(), vec![0, 250, 500]);
-        assert_eq!(
-            w.starts(1000).collect::<Vec<_>>(),
-            vec![250, 500, 750, 1000]
-        );
+        assert_eq!(w.starts(1000).collect::<Vec<_>>(), vec![250, 500, 750, 1000]);
     }
 
     #[test]

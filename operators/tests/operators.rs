@@ -16,13 +16,7 @@ const TEMP: MetricId = MetricId(1);
 const HUM: MetricId = MetricId(2);
 
 fn ev(device: DeviceId, metric: MetricId, ts: u64, value: f64, seq: u64) -> Event {
-    Event {
-        device,
-        metric,
-        ts,
-        value,
-        seq,
-    }
+    Event { device, metric, ts, value, seq }
 }
 
 /// What a pipeline fragment under test produced, from every worker.
@@ -34,18 +28,10 @@ struct Output<D> {
 
 /// Runs `partitions` (partition `p` read by worker `p % workers`) through `build` at
 /// `workers` workers and gathers the captured output of all of them.
-fn run<D, F>(
-    workers: usize,
-    partitions: Vec<Vec<Event>>,
-    options: SourceOptions,
-    build: F,
-) -> Output<D>
+fn run<D, F>(workers: usize, partitions: Vec<Vec<Event>>, options: SourceOptions, build: F) -> Output<D>
 where
     D: Clone + Send + 'static,
-    F: for<'s> Fn(StreamVec<'s, u64, Event>, Arc<Counters>) -> StreamVec<'s, u64, D>
-        + Send
-        + Sync
-        + 'static,
+    F: for<'s> Fn(StreamVec<'s, u64, Event>, Arc<Counters>) -> StreamVec<'s, u64, D> + Send + Sync + 'static,
 {
     let counters = Counters::shared();
     let c = counters.clone();
@@ -56,15 +42,10 @@ where
             .iter()
             .enumerate()
             .filter(|(p, _)| p % peers == index)
-            .map(|(_, events)| {
-                Box::new(VecReader::new(events.clone(), 3)) as Box<dyn PartitionReader>
-            })
+            .map(|(_, events)| Box::new(VecReader::new(events.clone(), 3)) as Box<dyn PartitionReader>)
             .collect();
         let probe = ProbeHandle::new();
-        let ctx = SourceContext {
-            counters: c.clone(),
-            ..SourceContext::default()
-        };
+        let ctx = SourceContext { counters: c.clone(), ..SourceContext::default() };
         let (out, late) = worker.dataflow::<u64, _, _>(|scope| {
             let s = partitioned_source(scope, "Test", readers, options.clone(), ctx);
             let late = s.late.probe_with(&probe).capture();
@@ -74,10 +55,7 @@ where
         while !probe.done() {
             worker.step();
         }
-        let late: Vec<LateEvent> = captured_with_times(&late)
-            .into_iter()
-            .map(|(_, l)| l)
-            .collect();
+        let late: Vec<LateEvent> = captured_with_times(&late).into_iter().map(|(_, l)| l).collect();
         (captured_with_times(&out), late)
     })
     .expect("timely starts");
@@ -88,31 +66,19 @@ where
         data.extend(d);
         late.extend(l);
     }
-    Output {
-        data,
-        late,
-        counters,
-    }
+    Output { data, late, counters }
 }
 
 fn opts(lateness_ms: u64) -> SourceOptions {
-    SourceOptions {
-        lateness_ms,
-        ..SourceOptions::default()
-    }
+    SourceOptions { lateness_ms, ..SourceOptions::default() }
 }
 
-fn sorted_windows(
-    mut w: Vec<WindowAgg>,
-) -> Vec<(DeviceId, MetricId, u64, u64, u64, f64, f64, f64)> {
+/// (device, metric, start, end, count, min, max, mean)
+type WindowRow = (DeviceId, MetricId, u64, u64, u64, f64, f64, f64);
+
+fn sorted_windows(mut w: Vec<WindowAgg>) -> Vec<WindowRow> {
     w.sort_by_key(|w| (w.device, w.metric, w.start));
-    w.iter()
-        .map(|w| {
-            (
-                w.device, w.metric, w.start, w.end, w.count, w.min, w.max, w.mean,
-            )
-        })
-        .collect()
+    w.iter().map(|w| (w.device, w.metric, w.start, w.end, w.count, w.min, w.max, w.mean)).collect()
 }
 
 /// Two devices, two metrics, spread over three partitions (interleaved in time).
@@ -131,24 +97,16 @@ fn tumbling_windows_same_at_1_2_4_workers() {
     let spec = WindowSpec::tumbling(1000).unwrap();
     let mut results = Vec::new();
     for workers in [1, 2, 4] {
-        let out = run(workers, mixed_input(), opts(0), move |s, c| {
-            s.windows(spec, c)
-        });
+        let out = run(workers, mixed_input(), opts(0), move |s, c| s.windows(spec, c));
         assert!(out.late.is_empty());
         // Each window is emitted at end - 1.
         for (t, w) in &out.data {
             assert_eq!(*t, w.end - 1);
         }
-        results.push(sorted_windows(
-            out.data.into_iter().map(|(_, w)| w).collect(),
-        ));
+        results.push(sorted_windows(out.data.into_iter().map(|(_, w)| w).collect()));
     }
     // Hand-computed: device A values i for ts i*100, so window k holds i = 10k..10k+9.
-    let a: Vec<_> = results[0]
-        .iter()
-        .filter(|w| w.0 == DEV_A)
-        .cloned()
-        .collect();
+    let a: Vec<_> = results[0].iter().filter(|w| w.0 == DEV_A).cloned().collect();
     assert_eq!(
         a,
         vec![
@@ -157,15 +115,8 @@ fn tumbling_windows_same_at_1_2_4_workers() {
             (DEV_A, TEMP, 2000, 3000, 10, 20.0, 29.0, 24.5),
         ]
     );
-    let b: Vec<_> = results[0]
-        .iter()
-        .filter(|w| w.0 == DEV_B)
-        .map(|w| (w.2, w.5, w.6))
-        .collect();
-    assert_eq!(
-        b,
-        vec![(0, 91.0, 100.0), (1000, 81.0, 90.0), (2000, 71.0, 80.0)]
-    );
+    let b: Vec<_> = results[0].iter().filter(|w| w.0 == DEV_B).map(|w| (w.2, w.5, w.6)).collect();
+    assert_eq!(b, vec![(0, 91.0, 100.0), (1000, 81.0, 90.0), (2000, 71.0, 80.0)]);
     assert_eq!(results[0], results[1]);
     assert_eq!(results[0], results[2]);
 }
@@ -174,9 +125,7 @@ fn tumbling_windows_same_at_1_2_4_workers() {
 fn sliding_windows_cover_each_event_size_over_hop_times() {
     let spec = WindowSpec::sliding(1000, 500).unwrap();
     for workers in [1, 3] {
-        let out = run(workers, mixed_input(), opts(0), move |s, c| {
-            s.windows(spec, c)
-        });
+        let out = run(workers, mixed_input(), opts(0), move |s, c| s.windows(spec, c));
         let a: Vec<_> = sorted_windows(out.data.into_iter().map(|(_, w)| w).collect())
             .into_iter()
             .filter(|w| w.0 == DEV_A)
@@ -209,15 +158,10 @@ fn many_events_in_one_boundary_millisecond_are_all_counted() {
     }
     let spec = WindowSpec::tumbling(1000).unwrap();
     for workers in [1, 2] {
-        let out = run(workers, parts.clone(), opts(0), move |s, c| {
-            s.windows(spec, c)
-        });
+        let out = run(workers, parts.clone(), opts(0), move |s, c| s.windows(spec, c));
         assert!(out.late.is_empty(), "no event may be late");
         let w = sorted_windows(out.data.into_iter().map(|(_, w)| w).collect());
-        assert_eq!(
-            w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(),
-            vec![(0, 500), (1000, 500)]
-        );
+        assert_eq!(w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(), vec![(0, 500), (1000, 500)]);
         assert_eq!(Counters::get(&out.counters.late), 0);
     }
 }
@@ -231,63 +175,34 @@ fn late_events_go_to_the_late_output_unless_within_lateness() {
     ]];
     let spec = WindowSpec::tumbling(1000).unwrap();
     for workers in [1, 2] {
-        let strict = run(workers, parts.clone(), opts(0), move |s, c| {
-            s.windows(spec, c)
-        });
+        let strict = run(workers, parts.clone(), opts(0), move |s, c| s.windows(spec, c));
         assert_eq!(strict.late.len(), 1);
         assert_eq!(strict.late[0].event.ts, 1_000);
         assert_eq!(strict.late[0].watermark, 5_000);
         assert_eq!(Counters::get(&strict.counters.late), 1);
         let w = sorted_windows(strict.data.into_iter().map(|(_, w)| w).collect());
-        assert_eq!(
-            w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(),
-            vec![(5000, 2)]
-        );
+        assert_eq!(w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(), vec![(5000, 2)]);
 
-        let lenient = run(workers, parts.clone(), opts(4_000), move |s, c| {
-            s.windows(spec, c)
-        });
+        let lenient = run(workers, parts.clone(), opts(4_000), move |s, c| s.windows(spec, c));
         assert!(lenient.late.is_empty());
         let w = sorted_windows(lenient.data.into_iter().map(|(_, w)| w).collect());
-        assert_eq!(
-            w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(),
-            vec![(1000, 1), (5000, 2)]
-        );
+        assert_eq!(w.iter().map(|w| (w.2, w.4)).collect::<Vec<_>>(), vec![(1000, 1), (5000, 2)]);
     }
 }
 
 #[test]
 fn dedupe_drops_repeats_across_partitions() {
     // Device A's seqs 0..50 in partition 0, and 25..75 again in partition 1 (a replay).
-    let p0: Vec<Event> = (0..50)
-        .map(|s| ev(DEV_A, TEMP, s * 10, s as f64, s))
-        .collect();
-    let p1: Vec<Event> = (25..75)
-        .map(|s| ev(DEV_A, TEMP, s * 10, s as f64, s))
-        .collect();
-    let p2: Vec<Event> = (0..10)
-        .map(|s| ev(DEV_B, TEMP, s * 10, 0.0, NO_SEQ))
-        .collect();
+    let p0: Vec<Event> = (0..50).map(|s| ev(DEV_A, TEMP, s * 10, s as f64, s)).collect();
+    let p1: Vec<Event> = (25..75).map(|s| ev(DEV_A, TEMP, s * 10, s as f64, s)).collect();
+    let p2: Vec<Event> = (0..10).map(|s| ev(DEV_B, TEMP, s * 10, 0.0, NO_SEQ)).collect();
     for workers in [1, 2, 3] {
-        let out = run(
-            workers,
-            vec![p0.clone(), p1.clone(), p2.clone()],
-            opts(10_000),
-            |s, c| s.dedupe(c),
-        );
-        let mut seqs: Vec<u64> = out
-            .data
-            .iter()
-            .filter(|(_, e)| e.device == DEV_A)
-            .map(|(_, e)| e.seq)
-            .collect();
+        let out = run(workers, vec![p0.clone(), p1.clone(), p2.clone()], opts(10_000), |s, c| s.dedupe(c));
+        let mut seqs: Vec<u64> =
+            out.data.iter().filter(|(_, e)| e.device == DEV_A).map(|(_, e)| e.seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (0..75).collect::<Vec<_>>(), "workers {workers}");
-        assert_eq!(
-            out.data.iter().filter(|(_, e)| e.device == DEV_B).count(),
-            10,
-            "no-seq events pass"
-        );
+        assert_eq!(out.data.iter().filter(|(_, e)| e.device == DEV_B).count(), 10, "no-seq events pass");
         assert_eq!(Counters::get(&out.counters.duplicates), 25);
         assert_eq!(Counters::get(&out.counters.events_processed), 85);
     }
@@ -309,11 +224,7 @@ fn rule(name: &str, op: Comparator, value: f64, hysteresis: f64, min_duration_ms
 
 /// Runs per-second values for two devices through 1 s windows and `rules`; returns
 /// (kind, device, episode start, window start) sorted.
-fn rule_run(
-    workers: usize,
-    values: &[f64],
-    rules: Vec<Control>,
-) -> Vec<(AlertKind, String, u64, u64)> {
+fn rule_run(workers: usize, values: &[f64], rules: Vec<Control>) -> Vec<(AlertKind, String, u64, u64)> {
     let dict = Dictionary::default();
     let a = dict.device("a");
     let b = dict.device("b");
@@ -321,11 +232,7 @@ fn rule_run(
     let parts: Vec<Vec<Event>> = [a, b]
         .iter()
         .map(|&d| {
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| ev(d, temp, i as u64 * 1000, v, i as u64))
-                .collect()
+            values.iter().enumerate().map(|(i, &v)| ev(d, temp, i as u64 * 1000, v, i as u64)).collect()
         })
         .collect();
     let spec = WindowSpec::tumbling(1000).unwrap();
@@ -336,14 +243,10 @@ fn rule_run(
             .collect::<Vec<_>>()
             .to_stream(s.scope())
             .container::<Vec<_>>();
-        s.windows(spec, c.clone())
-            .apply_rules(control, dict.clone(), c)
+        s.windows(spec, c.clone()).apply_rules(control, dict.clone(), c)
     });
-    let mut got: Vec<_> = out
-        .data
-        .into_iter()
-        .map(|(_, a)| (a.kind, a.device, a.key.window_start, a.window_start))
-        .collect();
+    let mut got: Vec<_> =
+        out.data.into_iter().map(|(_, a)| (a.kind, a.device, a.key.window_start, a.window_start)).collect();
     got.sort();
     got
 }
@@ -380,17 +283,10 @@ fn rules_wait_for_minimum_duration() {
     let rules = vec![rule("hot-long", Comparator::Above, 80.0, 0.0, 3000)];
     for workers in [1, 2] {
         let got = rule_run(workers, &values, rules.clone());
-        let a: Vec<_> = got
-            .iter()
-            .filter(|g| g.1 == "a")
-            .map(|g| (g.0, g.2, g.3))
-            .collect();
+        let a: Vec<_> = got.iter().filter(|g| g.1 == "a").map(|g| (g.0, g.2, g.3)).collect();
         assert_eq!(
             a,
-            vec![
-                (AlertKind::Fired, 5000, 7000),
-                (AlertKind::Cleared, 5000, 9000)
-            ],
+            vec![(AlertKind::Fired, 5000, 7000), (AlertKind::Cleared, 5000, 9000)],
             "workers {workers}"
         );
         assert_eq!(got.len(), 4);
@@ -407,10 +303,7 @@ fn below_rules_and_device_patterns() {
     let got = rule_run(2, &values, vec![only_b]);
     assert_eq!(
         got,
-        vec![
-            (AlertKind::Fired, "b".into(), 1000, 1000),
-            (AlertKind::Cleared, "b".into(), 1000, 2000)
-        ]
+        vec![(AlertKind::Fired, "b".into(), 1000, 1000), (AlertKind::Cleared, "b".into(), 1000, 2000)]
     );
 }
 
@@ -423,9 +316,7 @@ struct Stalling {
 
 impl PartitionReader for Stalling {
     fn poll(&mut self, _out: &mut SourceBatch) -> Result<Poll, SourceError> {
-        let until = *self
-            .until
-            .get_or_insert_with(|| Instant::now() + self.stall);
+        let until = *self.until.get_or_insert_with(|| Instant::now() + self.stall);
         if Instant::now() < until {
             return Ok(Poll::Pending);
         }
@@ -453,22 +344,14 @@ fn idle_run(workers: usize, idle_timeout: Duration) -> Vec<(u64, bool)> {
                 finished: finished.clone(),
             }));
         }
-        let options = SourceOptions {
-            lateness_ms: 0,
-            idle_timeout,
-            policy: BadRecordPolicy::DeadLetter,
-        };
+        let options = SourceOptions { lateness_ms: 0, idle_timeout, policy: BadRecordPolicy::DeadLetter };
         let probe = ProbeHandle::new();
         let seen = s2.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let s = partitioned_source(scope, "Idle", readers, options, SourceContext::default());
             s.events
                 .windows(WindowSpec::tumbling(1000).unwrap(), Counters::shared())
-                .inspect(move |w| {
-                    seen.lock()
-                        .unwrap()
-                        .push((w.start, finished.load(Ordering::SeqCst)))
-                })
+                .inspect(move |w| seen.lock().unwrap().push((w.start, finished.load(Ordering::SeqCst))))
                 .probe_with(&probe);
         });
         while !probe.done() {
@@ -491,16 +374,8 @@ fn idle_partition_does_not_stall_the_watermark() {
         // Windows 0..4 s close while the quiet partition is still open (only the last
         // window, whose end the busy partition's data never passes, waits for the end).
         assert_eq!(quick.len(), 5);
-        let early: Vec<u64> = quick
-            .iter()
-            .filter(|(_, done)| !done)
-            .map(|(s, _)| *s)
-            .collect();
-        assert_eq!(
-            early,
-            vec![0, 1000, 2000, 3000],
-            "workers {workers}: {quick:?}"
-        );
+        let early: Vec<u64> = quick.iter().filter(|(_, done)| !done).map(|(s, _)| *s).collect();
+        assert_eq!(early, vec![0, 1000, 2000, 3000], "workers {workers}: {quick:?}");
 
         let patient = idle_run(workers, Duration::from_secs(30));
         assert_eq!(patient.len(), 5);

@@ -33,10 +33,7 @@ impl LineParser for CsvLines {
 fn file_len(path: &Path) -> Result<u64, ConnectorError> {
     let meta = std::fs::metadata(path).map_err(|e| ConnectorError::io(path, e))?;
     if !meta.is_file() {
-        return Err(ConnectorError::Config(format!(
-            "{} is not a file",
-            path.display()
-        )));
+        return Err(ConnectorError::Config(format!("{} is not a file", path.display())));
     }
     Ok(meta.len())
 }
@@ -50,14 +47,7 @@ pub fn jsonl_readers(
     for path in paths {
         let len = file_len(path)?;
         let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
-        readers.push(Box::new(LineReader::new(
-            path,
-            start,
-            end,
-            false,
-            MAX_LINE,
-            JsonLines(ctx.builder()),
-        )));
+        readers.push(Box::new(LineReader::new(path, start, end, false, MAX_LINE, JsonLines(ctx.builder()))));
     }
     Ok(readers)
 }

@@ -46,14 +46,7 @@ pub struct LineReader<P> {
 impl<P: LineParser> LineReader<P> {
     /// A reader for the lines of `path` starting in `[start, end)`. With `skip_header`, the
     /// file's first line (a header) is not data.
-    pub fn new(
-        path: &Path,
-        start: u64,
-        end: u64,
-        skip_header: bool,
-        max_line: usize,
-        parser: P,
-    ) -> Self {
+    pub fn new(path: &Path, start: u64, end: u64, skip_header: bool, max_line: usize, parser: P) -> Self {
         LineReader {
             name: path.display().to_string(),
             path: path.to_path_buf(),
@@ -152,8 +145,7 @@ impl<P: LineParser> PartitionReader for LineReader<P> {
                     *len += pending;
                     self.consumed = self.buf.len();
                 } else if pending > self.max_line as u64 {
-                    let ours =
-                        !self.skip_partial_first && !self.skip_first_line && line_start < self.end;
+                    let ours = !self.skip_partial_first && !self.skip_first_line && line_start < self.end;
                     if ours {
                         let reason = format!("line longer than the {}-byte limit", self.max_line);
                         out.dead.push(DeadLetter::new(
@@ -199,14 +191,7 @@ impl<P: LineParser> PartitionReader for LineReader<P> {
                 self.skip_first_line = false;
                 continue;
             }
-            emit(
-                &mut self.parser,
-                &self.name,
-                &self.buf[from..to],
-                line_start,
-                false,
-                out,
-            );
+            emit(&mut self.parser, &self.name, &self.buf[from..to], line_start, false, out);
             if out.events.len() + out.dead.len() >= BATCH {
                 return Ok(Poll::Ready);
             }
@@ -232,14 +217,7 @@ impl<P: LineParser> LineReader<P> {
                 self.skip_first_line = false;
             } else {
                 let (from, to) = (self.consumed, self.buf.len());
-                emit(
-                    &mut self.parser,
-                    &self.name,
-                    &self.buf[from..to],
-                    line_start,
-                    true,
-                    out,
-                );
+                emit(&mut self.parser, &self.name, &self.buf[from..to], line_start, true, out);
             }
         }
         self.close()
@@ -249,7 +227,5 @@ impl<P: LineParser> LineReader<P> {
 /// Splits a file of `len` bytes into `parts` ranges.
 pub fn split_ranges(len: u64, parts: usize) -> Vec<(u64, u64)> {
     let parts = parts.max(1) as u64;
-    (0..parts)
-        .map(|i| (len * i / parts, len * (i + 1) / parts))
-        .collect()
+    (0..parts).map(|i| (len * i / parts, len * (i + 1) / parts)).collect()
 }

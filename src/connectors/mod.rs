@@ -33,10 +33,7 @@ pub enum ConnectorError {
 
 impl ConnectorError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        ConnectorError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        ConnectorError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -100,11 +97,7 @@ pub struct ReaderContext {
 
 impl ReaderContext {
     pub(crate) fn builder(&self) -> EventBuilder {
-        EventBuilder::new(
-            self.dict.devices.clone(),
-            self.dict.metrics.clone(),
-            self.limits,
-        )
+        EventBuilder::new(self.dict.devices.clone(), self.dict.metrics.clone(), self.limits)
     }
 
     fn share(&self, total: u64) -> u64 {
@@ -122,14 +115,7 @@ pub fn readers(
         SourceConfig::Simulator(sim) => {
             sim.validate()?;
             let max = ctx.max_events.map_or(u64::MAX, |n| ctx.share(n));
-            let reader = SimReader::new(
-                sim,
-                ctx.index,
-                ctx.peers,
-                max,
-                &ctx.dict,
-                ctx.labels.clone(),
-            );
+            let reader = SimReader::new(sim, ctx.index, ctx.peers, max, &ctx.dict, ctx.labels.clone());
             Ok(vec![Box::new(reader)])
         }
         SourceConfig::Jsonl { paths } => files::jsonl_readers(paths, ctx),

@@ -15,11 +15,7 @@ use crate::timefmt::parse_datetime;
 /// Every data file of a NAB corpus under `root` (`root/data/…` or `root/…`), sorted, with
 /// its device name.
 pub fn nab_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
-    let data = if root.join("data").is_dir() {
-        root.join("data")
-    } else {
-        root.to_path_buf()
-    };
+    let data = if root.join("data").is_dir() { root.join("data") } else { root.to_path_buf() };
     let mut files = Vec::new();
     let categories = std::fs::read_dir(&data).map_err(|e| ConnectorError::io(&data, e))?;
     for cat in categories {
@@ -33,12 +29,8 @@ pub fn nab_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ConnectorError> 
             if f.extension().is_some_and(|x| x == "csv") {
                 let name = format!(
                     "{}/{}",
-                    cat.file_name()
-                        .map(|s| s.to_string_lossy())
-                        .unwrap_or_default(),
-                    f.file_stem()
-                        .map(|s| s.to_string_lossy())
-                        .unwrap_or_default()
+                    cat.file_name().map(|s| s.to_string_lossy()).unwrap_or_default(),
+                    f.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
                 );
                 files.push((name, f));
             }
@@ -63,19 +55,13 @@ struct NabLines {
 impl LineParser for NabLines {
     fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
         self.row += 1;
-        let text =
-            std::str::from_utf8(line).map_err(|_| Reject::Borrowed("line is not valid UTF-8"))?;
-        let (ts, value) = text
-            .split_once(',')
-            .ok_or(Reject::Borrowed("expected timestamp,value"))?;
+        let text = std::str::from_utf8(line).map_err(|_| Reject::Borrowed("line is not valid UTF-8"))?;
+        let (ts, value) = text.split_once(',').ok_or(Reject::Borrowed("expected timestamp,value"))?;
         let ts = parse_datetime(ts)
             .ok_or_else(|| Reject::Owned(format!("timestamp {ts:?} is not YYYY-MM-DD HH:MM:SS")))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .map_err(|_| Reject::Owned(format!("value {value:?} is not a number")))?;
-        self.builder
-            .build(&self.device, b"value", ts, value, self.row)
+        let value: f64 =
+            value.trim().parse().map_err(|_| Reject::Owned(format!("value {value:?} is not a number")))?;
+        self.builder.build(&self.device, b"value", ts, value, self.row)
     }
 }
 
@@ -96,17 +82,9 @@ pub fn nab_readers(
                 path.display()
             )));
         }
-        let len = std::fs::metadata(&path)
-            .map_err(|e| ConnectorError::io(&path, e))?
-            .len();
-        let parser = NabLines {
-            device: name.into_bytes(),
-            builder: ctx.builder(),
-            row: 0,
-        };
-        readers.push(Box::new(LineReader::new(
-            &path, 0, len, true, MAX_LINE, parser,
-        )));
+        let len = std::fs::metadata(&path).map_err(|e| ConnectorError::io(&path, e))?.len();
+        let parser = NabLines { device: name.into_bytes(), builder: ctx.builder(), row: 0 };
+        readers.push(Box::new(LineReader::new(&path, 0, len, true, MAX_LINE, parser)));
     }
     Ok(readers)
 }

@@ -22,10 +22,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_abs_value: 1e12,
-            max_name_len: 256,
-        }
+        Limits { max_abs_value: 1e12, max_name_len: 256 }
     }
 }
 
@@ -40,11 +37,7 @@ pub struct EventBuilder {
 impl EventBuilder {
     /// A builder registering names in `devices` and `metrics`.
     pub fn new(devices: Names, metrics: Names, limits: Limits) -> Self {
-        EventBuilder {
-            devices: Interner::new(devices),
-            metrics: Interner::new(metrics),
-            limits,
-        }
+        EventBuilder { devices: Interner::new(devices), metrics: Interner::new(metrics), limits }
     }
 
     /// Validates and builds an event.
@@ -58,14 +51,10 @@ impl EventBuilder {
         seq: u64,
     ) -> Result<Event, Reject> {
         if device.is_empty() || device.len() > self.limits.max_name_len {
-            return Err(Cow::Borrowed(
-                "device name is empty or longer than 256 bytes",
-            ));
+            return Err(Cow::Borrowed("device name is empty or longer than 256 bytes"));
         }
         if metric.is_empty() || metric.len() > self.limits.max_name_len {
-            return Err(Cow::Borrowed(
-                "metric name is empty or longer than 256 bytes",
-            ));
+            return Err(Cow::Borrowed("metric name is empty or longer than 256 bytes"));
         }
         if std::str::from_utf8(device).is_err() || std::str::from_utf8(metric).is_err() {
             return Err(Cow::Borrowed("name is not valid UTF-8"));
@@ -80,9 +69,7 @@ impl EventBuilder {
             )));
         }
         if ts > MAX_TS_MS {
-            return Err(Cow::Borrowed(
-                "timestamp is beyond year 9999 (expected epoch milliseconds)",
-            ));
+            return Err(Cow::Borrowed("timestamp is beyond year 9999 (expected epoch milliseconds)"));
         }
         Ok(Event {
             device: DeviceId(self.devices.intern(device)),
@@ -157,10 +144,7 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
     let s = strip(s, b"\",\"ts\":")?;
     let (ts, s) = digits(s)?;
     let s = strip(s, b",\"value\":")?;
-    let n = s
-        .iter()
-        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        .count();
+    let n = s.iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
     let value: f64 = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
     let s = &s[n..];
     let (seq, s) = match strip(s, b",\"seq\":") {
@@ -171,13 +155,7 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
     if !s.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    Some(Fields {
-        device,
-        metric,
-        ts,
-        value,
-        seq,
-    })
+    Some(Fields { device, metric, ts, value, seq })
 }
 
 #[derive(Deserialize)]
@@ -206,25 +184,16 @@ fn slow_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
         Ts::Text(s) => parse_datetime(&s)
             .ok_or_else(|| Cow::Owned(format!("ts {s:?} is neither epoch ms nor RFC 3339")))?,
     };
-    b.build(
-        e.device.as_bytes(),
-        e.metric.as_bytes(),
-        ts,
-        e.value,
-        e.seq.unwrap_or(NO_SEQ),
-    )
+    b.build(e.device.as_bytes(), e.metric.as_bytes(), ts, e.value, e.seq.unwrap_or(NO_SEQ))
 }
 
 /// Parses an event-time field: epoch ms digits or an RFC 3339 / `YYYY-MM-DD HH:MM:SS` date.
 pub fn parse_ts_text(s: &str) -> Result<u64, Reject> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
-        return s
-            .parse()
-            .map_err(|_| Cow::Owned(format!("ts {s:?} does not fit in 64 bits")));
+        return s.parse().map_err(|_| Cow::Owned(format!("ts {s:?} does not fit in 64 bits")));
     }
-    parse_datetime(s)
-        .ok_or_else(|| Cow::Owned(format!("ts {s:?} is neither epoch ms nor RFC 3339")))
+    parse_datetime(s).ok_or_else(|| Cow::Owned(format!("ts {s:?} is neither epoch ms nor RFC 3339")))
 }
 
 /// Column positions of a CSV file, from its header line.
@@ -253,13 +222,11 @@ pub fn csv_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 impl CsvColumns {
     /// Reads the header; `device`, `metric`, `ts` and `value` are required, `seq` optional.
     pub fn from_header(header: &[u8]) -> Result<Self, String> {
-        let names: Vec<String> = csv_fields(header)
-            .map(|f| String::from_utf8_lossy(f).to_ascii_lowercase())
-            .collect();
+        let names: Vec<String> =
+            csv_fields(header).map(|f| String::from_utf8_lossy(f).to_ascii_lowercase()).collect();
         let find = |n: &str| names.iter().position(|h| h == n);
-        let need = |n: &str| {
-            find(n).ok_or_else(|| format!("CSV header lacks a {n:?} column (header: {names:?})"))
-        };
+        let need =
+            |n: &str| find(n).ok_or_else(|| format!("CSV header lacks a {n:?} column (header: {names:?})"));
         Ok(CsvColumns {
             device: need("device")?,
             metric: need("metric")?,
@@ -281,30 +248,20 @@ impl CsvColumns {
             n += 1;
         }
         if n != self.width {
-            return Err(Cow::Owned(format!(
-                "expected {} fields, found {n}",
-                self.width
-            )));
+            return Err(Cow::Owned(format!("expected {} fields, found {n}", self.width)));
         }
         if self.width > cols.len() {
             return Err(Cow::Borrowed("more than 16 columns are not supported"));
         }
-        let text = |i: usize| {
-            std::str::from_utf8(cols[i]).map_err(|_| Cow::Borrowed("field is not valid UTF-8"))
-        };
+        let text =
+            |i: usize| std::str::from_utf8(cols[i]).map_err(|_| Cow::Borrowed("field is not valid UTF-8"));
         let ts = parse_ts_text(text(self.ts)?)?;
         let value: f64 = text(self.value)?.parse().map_err(|_| {
-            Cow::Owned(format!(
-                "value {:?} is not a number",
-                String::from_utf8_lossy(cols[self.value])
-            ))
+            Cow::Owned(format!("value {:?} is not a number", String::from_utf8_lossy(cols[self.value])))
         })?;
         let seq = match self.seq {
             Some(i) if !cols[i].is_empty() => text(i)?.parse().map_err(|_| {
-                Cow::Owned(format!(
-                    "seq {:?} is not an unsigned integer",
-                    String::from_utf8_lossy(cols[i])
-                ))
+                Cow::Owned(format!("seq {:?} is not an unsigned integer", String::from_utf8_lossy(cols[i])))
             })?,
             _ => NO_SEQ,
         };
@@ -323,7 +280,8 @@ mod tests {
     #[test]
     fn fast_and_slow_paths_agree() {
         let mut b = builder();
-        let fast = br#"{"device":"dev-000123","metric":"temperature","ts":1700000000123,"value":23.41,"seq":42}"#;
+        let fast =
+            br#"{"device":"dev-000123","metric":"temperature","ts":1700000000123,"value":23.41,"seq":42}"#;
         let slow = br#" { "seq": 42, "value": 23.41, "ts": "2023-11-14T22:13:20.123Z", "metric": "temperature", "device": "dev-000123", "extra": [1] }"#;
         assert!(fast_json(fast).is_some());
         assert!(fast_json(slow).is_none());
@@ -337,17 +295,9 @@ mod tests {
     #[test]
     fn seq_is_optional_and_escapes_take_the_slow_path() {
         let mut b = builder();
-        let e = parse_json(
-            br#"{"device":"a","metric":"m","ts":5,"value":-1e3}"#,
-            &mut b,
-        )
-        .unwrap();
+        let e = parse_json(br#"{"device":"a","metric":"m","ts":5,"value":-1e3}"#, &mut b).unwrap();
         assert_eq!((e.seq, e.value), (NO_SEQ, -1000.0));
-        let e = parse_json(
-            br#"{"device":"a\"b","metric":"m","ts":5,"value":1}"#,
-            &mut b,
-        )
-        .unwrap();
+        let e = parse_json(br#"{"device":"a\"b","metric":"m","ts":5,"value":1}"#, &mut b).unwrap();
         assert_eq!(e.device, DeviceId::of("a\"b"));
     }
 
@@ -356,49 +306,21 @@ mod tests {
         let mut b = builder();
         let cases: [(&[u8], &str); 9] = [
             (b"{not json", "invalid event JSON"),
-            (
-                br#"{"device":"a","metric":"m","ts":"soon","value":1}"#,
-                "neither epoch ms",
-            ),
-            (
-                br#"{"device":"a","metric":"m","ts":5,"value":"hot"}"#,
-                "invalid type",
-            ),
-            (
-                br#"{"device":"a","metric":"m","value":1}"#,
-                "missing field `ts`",
-            ),
-            (
-                br#"{"device":"a","metric":"m","ts":5,"value":NaN}"#,
-                "invalid event JSON",
-            ),
-            (
-                br#"{"device":"a","metric":"m","ts":5,"value":1e999}"#,
-                "not a finite number",
-            ),
-            (
-                br#"{"device":"a","metric":"m","ts":5,"value":1e300}"#,
-                "beyond the limit",
-            ),
+            (br#"{"device":"a","metric":"m","ts":"soon","value":1}"#, "neither epoch ms"),
+            (br#"{"device":"a","metric":"m","ts":5,"value":"hot"}"#, "invalid type"),
+            (br#"{"device":"a","metric":"m","value":1}"#, "missing field `ts`"),
+            (br#"{"device":"a","metric":"m","ts":5,"value":NaN}"#, "invalid event JSON"),
+            (br#"{"device":"a","metric":"m","ts":5,"value":1e999}"#, "not a finite number"),
+            (br#"{"device":"a","metric":"m","ts":5,"value":1e300}"#, "beyond the limit"),
             (br#"{"device":"","metric":"m","ts":5,"value":1}"#, "empty"),
-            (
-                b"{\"device\":\"\xff\xfe\",\"metric\":\"m\",\"ts\":5,\"value\":1}",
-                "UTF-8",
-            ),
+            (b"{\"device\":\"\xff\xfe\",\"metric\":\"m\",\"ts\":5,\"value\":1}", "UTF-8"),
         ];
         for (line, want) in cases {
             let err = parse_json(line, &mut b).unwrap_err();
-            assert!(
-                err.contains(want),
-                "{}: {err}",
-                String::from_utf8_lossy(line)
-            );
+            assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(line));
         }
-        let err = parse_json(
-            br#"{"device":"a","metric":"m","ts":99999999999999999,"value":1}"#,
-            &mut b,
-        )
-        .unwrap_err();
+        let err = parse_json(br#"{"device":"a","metric":"m","ts":99999999999999999,"value":1}"#, &mut b)
+            .unwrap_err();
         assert!(err.contains("year 9999"), "{err}");
     }
 
@@ -406,27 +328,11 @@ mod tests {
     fn csv_by_header_in_any_order() {
         let mut b = builder();
         let cols = CsvColumns::from_header(b"ts,value,device,metric").unwrap();
-        let e = cols
-            .parse(b"2023-11-14T22:13:20Z,1.5,\"dev-1\",humidity", &mut b)
-            .unwrap();
-        assert_eq!(
-            (e.ts, e.value, e.seq, e.device),
-            (1_700_000_000_000, 1.5, NO_SEQ, DeviceId::of("dev-1"))
-        );
-        assert!(cols
-            .parse(b"1,NaN,d,m", &mut b)
-            .unwrap_err()
-            .contains("finite"));
-        assert!(cols
-            .parse(b"1,2,d", &mut b)
-            .unwrap_err()
-            .contains("expected 4 fields"));
-        assert!(cols
-            .parse(b"x,2,d,m", &mut b)
-            .unwrap_err()
-            .contains("neither"));
-        assert!(CsvColumns::from_header(b"time,value")
-            .unwrap_err()
-            .contains("device"));
+        let e = cols.parse(b"2023-11-14T22:13:20Z,1.5,\"dev-1\",humidity", &mut b).unwrap();
+        assert_eq!((e.ts, e.value, e.seq, e.device), (1_700_000_000_000, 1.5, NO_SEQ, DeviceId::of("dev-1")));
+        assert!(cols.parse(b"1,NaN,d,m", &mut b).unwrap_err().contains("finite"));
+        assert!(cols.parse(b"1,2,d", &mut b).unwrap_err().contains("expected 4 fields"));
+        assert!(cols.parse(b"x,2,d,m", &mut b).unwrap_err().contains("neither"));
+        assert!(CsvColumns::from_header(b"time,value").unwrap_err().contains("device"));
     }
 }

@@ -66,9 +66,7 @@ impl SimConfig {
         }
         if let Some(s) = self.realtime_speed {
             if !(s.is_finite() && s > 0.0) {
-                return Err(ConnectorError::Config(format!(
-                    "realtime speed must be positive, got {s}"
-                )));
+                return Err(ConnectorError::Config(format!("realtime speed must be positive, got {s}")));
             }
         }
         if !(self.anomaly_rate_per_hour.is_finite() && self.anomaly_rate_per_hour >= 0.0) {
@@ -139,16 +137,9 @@ impl SimReader {
         dict: &Dictionary,
         labels: Labels,
     ) -> Self {
-        let plan = AnomalyPlan {
-            rate_per_hour: config.anomaly_rate_per_hour,
-            ..AnomalyPlan::default()
-        };
-        let metrics: Vec<(MetricId, usize)> = config
-            .metrics
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (dict.metric(m), i))
-            .collect();
+        let plan = AnomalyPlan { rate_per_hour: config.anomaly_rate_per_hour, ..AnomalyPlan::default() };
+        let metrics: Vec<(MetricId, usize)> =
+            config.metrics.iter().enumerate().map(|(i, m)| (dict.metric(m), i)).collect();
         let devices = (0..config.devices)
             .filter(|d| (*d as usize) % peers == index)
             .map(|d| {
@@ -160,22 +151,11 @@ impl SimReader {
                         Some((
                             mid,
                             mi,
-                            Series::new(
-                                config.seed,
-                                d * 64 + mi as u64,
-                                p,
-                                plan.clone(),
-                                config.start_ms,
-                            ),
+                            Series::new(config.seed, d * 64 + mi as u64, p, plan.clone(), config.start_ms),
                         ))
                     })
                     .collect();
-                SimDevice {
-                    id: dict.device(&name),
-                    name,
-                    seq: 0,
-                    series,
-                }
+                SimDevice { id: dict.device(&name), name, seq: 0, series }
             })
             .collect();
         SimReader {
@@ -198,16 +178,11 @@ impl PartitionReader for SimReader {
         while out.events.len() < 16_384 {
             if self.next_ts >= self.end_ts || self.remaining == 0 || self.devices.is_empty() {
                 self.flush_labels(&mut new_labels);
-                return Ok(if out.events.is_empty() {
-                    Poll::Done
-                } else {
-                    Poll::Ready
-                });
+                return Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready });
             }
             if let Some(speed) = self.config.realtime_speed {
-                let due = Duration::from_secs_f64(
-                    (self.next_ts - self.config.start_ms) as f64 / 1000.0 / speed,
-                );
+                let due =
+                    Duration::from_secs_f64((self.next_ts - self.config.start_ms) as f64 / 1000.0 / speed);
                 if started.elapsed() < due {
                     break;
                 }
@@ -227,13 +202,7 @@ impl PartitionReader for SimReader {
                         });
                     }
                     if let Some(value) = sample.value {
-                        out.events.push(Event {
-                            device: dev.id,
-                            metric: *metric,
-                            ts,
-                            value,
-                            seq: dev.seq,
-                        });
+                        out.events.push(Event { device: dev.id, metric: *metric, ts, value, seq: dev.seq });
                         dev.seq += 1;
                     }
                 }
@@ -246,21 +215,14 @@ impl PartitionReader for SimReader {
             self.next_ts += self.config.interval_ms;
         }
         self.flush_labels(&mut new_labels);
-        Ok(if out.events.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready
-        })
+        Ok(if out.events.is_empty() { Poll::Pending } else { Poll::Ready })
     }
 }
 
 impl SimReader {
     fn flush_labels(&self, new: &mut Vec<Label>) {
         if !new.is_empty() {
-            self.labels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .append(new);
+            self.labels.lock().unwrap_or_else(PoisonError::into_inner).append(new);
         }
     }
 }

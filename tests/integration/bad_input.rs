@@ -14,9 +14,7 @@ fn dead_letters_for(bad: &[u8], good: usize) -> Vec<DeadLetter> {
     let path = dir.path().join("input.jsonl");
     let mut bytes = Vec::new();
     for i in 0..good {
-        bytes.extend_from_slice(
-            json_event("d1", "temperature", 1000 + i as u64, 20.0, i as u64).as_bytes(),
-        );
+        bytes.extend_from_slice(json_event("d1", "temperature", 1000 + i as u64, 20.0, i as u64).as_bytes());
         bytes.push(b'\n');
         if i == good / 2 {
             bytes.extend_from_slice(bad);
@@ -26,19 +24,11 @@ fn dead_letters_for(bad: &[u8], good: usize) -> Vec<DeadLetter> {
     std::fs::write(&path, &bytes).unwrap();
     let mut result = None;
     for workers in [1, 2] {
-        let mut cfg = config(
-            SourceConfig::Jsonl {
-                paths: vec![path.clone()],
-            },
-            workers,
-        );
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
         cfg.lateness = 60_000;
         let (summary, c) = run(&cfg);
         assert!(summary.balanced(), "{summary}");
-        assert_eq!(
-            summary.processed as usize, good,
-            "valid events are unaffected"
-        );
+        assert_eq!(summary.processed as usize, good, "valid events are unaffected");
         assert_eq!(summary.dead_lettered as usize, c.dead_letters().len());
         result = Some(c.dead_letters());
     }
@@ -47,12 +37,7 @@ fn dead_letters_for(bad: &[u8], good: usize) -> Vec<DeadLetter> {
 
 fn one_reason(bad: &[u8]) -> String {
     let dead = dead_letters_for(bad, 10);
-    assert_eq!(
-        dead.len(),
-        1,
-        "exactly one dead letter for {:?}",
-        String::from_utf8_lossy(bad)
-    );
+    assert_eq!(dead.len(), 1, "exactly one dead letter for {:?}", String::from_utf8_lossy(bad));
     assert_eq!(dead[0].raw, bad, "the raw input is kept");
     assert!(dead[0].position > 0, "the position is recorded");
     dead[0].reason.clone()
@@ -84,20 +69,14 @@ fn missing_fields() {
 #[test]
 fn nan_inf_and_huge_values() {
     assert!(
-        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":NaN}"#)
-            .contains("invalid event JSON")
+        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":NaN}"#).contains("invalid event JSON")
     );
+    assert!(one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":1e999}"#)
+        .contains("not a finite number"));
+    assert!(one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":-Infinity}"#)
+        .contains("invalid event JSON"));
     assert!(
-        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":1e999}"#)
-            .contains("not a finite number")
-    );
-    assert!(
-        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":-Infinity}"#)
-            .contains("invalid event JSON")
-    );
-    assert!(
-        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":1e200}"#)
-            .contains("beyond the limit")
+        one_reason(br#"{"device":"d1","metric":"t","ts":1000,"value":1e200}"#).contains("beyond the limit")
     );
 }
 
@@ -134,19 +113,10 @@ fn truncated_last_line() {
     }
     text.push_str(r#"{"device":"d1","metric":"t","ts":20"#); // the writer died here
     std::fs::write(&path, text).unwrap();
-    let (summary, c) = run(&config(
-        SourceConfig::Jsonl {
-            paths: vec![path.clone()],
-        },
-        1,
-    ));
+    let (summary, c) = run(&config(SourceConfig::Jsonl { paths: vec![path.clone()] }, 1));
     assert_eq!((summary.processed, summary.dead_lettered), (5, 1));
     let dead = c.dead_letters();
-    assert!(
-        dead[0].reason.contains("truncated last line"),
-        "{}",
-        dead[0].reason
-    );
+    assert!(dead[0].reason.contains("truncated last line"), "{}", dead[0].reason);
     // A complete last line without a newline is fine.
     std::fs::write(&path, json_event("d1", "t", 5, 1.0, 0)).unwrap();
     let (summary, _) = run(&config(SourceConfig::Jsonl { paths: vec![path] }, 2));
@@ -159,21 +129,12 @@ fn empty_file_and_blank_lines() {
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
     for workers in [1, 2] {
-        let (summary, c) = run(&config(
-            SourceConfig::Jsonl {
-                paths: vec![empty.clone()],
-            },
-            workers,
-        ));
+        let (summary, c) = run(&config(SourceConfig::Jsonl { paths: vec![empty.clone()] }, workers));
         assert_eq!((summary.records_in, summary.alerts()), (0, 0));
         assert!(c.dead_letters().is_empty());
     }
     let blank = dir.path().join("blank.jsonl");
-    std::fs::write(
-        &blank,
-        format!("\n\n{}\n\r\n", json_event("d", "t", 1, 1.0, 0)),
-    )
-    .unwrap();
+    std::fs::write(&blank, format!("\n\n{}\n\r\n", json_event("d", "t", 1, 1.0, 0))).unwrap();
     let (summary, _) = run(&config(SourceConfig::Jsonl { paths: vec![blank] }, 1));
     assert_eq!((summary.records_in, summary.processed), (1, 1));
 }
@@ -199,20 +160,13 @@ fn flood_of_malformed_lines_is_all_counted() {
     assert_eq!(written.lines().count(), 10_000);
     let first: serde_json::Value = serde_json::from_str(written.lines().next().unwrap()).unwrap();
     assert!(first["raw"].as_str().unwrap().starts_with("garbage"));
-    assert!(first["reason"]
-        .as_str()
-        .unwrap()
-        .contains("invalid event JSON"));
+    assert!(first["reason"].as_str().unwrap().contains("invalid event JSON"));
 }
 
 #[test]
 fn fail_policy_stops_with_the_position() {
     let dir = tmp();
-    let lines = vec![
-        json_event("d1", "t", 1, 1.0, 0),
-        "oops".to_string(),
-        json_event("d1", "t", 2, 1.0, 1),
-    ];
+    let lines = vec![json_event("d1", "t", 1, 1.0, 0), "oops".to_string(), json_event("d1", "t", 2, 1.0, 1)];
     let path = write_lines(dir.path(), "x.jsonl", &lines);
     let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 1);
     cfg.on_bad_record = BadRecordPolicy::Fail;
@@ -220,38 +174,23 @@ fn fail_policy_stops_with_the_position() {
     let text = err.to_string();
     assert!(matches!(err, Error::Source(_)), "{text}");
     let position = lines[0].len() + 1;
-    assert!(
-        text.contains("policy is fail") && text.contains(&format!("at {position}:")),
-        "{text}"
-    );
+    assert!(text.contains("policy is fail") && text.contains(&format!("at {position}:")), "{text}");
 }
 
 #[test]
 fn unknown_rule_fields_are_a_clear_error() {
     let dir = tmp();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n").unwrap();
     let mut cfg = config(SourceConfig::Simulator(small_sim()), 1);
     cfg.rules = Some(rules);
     let err = sensorflow::run(&cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("unknown field `threshhold`") && err.contains("rules.toml"),
-        "{err}"
-    );
+    assert!(err.contains("unknown field `threshhold`") && err.contains("rules.toml"), "{err}");
 }
 
 #[test]
 fn missing_input_file_is_a_clear_error() {
-    let cfg = config(
-        SourceConfig::Jsonl {
-            paths: vec!["/nonexistent/input.jsonl".into()],
-        },
-        2,
-    );
+    let cfg = config(SourceConfig::Jsonl { paths: vec!["/nonexistent/input.jsonl".into()] }, 2);
     let err = sensorflow::run(&cfg).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/input.jsonl"), "{err}");
 }
@@ -268,9 +207,6 @@ fn csv_bad_rows_are_dead_lettered() {
     let mut reasons: Vec<String> = c.dead_letters().into_iter().map(|d| d.reason).collect();
     reasons.sort();
     assert!(reasons[0].contains("expected 5 fields"), "{reasons:?}");
-    assert!(
-        reasons[1].contains(r#""abc" is not a number"#),
-        "{reasons:?}"
-    );
+    assert!(reasons[1].contains(r#""abc" is not a number"#), "{reasons:?}");
     assert!(reasons[2].contains("not a finite number"), "{reasons:?}");
 }

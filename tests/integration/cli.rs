@@ -11,24 +11,10 @@ fn sensorflow() -> Command {
 #[test]
 fn run_prints_alerts_on_stdout_and_the_summary_on_stderr() {
     let out = sensorflow()
-        .args([
-            "run",
-            "--devices",
-            "100",
-            "--span",
-            "30m",
-            "--anomaly-rate",
-            "1",
-            "-w",
-            "2",
-        ])
+        .args(["run", "--devices", "100", "--span", "30m", "--anomaly-rate", "1", "-w", "2"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stdout.lines().count() > 0, "alerts expected");
@@ -54,49 +40,26 @@ fn flags_override_the_config_file() {
     let dir = tmp();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "workers = 3\nwindow = \"5s\"\nalerts = \"none\"\n[source]\nkind = \"simulator\"\ndevices = 10\nspan_ms = 60000\n").unwrap();
-    let out = sensorflow()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--workers", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sensorflow().args(["run", "--config"]).arg(&cfg).args(["--workers", "2"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("workers                           2"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("workers                           2"), "{stderr}");
     // 10 devices x 3 metrics x 60 samples.
-    assert!(
-        stderr.contains("events in                      1800"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("events in                      1800"), "{stderr}");
     assert!(out.stdout.is_empty(), "alerts = none");
 }
 
 #[test]
 fn bad_configuration_exits_2_with_a_message() {
-    let out = sensorflow()
-        .args(["run", "--window", "10s", "--hop", "3s"])
-        .output()
-        .unwrap();
+    let out = sensorflow().args(["run", "--window", "10s", "--hop", "3s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("multiple of the hop"), "{stderr}");
-    let out = sensorflow()
-        .args(["run", "--source", "jsonl"])
-        .output()
-        .unwrap();
+    let out = sensorflow().args(["run", "--source", "jsonl"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--input"));
-    let out = sensorflow()
-        .args(["run", "--source", "jsonl", "--input", "/no/such/file.jsonl"])
-        .output()
-        .unwrap();
+    let out =
+        sensorflow().args(["run", "--source", "jsonl", "--input", "/no/such/file.jsonl"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.jsonl"));
 }
@@ -110,11 +73,7 @@ fn simulate_then_run_the_file() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.path().join("s.labels.json").exists());
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     let lines = std::fs::read_to_string(&data).unwrap().lines().count();
@@ -126,9 +85,7 @@ fn simulate_then_run_the_file() {
         .unwrap();
     assert!(out.status.success());
     let summary = String::from_utf8_lossy(&out.stderr).to_string();
-    let events_in = summary
-        .lines()
-        .find(|l| l.starts_with("events in"))
-        .and_then(|l| l.split_whitespace().last());
+    let events_in =
+        summary.lines().find(|l| l.starts_with("events in")).and_then(|l| l.split_whitespace().last());
     assert_eq!(events_in, Some(lines.to_string().as_str()), "{summary}");
 }

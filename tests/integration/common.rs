@@ -39,13 +39,7 @@ pub fn small_sim() -> SimConfig {
 
 /// A quiet run config for `source`.
 pub fn config(source: SourceConfig, workers: usize) -> RunConfig {
-    RunConfig {
-        source,
-        workers,
-        alerts: AlertOutput::None,
-        summary: false,
-        ..RunConfig::default()
-    }
+    RunConfig { source, workers, alerts: AlertOutput::None, summary: false, ..RunConfig::default() }
 }
 
 /// Runs and returns summary + collected output; panics with the error chain on failure.
@@ -55,8 +49,18 @@ pub fn run(config: &RunConfig) -> (Summary, Collected) {
 
 /// Sorted alert ids and values, the worker-independent view of a run's alerts.
 pub fn alert_view(c: &Collected) -> Vec<(String, String)> {
-    c.sorted_alerts()
-        .iter()
-        .map(|a| (a.id(), format!("{:.9}", a.value)))
-        .collect()
+    c.sorted_alerts().iter().map(|a| (a.id(), format!("{:.9}", a.value))).collect()
+}
+
+/// The NAB corpus: `$SENSORFLOW_NAB_DIR`, else `../shared/datasets/nab` beside the checkout,
+/// else `/work/shared/datasets/nab`.
+pub fn nab_root() -> PathBuf {
+    if let Ok(dir) = std::env::var("SENSORFLOW_NAB_DIR") {
+        return PathBuf::from(dir);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/nab");
+    if beside.join("data").is_dir() {
+        return beside;
+    }
+    PathBuf::from("/work/shared/datasets/nab")
 }

@@ -16,17 +16,10 @@ fn same_alerts_at_1_2_and_4_workers_from_the_simulator() {
     for workers in [1, 2, 4] {
         let (summary, c) = run(&config(SourceConfig::Simulator(small_sim()), workers));
         assert!(summary.balanced(), "{summary}");
-        assert_eq!(
-            summary.records_in, summary.processed,
-            "simulator input is clean"
-        );
+        assert_eq!(summary.records_in, summary.processed, "simulator input is clean");
         views.push(alert_view(&c));
     }
-    assert!(
-        views[0].len() >= 20,
-        "an anomaly-rich run should alert: {}",
-        views[0].len()
-    );
+    assert!(views[0].len() >= 20, "an anomaly-rich run should alert: {}", views[0].len());
     assert_eq!(views[0], views[1]);
     assert_eq!(views[0], views[2]);
 }
@@ -37,22 +30,10 @@ fn same_alerts_at_1_2_and_4_workers_from_a_split_file() {
     // by several workers and meet again after the exchange.
     let dir = tmp();
     let data = dir.path().join("sim.jsonl");
-    simulate(
-        &small_sim(),
-        &data,
-        Format::Jsonl,
-        &dir.path().join("labels.json"),
-        None,
-    )
-    .unwrap();
+    simulate(&small_sim(), &data, Format::Jsonl, &dir.path().join("labels.json"), None).unwrap();
     let mut views = Vec::new();
     for workers in [1, 2, 4] {
-        let mut cfg = config(
-            SourceConfig::Jsonl {
-                paths: vec![data.clone()],
-            },
-            workers,
-        );
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![data.clone()] }, workers);
         cfg.lateness = 5_000; // byte ranges are read at different speeds
         let (summary, c) = run(&cfg);
         assert!(summary.balanced(), "{summary}");
@@ -80,51 +61,30 @@ fn simulator_anomalies_the_rules_target_are_caught() {
                 && a.window_start <= to
         })
     };
-    let spikes: Vec<_> = labels
-        .iter()
-        .filter(|l| l.metric == "temperature" && l.kind.name() == "spike")
-        .collect();
-    assert!(
-        !spikes.is_empty(),
-        "the seed should inject temperature spikes"
-    );
+    let spikes: Vec<_> =
+        labels.iter().filter(|l| l.metric == "temperature" && l.kind.name() == "spike").collect();
+    assert!(!spikes.is_empty(), "the seed should inject temperature spikes");
     for l in spikes {
-        assert!(
-            fired("overheat", &l.device, l.start_ms, l.end_ms),
-            "missed spike {l:?}"
-        );
+        assert!(fired("overheat", &l.device, l.start_ms, l.end_ms), "missed spike {l:?}");
     }
-    let dips: Vec<_> = labels
-        .iter()
-        .filter(|l| l.metric == "temperature" && l.kind.name() == "dip")
-        .collect();
+    let dips: Vec<_> =
+        labels.iter().filter(|l| l.metric == "temperature" && l.kind.name() == "dip").collect();
     for l in dips {
-        assert!(
-            fired("freezing", &l.device, l.start_ms, l.end_ms),
-            "missed dip {l:?}"
-        );
+        assert!(fired("freezing", &l.device, l.start_ms, l.end_ms), "missed dip {l:?}");
     }
     // A dropout shows as a window with fewer than 5 of its 10 samples only where it covers
     // more than half of a window (a window with no samples at all is never emitted).
     let interval = 1000;
     let start = small_sim().start_ms;
-    for l in labels
-        .iter()
-        .filter(|l| l.metric == "temperature" && l.kind.name() == "dropout")
-    {
+    for l in labels.iter().filter(|l| l.metric == "temperature" && l.kind.name() == "dropout") {
         let first = (l.start_ms - start) / 10_000 * 10_000 + start;
         let sparse = (first..l.end_ms).step_by(10_000).any(|w| {
-            let present = (w..w + 10_000)
-                .step_by(interval)
-                .filter(|t| *t < l.start_ms || *t >= l.end_ms)
-                .count();
+            let present =
+                (w..w + 10_000).step_by(interval).filter(|t| *t < l.start_ms || *t >= l.end_ms).count();
             present > 0 && present < 5
         });
         if sparse {
-            assert!(
-                fired("temperature-silent", &l.device, l.start_ms, l.end_ms),
-                "missed dropout {l:?}"
-            );
+            assert!(fired("temperature-silent", &l.device, l.start_ms, l.end_ms), "missed dropout {l:?}");
         }
     }
 }
@@ -133,8 +93,10 @@ fn simulator_anomalies_the_rules_target_are_caught() {
 fn rules_file_reloads_while_running() {
     let dir = tmp();
     let rules = dir.path().join("rules.toml");
-    let never = "[[rule]]\nname = \"never\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 1000\n";
-    let always = "[[rule]]\nname = \"always\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = -1000\n";
+    let never =
+        "[[rule]]\nname = \"never\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 1000\n";
+    let always =
+        "[[rule]]\nname = \"always\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = -1000\n";
     std::fs::write(&rules, never).unwrap();
     // 20 devices, 10 minutes of event time paced at 300x: about 2 s of wall clock.
     let sim = SimConfig {
@@ -154,15 +116,8 @@ fn rules_file_reloads_while_running() {
         std::fs::write(&rules, always).unwrap();
         let (_, c) = handle.join().unwrap();
         let alerts = c.sorted_alerts();
-        assert!(
-            alerts.iter().all(|a| a.key.source == "always"),
-            "the old rule never fires"
-        );
-        let first = alerts
-            .iter()
-            .map(|a| a.window_start)
-            .min()
-            .expect("the new rule fired");
+        assert!(alerts.iter().all(|a| a.key.source == "always"), "the old rule never fires");
+        let first = alerts.iter().map(|a| a.window_start).min().expect("the new rule fired");
         assert!(
             first > start + 60_000,
             "the change applies from the frontier at reload time, not from the start ({})",
@@ -186,19 +141,13 @@ fn late_events_are_counted_and_written() {
     let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 1);
     cfg.late_events = Some(dir.path().join("late-out.jsonl"));
     let (summary, c) = run(&cfg);
-    assert_eq!(
-        (summary.records_in, summary.late, summary.processed),
-        (4, 1, 3)
-    );
+    assert_eq!((summary.records_in, summary.late, summary.processed), (4, 1, 3));
     assert!(summary.balanced());
     let late = c.late_events();
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].event.ts, late[0].watermark), (5_000, 20_000));
     let written = std::fs::read_to_string(dir.path().join("late-out.jsonl")).unwrap();
-    assert!(
-        written.contains(r#""device":"d1""#) && written.contains(r#""ts":5000"#),
-        "{written}"
-    );
+    assert!(written.contains(r#""device":"d1""#) && written.contains(r#""ts":5000"#), "{written}");
     // With 15 s of allowed lateness it is on time.
     cfg.lateness = 15_000;
     cfg.late_events = None;
@@ -209,18 +158,14 @@ fn late_events_are_counted_and_written() {
 #[test]
 fn duplicates_are_dropped_and_counted() {
     let dir = tmp();
-    let mut lines: Vec<String> = (0..100)
-        .map(|i| json_event("d1", "temperature", i * 1000, 20.0, i))
-        .collect();
+    let mut lines: Vec<String> =
+        (0..100).map(|i| json_event("d1", "temperature", i * 1000, 20.0, i)).collect();
     lines.extend((50..100).map(|i| json_event("d1", "temperature", i * 1000, 20.0, i)));
     let path = write_lines(dir.path(), "dups.jsonl", &lines);
     let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 2);
     cfg.lateness = 100_000;
     let (summary, _) = run(&cfg);
-    assert_eq!(
-        (summary.records_in, summary.duplicates, summary.processed),
-        (150, 50, 100)
-    );
+    assert_eq!((summary.records_in, summary.duplicates, summary.processed), (150, 50, 100));
 }
 
 #[test]
@@ -237,16 +182,10 @@ fn alert_file_is_effectively_once_across_reruns() {
     // A replay of the same input writes nothing new.
     let (second, _) = run(&cfg);
     assert_eq!(second.alerts_deduplicated, n);
-    assert_eq!(
-        std::fs::read_to_string(&out).unwrap().lines().count() as u64,
-        n
-    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count() as u64, n);
     for line in written.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(v["id"]
-            .as_str()
-            .unwrap()
-            .starts_with(v["device"].as_str().unwrap()));
+        assert!(v["id"].as_str().unwrap().starts_with(v["device"].as_str().unwrap()));
         assert!(v["kind"] == "fired" || v["kind"] == "cleared");
     }
 }
@@ -261,15 +200,7 @@ fn device_metadata_is_joined_into_alerts() {
     )
     .unwrap();
     let lines: Vec<String> = (0..30)
-        .map(|i| {
-            json_event(
-                if i % 2 == 0 { "d1" } else { "d2" },
-                "temperature",
-                i * 1000,
-                60.0,
-                i,
-            )
-        })
+        .map(|i| json_event(if i % 2 == 0 { "d1" } else { "d2" }, "temperature", i * 1000, 60.0, i))
         .collect();
     let path = write_lines(dir.path(), "m.jsonl", &lines);
     let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 2);
@@ -278,31 +209,19 @@ fn device_metadata_is_joined_into_alerts() {
     let alerts = c.sorted_alerts();
     assert_eq!(alerts.len(), 2);
     let d1 = alerts.iter().find(|a| a.device == "d1").unwrap();
-    assert_eq!(
-        (d1.site.as_deref(), d1.owner.as_deref()),
-        (Some("plant-a"), Some("ops"))
-    );
+    assert_eq!((d1.site.as_deref(), d1.owner.as_deref()), (Some("plant-a"), Some("ops")));
     let d2 = alerts.iter().find(|a| a.device == "d2").unwrap();
     assert_eq!(d2.site, None);
 }
 
 #[test]
 fn duration_limit_stops_a_paced_run() {
-    let sim = SimConfig {
-        devices: 5,
-        span_ms: 3_600_000,
-        realtime_speed: Some(1.0),
-        ..SimConfig::default()
-    };
+    let sim = SimConfig { devices: 5, span_ms: 3_600_000, realtime_speed: Some(1.0), ..SimConfig::default() };
     let mut cfg = config(SourceConfig::Simulator(sim), 2);
     cfg.duration = Some(300);
     let t = std::time::Instant::now();
     let (summary, _) = run(&cfg);
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     assert!(summary.stopped_early);
     assert!(summary.balanced());
 }

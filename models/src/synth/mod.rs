@@ -152,11 +152,7 @@ pub struct AnomalyPlan {
 
 impl Default for AnomalyPlan {
     fn default() -> Self {
-        AnomalyPlan {
-            rate_per_hour: 0.1,
-            kinds: AnomalyKind::ALL.to_vec(),
-            severity: 1.0,
-        }
+        AnomalyPlan { rate_per_hour: 0.1, kinds: AnomalyKind::ALL.to_vec(), severity: 1.0 }
     }
 }
 
@@ -181,13 +177,7 @@ pub struct Series {
 
 impl Series {
     /// Series `series_id` of the generator seeded with `seed`, starting at `start_ms`.
-    pub fn new(
-        seed: u64,
-        series_id: u64,
-        profile: MetricProfile,
-        plan: AnomalyPlan,
-        start_ms: u64,
-    ) -> Self {
+    pub fn new(seed: u64, series_id: u64, profile: MetricProfile, plan: AnomalyPlan, start_ms: u64) -> Self {
         let mut rng = SplitMix64::new(seed ^ series_id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let level = profile.level + rng.range(-profile.level_spread, profile.level_spread);
         let amplitude = profile.daily_amplitude * rng.range(0.5, 1.5);
@@ -244,8 +234,7 @@ impl Series {
         // The normal signal evolves underneath any anomaly.
         let revert = 0.001;
         self.walk = self.walk * (1.0 - revert) + self.profile.walk_sigma * self.rng.normal();
-        let daily =
-            self.amplitude * ((ts as f64 / DAY_MS) * std::f64::consts::TAU + self.phase).sin();
+        let daily = self.amplitude * ((ts as f64 / DAY_MS) * std::f64::consts::TAU + self.phase).sin();
         let mut noise = self.noise * self.rng.normal();
         let mut value = self.level + daily + self.walk;
         let scale = self.profile.scale;
@@ -261,70 +250,37 @@ impl Series {
                 }
                 AnomalyKind::StuckAt => {
                     let v = *self.stuck_value.get_or_insert(self.last_value);
-                    return (
-                        Sample {
-                            value: Some(v),
-                            anomaly,
-                        },
-                        started,
-                    );
+                    return (Sample { value: Some(v), anomaly }, started);
                 }
                 AnomalyKind::NoiseBurst => noise *= a.magnitude,
-                AnomalyKind::Dropout => {
-                    return (
-                        Sample {
-                            value: None,
-                            anomaly,
-                        },
-                        started,
-                    )
-                }
+                AnomalyKind::Dropout => return (Sample { value: None, anomaly }, started),
             }
         }
         value = (value + noise).max(self.profile.floor);
         self.last_value = value;
-        (
-            Sample {
-                value: Some(value),
-                anomaly,
-            },
-            started,
-        )
+        (Sample { value: Some(value), anomaly }, started)
     }
 
     fn draw_anomaly(&mut self, ts: u64, interval_ms: u64) -> Anomaly {
         let kinds = &self.plan.kinds;
         let kind = kinds[(self.rng.next_u64() % kinds.len() as u64) as usize];
         let sev = self.plan.severity;
-        let minutes =
-            |rng: &mut SplitMix64, lo: f64, hi: f64| (rng.range(lo, hi) * 60_000.0) as u64;
+        let minutes = |rng: &mut SplitMix64, lo: f64, hi: f64| (rng.range(lo, hi) * 60_000.0) as u64;
         let (len, magnitude) = match kind {
             AnomalyKind::Spike => (interval_ms, sev * self.rng.range(6.0, 12.0)),
             AnomalyKind::Dip => (interval_ms, -sev * self.rng.range(6.0, 12.0)),
             AnomalyKind::LevelShift => {
                 let sign = if self.rng.uniform() < 0.5 { -1.0 } else { 1.0 };
-                (
-                    minutes(&mut self.rng, 3.0, 20.0),
-                    sign * sev * self.rng.range(3.0, 6.0),
-                )
+                (minutes(&mut self.rng, 3.0, 20.0), sign * sev * self.rng.range(3.0, 6.0))
             }
-            AnomalyKind::Drift => (
-                minutes(&mut self.rng, 5.0, 30.0),
-                sev * self.rng.range(4.0, 8.0),
-            ),
+            AnomalyKind::Drift => (minutes(&mut self.rng, 5.0, 30.0), sev * self.rng.range(4.0, 8.0)),
             AnomalyKind::StuckAt => (minutes(&mut self.rng, 2.0, 15.0), 0.0),
-            AnomalyKind::NoiseBurst => (
-                minutes(&mut self.rng, 1.0, 10.0),
-                1.0 + sev * self.rng.range(8.0, 15.0),
-            ),
+            AnomalyKind::NoiseBurst => {
+                (minutes(&mut self.rng, 1.0, 10.0), 1.0 + sev * self.rng.range(8.0, 15.0))
+            }
             AnomalyKind::Dropout => (minutes(&mut self.rng, 1.0, 10.0), 0.0),
         };
-        Anomaly {
-            kind,
-            start_ms: ts,
-            end_ms: ts + len.max(interval_ms),
-            magnitude,
-        }
+        Anomaly { kind, start_ms: ts, end_ms: ts + len.max(interval_ms), magnitude }
     }
 }
 
@@ -346,10 +302,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_series_other_seed_differs() {
-        let plan = AnomalyPlan {
-            rate_per_hour: 2.0,
-            ..AnomalyPlan::default()
-        };
+        let plan = AnomalyPlan { rate_per_hour: 2.0, ..AnomalyPlan::default() };
         let a = run(1, 20_000, plan.clone());
         let b = run(1, 20_000, plan.clone());
         let c = run(2, 20_000, plan);
@@ -360,10 +313,7 @@ mod tests {
 
     #[test]
     fn every_kind_appears_and_leaves_its_mark() {
-        let plan = AnomalyPlan {
-            rate_per_hour: 6.0,
-            ..AnomalyPlan::default()
-        };
+        let plan = AnomalyPlan { rate_per_hour: 6.0, ..AnomalyPlan::default() };
         let (values, anomalies) = run(3, 200_000, plan);
         for kind in AnomalyKind::ALL {
             let seen: Vec<&Anomaly> = anomalies.iter().filter(|a| a.kind == kind).collect();
@@ -374,10 +324,7 @@ mod tests {
             match kind {
                 AnomalyKind::Dropout => assert!(values[at..end].iter().all(Option::is_none)),
                 AnomalyKind::StuckAt => {
-                    assert!(
-                        values[at..end].windows(2).all(|w| w[0] == w[1]),
-                        "stuck values vary"
-                    )
+                    assert!(values[at..end].windows(2).all(|w| w[0] == w[1]), "stuck values vary")
                 }
                 AnomalyKind::Spike => assert!(values[at].unwrap() > values[at - 1].unwrap() + 10.0),
                 AnomalyKind::Dip => assert!(values[at].unwrap() < values[at - 1].unwrap() - 10.0),
@@ -392,20 +339,12 @@ mod tests {
 
     #[test]
     fn normal_signal_stays_in_a_plausible_band() {
-        let plan = AnomalyPlan {
-            rate_per_hour: 0.0,
-            ..AnomalyPlan::default()
-        };
+        let plan = AnomalyPlan { rate_per_hour: 0.0, ..AnomalyPlan::default() };
         let (values, anomalies) = run(4, 86_400, plan);
         assert!(anomalies.is_empty());
         let vals: Vec<f64> = values.into_iter().map(|v| v.unwrap()).collect();
-        let (min, max) = vals
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (min, max) = vals.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         assert!(min > 5.0 && max < 37.0, "temperature range {min}..{max}");
-        assert!(
-            max - min > 2.0,
-            "a day should show seasonality, range {min}..{max}"
-        );
+        assert!(max - min > 2.0, "a day should show seasonality, range {min}..{max}");
     }
 }

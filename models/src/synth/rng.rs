@@ -9,10 +9,7 @@ pub struct SplitMix64 {
 impl SplitMix64 {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        SplitMix64 {
-            state: seed,
-            spare: None,
-        }
+        SplitMix64 { state: seed, spare: None }
     }
 
     /// The next 64 random bits.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use differential_dataflow::input::Input;
 use hdrhistogram::Histogram;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
@@ -271,7 +272,7 @@ fn run_worker(
             .events
             .probe_with(&source_probe)
             .dedupe(counters.clone())
-            .windows(spec, counters.clone())
+            .windows_core(Pipeline, spec, counters.clone())
             .apply_rules(control.consolidate().inner.broadcast(), shared.dict.clone(), counters.clone())
             .inspect_core(move |batch| match batch {
                 Ok((_, alerts)) => write_alerts(&s, alerts, &mut r.borrow_mut()),

@@ -84,19 +84,27 @@ impl Dictionary {
 pub struct Interner {
     shared: Names,
     seen: IdHashSet<u64>,
+    /// Direct-mapped cache of recently seen ids, so the common case skips the hash set.
+    recent: Box<[u64; 4096]>,
     collisions: u64,
 }
 
 impl Interner {
     /// A local front for `shared`.
     pub fn new(shared: Names) -> Self {
-        Interner { shared, seen: IdHashSet::default(), collisions: 0 }
+        // 0 marks an empty slot; an id of 0 just always takes the slow path.
+        Interner { shared, seen: IdHashSet::default(), recent: Box::new([0; 4096]), collisions: 0 }
     }
 
     /// The id of `name`, recording the name on first sight.
     #[inline]
     pub fn intern(&mut self, name: &[u8]) -> u64 {
         let id = stable_hash(name);
+        let slot = &mut self.recent[(id & 4095) as usize];
+        if *slot == id {
+            return id;
+        }
+        *slot = id;
         if !self.seen.contains(&id) {
             self.seen.insert(id);
             let text = String::from_utf8_lossy(name);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract};
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
@@ -239,32 +239,54 @@ pub trait Windows<'scope> {
     /// assert_eq!((wins[1].start, wins[1].max), (1000, 10.0));
     /// ```
     fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>;
+
+    /// [`Windows::windows`] with the caller's choice of partitioning: `Pipeline` when the
+    /// stream is already exchanged by device (as after [`crate::Dedupe`]), saving a second
+    /// exchange of every event.
+    fn windows_core<P>(self, pact: P, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>
+    where
+        P: ParallelizationContract<u64, Vec<Event>>;
 }
 
 type WindowState = (Capability<u64>, IdHashMap<(u64, u64), Agg>);
 
 impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
     fn windows(self, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg> {
-        let exchange = Exchange::new(|e: &Event| e.device.0);
-        self.unary_frontier(exchange, "Windows", move |_cap, _info| {
+        self.windows_core(Exchange::new(|e: &Event| e.device.0), spec, counters)
+    }
+
+    fn windows_core<P>(self, pact: P, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>
+    where
+        P: ParallelizationContract<u64, Vec<Event>>,
+    {
+        self.unary_frontier(pact, "Windows", move |_cap, _info| {
             let mut open: BTreeMap<u64, WindowState> = BTreeMap::new();
             let mut out_buf: Vec<WindowAgg> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(&floor) = cap.least() else { return };
                     for batch in data {
+                        // Consecutive events mostly share a window: keep it at hand instead
+                        // of looking it up in the map for every event.
+                        let mut current: Option<(u64, &mut WindowState)> = None;
                         for e in batch.drain(..) {
                             for start in spec.starts(e.ts) {
                                 let end = start + spec.size_ms;
-                                // Batches are stamped at or below their events' times, so
-                                // `end - 1 >= floor` holds for every on-time event.
-                                let at = (end - 1).max(floor);
-                                let (_, aggs) = open
-                                    .entry(end)
-                                    .or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()));
-                                aggs.entry((e.device.0, e.metric.0))
+                                let state = match current.take() {
+                                    Some((cur_end, state)) if cur_end == end => state,
+                                    _ => {
+                                        // Batches are stamped at or below their events' times,
+                                        // so `end - 1 >= floor` for every on-time event.
+                                        let at = (end - 1).max(floor);
+                                        open.entry(end).or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()))
+                                    }
+                                };
+                                state
+                                    .1
+                                    .entry((e.device.0, e.metric.0))
                                     .and_modify(|a| a.add(&e))
                                     .or_insert_with(|| Agg::new(&e));
+                                current = Some((end, state));
                             }
                         }
                     }

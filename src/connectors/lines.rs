@@ -127,7 +127,7 @@ fn emit<P: LineParser>(
 }
 
 /// Records a poll hands over at most.
-const BATCH: usize = 65_536;
+const BATCH: usize = 16_384;
 
 impl<P: LineParser> PartitionReader for LineReader<P> {
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {

@@ -145,7 +145,10 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
     let (ts, s) = digits(s)?;
     let s = strip(s, b",\"value\":")?;
     let n = s.iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
-    let value: f64 = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+    let value = match simple_decimal(&s[..n]) {
+        Some(v) => v,
+        None => std::str::from_utf8(&s[..n]).ok()?.parse().ok()?,
+    };
     let s = &s[n..];
     let (seq, s) = match strip(s, b",\"seq\":") {
         Some(s) => digits(s)?,
@@ -156,6 +159,40 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
         return None;
     }
     Some(Fields { device, metric, ts, value, seq })
+}
+
+/// Exact powers of ten representable in an f64.
+const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+
+/// Parses `-?digits[.digits]` with at most 15 significant digits and no exponent, the shape
+/// sensors write, without going through the general float parser. Both the mantissa
+/// (< 2^53) and the power of ten are exact f64s, so one IEEE division rounds correctly
+/// (Clinger's fast path); anything else returns `None` for the general parser.
+#[inline]
+fn simple_decimal(s: &[u8]) -> Option<f64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize;
+    let mut frac_digits = None;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+            }
+            b'.' if frac_digits.is_none() && i > 0 => frac_digits = Some(count),
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 15 || frac_digits == Some(count) {
+        return None;
+    }
+    let scale = count - frac_digits.unwrap_or(count);
+    let v = mantissa as f64 / POW10[scale];
+    Some(if neg { -v } else { v })
 }
 
 #[derive(Deserialize)]
@@ -290,6 +327,25 @@ mod tests {
         assert_eq!(a, c);
         assert_eq!(a.device, DeviceId::of("dev-000123"));
         assert_eq!((a.ts, a.value, a.seq), (1_700_000_000_123, 23.41, 42));
+    }
+
+    #[test]
+    fn simple_decimals_match_the_general_parser() {
+        for text in ["0", "23.41", "-7.5", "1234567.89012", "0.000001", "999999999999999", "80.00", "-0.0"] {
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(simple_decimal(text.as_bytes()).map(f64::to_bits), Some(want.to_bits()), "{text}");
+        }
+        for text in ["", "-", ".5", "5.", "1e3", "1.2.3", "1234567890123456", "+1", "--1"] {
+            assert_eq!(simple_decimal(text.as_bytes()), None, "{text}");
+        }
+        // A pseudo-random sweep of 2-decimal values, the common sensor shape.
+        let mut x = 12345u64;
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let text = format!("{}.{:02}", (x >> 40) % 100_000, (x >> 20) % 100);
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(simple_decimal(text.as_bytes()), Some(want), "{text}");
+        }
     }
 
     #[test]

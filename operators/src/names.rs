@@ -78,41 +78,62 @@ impl Dictionary {
     }
 }
 
+const CACHE: usize = 4096;
+/// Ids are stored xor this mask so that a zeroed slot (id field 0) can never match.
+const ID_MASK: u64 = 0xA5A5_5A5A_A5A5_5A5A;
+
 /// A worker-local front for a [`Names`]: hashes a name and takes the shared lock only the
 /// first time this worker sees it, so parsing millions of events costs one hash-set probe each.
 #[derive(Debug)]
 pub struct Interner {
     shared: Names,
     seen: IdHashSet<u64>,
-    /// Direct-mapped cache of recently seen ids, so the common case skips the hash set.
-    recent: Box<[u64; 4096]>,
+    /// Direct-mapped cache of recently seen short names (≤ 16 bytes, packed into two words)
+    /// and their ids: the common case costs two compares instead of a hash of the name.
+    recent: Box<[(u64, u64, u64); CACHE]>,
     collisions: u64,
 }
 
 impl Interner {
     /// A local front for `shared`.
     pub fn new(shared: Names) -> Self {
-        // 0 marks an empty slot; an id of 0 just always takes the slow path.
-        Interner { shared, seen: IdHashSet::default(), recent: Box::new([0; 4096]), collisions: 0 }
+        // Length 0 marks an empty slot (empty names are rejected before interning).
+        Interner { shared, seen: IdHashSet::default(), recent: Box::new([(0, 0, 0); CACHE]), collisions: 0 }
     }
 
-    /// The id of `name`, recording the name on first sight.
+    /// The id of `name`, recording the name on first sight. Only valid UTF-8 names are
+    /// recorded; the check runs once per new name, not once per event.
     #[inline]
-    pub fn intern(&mut self, name: &[u8]) -> u64 {
-        let id = stable_hash(name);
-        let slot = &mut self.recent[(id & 4095) as usize];
-        if *slot == id {
-            return id;
+    pub fn intern(&mut self, name: &[u8]) -> Result<u64, std::str::Utf8Error> {
+        if name.is_empty() || name.len() > 16 {
+            return self.intern_slow(name);
         }
-        *slot = id;
+        let mut buf = [0u8; 16];
+        buf[..name.len()].copy_from_slice(name);
+        let (lo, hi) = buf.split_at(8);
+        let a = u64::from_le_bytes(lo.try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(hi.try_into().unwrap_or_default());
+        let tag = ((name.len() as u64) << 56) ^ b;
+        let slot = ((a ^ tag.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE;
+        let entry = self.recent[slot];
+        if entry.0 == a && entry.1 == tag && entry.2 != 0 {
+            return Ok(entry.2 ^ ID_MASK);
+        }
+        let id = self.intern_slow(name)?;
+        self.recent[slot] = (a, tag, id ^ ID_MASK);
+        Ok(id)
+    }
+
+    fn intern_slow(&mut self, name: &[u8]) -> Result<u64, std::str::Utf8Error> {
+        let id = stable_hash(name);
         if !self.seen.contains(&id) {
+            let text = std::str::from_utf8(name)?;
             self.seen.insert(id);
-            let text = String::from_utf8_lossy(name);
-            if !self.shared.insert(id, &text) {
+            if !self.shared.insert(id, text) {
                 self.collisions += 1;
             }
         }
-        id
+        Ok(id)
     }
 
     /// Names whose hash collided with a different, earlier name.
@@ -129,12 +150,31 @@ mod tests {
     fn interner_registers_once_and_resolves() {
         let dict = Dictionary::default();
         let mut local = Interner::new(dict.devices.clone());
-        let a = local.intern(b"dev-1");
-        let b = local.intern(b"dev-1");
+        let a = local.intern(b"dev-1").unwrap();
+        let b = local.intern(b"dev-1").unwrap();
+        assert!(local.intern(b"d\xff").is_err());
+        assert!(local.intern(b"d\xff").is_err(), "invalid names are never cached");
         assert_eq!(a, b);
         assert_eq!(dict.device_name(DeviceId(a)).as_ref(), "dev-1");
         assert_eq!(dict.devices.len(), 1);
         assert!(dict.device_name(DeviceId(7)).starts_with('#'));
+    }
+
+    #[test]
+    fn cached_ids_equal_the_stable_hash() {
+        let mut local = Interner::new(Names::default());
+        let mut names: Vec<Vec<u8>> = (0..20_000).map(|i| format!("dev-{i}").into_bytes()).collect();
+        names.extend([
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+            b"0123456789abcdef".to_vec(),
+            b"0123456789abcdefg".to_vec(),
+        ]);
+        for _ in 0..2 {
+            for n in &names {
+                assert_eq!(local.intern(n).unwrap(), stable_hash(n), "{}", String::from_utf8_lossy(n));
+            }
+        }
     }
 
     #[test]

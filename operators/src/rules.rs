@@ -172,28 +172,32 @@ enum Phase {
 }
 
 /// The per-(rule, device, metric) state machine, separate from timely so it can be tested alone.
+///
+/// Rules are held in a vector and indexed by metric; per-key state lives in a hash map keyed
+/// by (rule index, device, metric), so evaluating a window costs a few hash probes and no
+/// allocation unless an alert is made.
 #[derive(Debug, Default)]
 pub struct RuleBook {
-    rules: BTreeMap<String, Rule>,
+    rules: Vec<Arc<Rule>>,
     counts: BTreeMap<Rule, isize>,
-    by_metric: IdHashMap<u64, Vec<String>>,
+    by_metric: IdHashMap<u64, Vec<usize>>,
     meta: IdHashMap<u64, DeviceMeta>,
     meta_counts: BTreeMap<DeviceMeta, isize>,
-    phases: BTreeMap<(String, DeviceId, MetricId), Phase>,
-    device_match: BTreeMap<(String, DeviceId), bool>,
+    phases: IdHashMap<(usize, u64, u64), Phase>,
+    device_match: IdHashMap<(usize, u64), bool>,
 }
 
 impl RuleBook {
     /// Applies changes to rules and metadata that happen at one time; `alerts` receives a
     /// `Cleared` for every active alert whose rule was removed or changed.
     pub fn apply(&mut self, changes: &[(Control, isize)], dict: &Dictionary, alerts: &mut Vec<Alert>) {
-        let mut touched = BTreeSet::new();
+        let mut rules_changed = false;
         let mut touched_meta = BTreeSet::new();
         for (change, diff) in changes {
             match change {
                 Control::Rule(r) => {
                     *self.counts.entry(r.clone()).or_insert(0) += diff;
-                    touched.insert(r.name.clone());
+                    rules_changed = true;
                 }
                 Control::Device(m) => {
                     *self.meta_counts.entry(m.clone()).or_insert(0) += diff;
@@ -203,45 +207,6 @@ impl RuleBook {
         }
         self.counts.retain(|_, c| *c > 0);
         self.meta_counts.retain(|_, c| *c > 0);
-        for name in touched {
-            let now = self.counts.keys().find(|r| r.name == name).cloned();
-            if self.rules.get(&name) == now.as_ref() {
-                continue;
-            }
-            // The rule changed or went away: end its episodes, forget its state.
-            if let Some(old) = self.rules.remove(&name) {
-                let keys: Vec<_> = self
-                    .phases
-                    .range((name.clone(), DeviceId(0), MetricId(0))..)
-                    .take_while(|(k, _)| k.0 == name)
-                    .map(|(k, p)| (k.clone(), *p))
-                    .collect();
-                for (key, phase) in keys {
-                    self.phases.remove(&key);
-                    if let Phase::Active { since, last_end } = phase {
-                        alerts.push(self.alert(
-                            &old,
-                            key.1,
-                            key.2,
-                            AlertKind::Cleared,
-                            since,
-                            f64::NAN,
-                            last_end,
-                            last_end,
-                            dict,
-                        ));
-                    }
-                }
-                self.device_match.retain(|k, _| k.0 != name);
-            }
-            if let Some(rule) = now {
-                self.rules.insert(name, rule);
-            }
-        }
-        self.by_metric.clear();
-        for rule in self.rules.values() {
-            self.by_metric.entry(MetricId::of(&rule.metric).0).or_default().push(rule.name.clone());
-        }
         for device in touched_meta {
             let id = DeviceId::of(&device).0;
             match self.meta_counts.keys().find(|m| m.device == device) {
@@ -253,6 +218,60 @@ impl RuleBook {
                 }
             }
         }
+        if rules_changed {
+            self.reindex(dict, alerts);
+        }
+    }
+
+    /// Rebuilds the rule index; state of unchanged rules carries over, episodes of changed or
+    /// removed rules end with a `Cleared` alert.
+    fn reindex(&mut self, dict: &Dictionary, alerts: &mut Vec<Alert>) {
+        let mut seen = BTreeSet::new();
+        let new: Vec<Arc<Rule>> =
+            self.counts.keys().filter(|r| seen.insert(r.name.clone())).map(|r| Arc::new(r.clone())).collect();
+        let remap: Vec<Option<usize>> =
+            self.rules.iter().map(|old| new.iter().position(|r| r == old)).collect();
+        let phases = std::mem::take(&mut self.phases);
+        let mut ended: Vec<_> = Vec::new();
+        for ((ri, d, m), phase) in phases {
+            match remap[ri] {
+                Some(nri) => {
+                    self.phases.insert((nri, d, m), phase);
+                }
+                None => {
+                    if let Phase::Active { since, last_end } = phase {
+                        ended.push((ri, d, m, since, last_end));
+                    }
+                }
+            }
+        }
+        ended.sort_unstable();
+        for (ri, d, m, since, last_end) in ended {
+            let rule = self.rules[ri].clone();
+            let (device, metric) = (DeviceId(d), MetricId(m));
+            alerts.push(make_alert(
+                &self.meta,
+                &rule,
+                device,
+                metric,
+                AlertKind::Cleared,
+                since,
+                f64::NAN,
+                last_end,
+                last_end,
+                dict,
+            ));
+        }
+        self.device_match = self
+            .device_match
+            .drain()
+            .filter_map(|((ri, d), matched)| remap[ri].map(|nri| ((nri, d), matched)))
+            .collect();
+        self.by_metric.clear();
+        for (i, rule) in new.iter().enumerate() {
+            self.by_metric.entry(MetricId::of(&rule.metric).0).or_default().push(i);
+        }
+        self.rules = new;
     }
 
     /// Number of rules in force.
@@ -262,49 +281,35 @@ impl RuleBook {
 
     /// Evaluates every rule on `w` (windows of one key must come in time order).
     pub fn evaluate(&mut self, w: &WindowAgg, dict: &Dictionary, alerts: &mut Vec<Alert>) {
-        let Some(names) = self.by_metric.get(&w.metric.0) else {
-            return;
-        };
-        for name in names.clone() {
-            let Some(rule) = self.rules.get(&name) else {
-                continue;
-            };
+        let RuleBook { rules, by_metric, meta, phases, device_match, .. } = self;
+        let Some(indices) = by_metric.get(&w.metric.0) else { return };
+        for &ri in indices {
+            let rule = &rules[ri];
             if let Some(pattern) = &rule.devices {
-                let matched = *self
-                    .device_match
-                    .entry((name.clone(), w.device))
+                let matched = *device_match
+                    .entry((ri, w.device.0))
                     .or_insert_with(|| glob_match(pattern, &dict.device_name(w.device)));
                 if !matched {
                     continue;
                 }
             }
             let v = w.field(rule.field);
-            let key = (name, w.device, w.metric);
+            let key = (ri, w.device.0, w.metric.0);
             let holds = rule.op.holds(v, rule.value.0);
-            let next = match self.phases.get(&key).copied() {
+            let mut alert = |kind, since| {
+                alerts.push(make_alert(meta, rule, w.device, w.metric, kind, since, v, w.start, w.end, dict));
+            };
+            let next = match phases.get(&key).copied() {
                 None => holds.then_some(Phase::Pending { since: w.start, last_end: w.end }),
-                Some(Phase::Pending { since, last_end }) => {
-                    let contiguous = w.start <= last_end;
-                    match (holds, contiguous) {
-                        (false, _) => None,
-                        (true, true) => Some(Phase::Pending { since, last_end: w.end }),
-                        (true, false) => Some(Phase::Pending { since: w.start, last_end: w.end }),
-                    }
-                }
+                Some(Phase::Pending { since, last_end }) => match (holds, w.start <= last_end) {
+                    (false, _) => None,
+                    (true, true) => Some(Phase::Pending { since, last_end: w.end }),
+                    // A gap (no window for this key) restarts the duration.
+                    (true, false) => Some(Phase::Pending { since: w.start, last_end: w.end }),
+                },
                 Some(Phase::Active { since, .. }) => {
                     if rule.op.cleared(v, rule.value.0, rule.hysteresis.0) {
-                        let rule = rule.clone();
-                        alerts.push(self.alert(
-                            &rule,
-                            w.device,
-                            w.metric,
-                            AlertKind::Cleared,
-                            since,
-                            v,
-                            w.start,
-                            w.end,
-                            dict,
-                        ));
+                        alert(AlertKind::Cleared, since);
                         None
                     } else {
                         Some(Phase::Active { since, last_end: w.end })
@@ -313,62 +318,51 @@ impl RuleBook {
             };
             let next = match next {
                 Some(Phase::Pending { since, last_end }) if last_end - since >= rule.min_duration_ms => {
-                    let rule = rule.clone();
-                    alerts.push(self.alert(
-                        &rule,
-                        w.device,
-                        w.metric,
-                        AlertKind::Fired,
-                        since,
-                        v,
-                        w.start,
-                        w.end,
-                        dict,
-                    ));
+                    alert(AlertKind::Fired, since);
                     Some(Phase::Active { since, last_end })
                 }
                 other => other,
             };
             match next {
                 Some(p) => {
-                    self.phases.insert(key, p);
+                    phases.insert(key, p);
                 }
                 None => {
-                    self.phases.remove(&key);
+                    phases.remove(&key);
                 }
             }
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn alert(
-        &self,
-        rule: &Rule,
-        device: DeviceId,
-        metric: MetricId,
-        kind: AlertKind,
-        since: u64,
-        value: f64,
-        start: u64,
-        end: u64,
-        dict: &Dictionary,
-    ) -> Alert {
-        let meta = self.meta.get(&device.0);
-        Alert {
-            key: AlertKey { device, source: rule.name.clone(), window_start: since },
-            kind,
-            device: dict.device_name(device).to_string(),
-            metric_id: metric,
-            metric: dict.metric_name(metric).to_string(),
-            value,
-            threshold: rule.value.0,
-            condition: rule.condition(),
-            window_start: start,
-            window_end: end,
-            severity: rule.severity.clone(),
-            site: meta.and_then(|m| m.site.clone()),
-            owner: meta.and_then(|m| m.owner.clone()),
-        }
+#[allow(clippy::too_many_arguments)]
+fn make_alert(
+    meta: &IdHashMap<u64, DeviceMeta>,
+    rule: &Rule,
+    device: DeviceId,
+    metric: MetricId,
+    kind: AlertKind,
+    since: u64,
+    value: f64,
+    start: u64,
+    end: u64,
+    dict: &Dictionary,
+) -> Alert {
+    let meta = meta.get(&device.0);
+    Alert {
+        key: AlertKey { device, source: rule.name.clone(), window_start: since },
+        kind,
+        device: dict.device_name(device).to_string(),
+        metric_id: metric,
+        metric: dict.metric_name(metric).to_string(),
+        value,
+        threshold: rule.value.0,
+        condition: rule.condition(),
+        window_start: start,
+        window_end: end,
+        severity: rule.severity.clone(),
+        site: meta.and_then(|m| m.site.clone()),
+        owner: meta.and_then(|m| m.owner.clone()),
     }
 }
 

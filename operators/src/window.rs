@@ -243,7 +243,12 @@ pub trait Windows<'scope> {
     /// [`Windows::windows`] with the caller's choice of partitioning: `Pipeline` when the
     /// stream is already exchanged by device (as after [`crate::Dedupe`]), saving a second
     /// exchange of every event.
-    fn windows_core<P>(self, pact: P, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>
+    fn windows_core<P>(
+        self,
+        pact: P,
+        spec: WindowSpec,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, WindowAgg>
     where
         P: ParallelizationContract<u64, Vec<Event>>;
 }
@@ -255,7 +260,12 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
         self.windows_core(Exchange::new(|e: &Event| e.device.0), spec, counters)
     }
 
-    fn windows_core<P>(self, pact: P, spec: WindowSpec, counters: Arc<Counters>) -> StreamVec<'scope, u64, WindowAgg>
+    fn windows_core<P>(
+        self,
+        pact: P,
+        spec: WindowSpec,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, WindowAgg>
     where
         P: ParallelizationContract<u64, Vec<Event>>,
     {
@@ -278,7 +288,8 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                                         // Batches are stamped at or below their events' times,
                                         // so `end - 1 >= floor` for every on-time event.
                                         let at = (end - 1).max(floor);
-                                        open.entry(end).or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()))
+                                        open.entry(end)
+                                            .or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()))
                                     }
                                 };
                                 state

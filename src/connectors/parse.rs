@@ -56,9 +56,6 @@ impl EventBuilder {
         if metric.is_empty() || metric.len() > self.limits.max_name_len {
             return Err(Cow::Borrowed("metric name is empty or longer than 256 bytes"));
         }
-        if std::str::from_utf8(device).is_err() || std::str::from_utf8(metric).is_err() {
-            return Err(Cow::Borrowed("name is not valid UTF-8"));
-        }
         if !value.is_finite() {
             return Err(Cow::Borrowed("value is not a finite number"));
         }
@@ -71,13 +68,10 @@ impl EventBuilder {
         if ts > MAX_TS_MS {
             return Err(Cow::Borrowed("timestamp is beyond year 9999 (expected epoch milliseconds)"));
         }
-        Ok(Event {
-            device: DeviceId(self.devices.intern(device)),
-            metric: MetricId(self.metrics.intern(metric)),
-            ts,
-            value,
-            seq,
-        })
+        let utf8 = |_| Cow::Borrowed("name is not valid UTF-8");
+        let device = DeviceId(self.devices.intern(device).map_err(utf8)?);
+        let metric = MetricId(self.metrics.intern(metric).map_err(utf8)?);
+        Ok(Event { device, metric, ts, value, seq })
     }
 
     /// Name collisions seen so far.
@@ -162,7 +156,8 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
 }
 
 /// Exact powers of ten representable in an f64.
-const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+const POW10: [f64; 16] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
 /// Parses `-?digits[.digits]` with at most 15 significant digits and no exponent, the shape
 /// sensors write, without going through the general float parser. Both the mantissa

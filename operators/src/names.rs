@@ -79,6 +79,22 @@ impl Dictionary {
 }
 
 const CACHE: usize = 4096;
+
+/// Two words that, with the length, determine a name of 1-16 bytes: overlapping loads
+/// instead of copying into a buffer (which stalls on store forwarding).
+#[inline]
+fn pack(name: &[u8]) -> (u64, u64) {
+    let n = name.len();
+    let word = |at: usize| u64::from_le_bytes(name[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| u64::from(u32::from_le_bytes(name[at..at + 4].try_into().unwrap_or_default()));
+    if n >= 8 {
+        (word(0), word(n - 8))
+    } else if n >= 4 {
+        (half(0) | (half(n - 4) << 32), 0)
+    } else {
+        (name.iter().fold(0u64, |acc, &c| (acc << 8) | u64::from(c)), 0)
+    }
+}
 /// Ids are stored xor this mask so that a zeroed slot (id field 0) can never match.
 const ID_MASK: u64 = 0xA5A5_5A5A_A5A5_5A5A;
 
@@ -108,11 +124,7 @@ impl Interner {
         if name.is_empty() || name.len() > 16 {
             return self.intern_slow(name);
         }
-        let mut buf = [0u8; 16];
-        buf[..name.len()].copy_from_slice(name);
-        let (lo, hi) = buf.split_at(8);
-        let a = u64::from_le_bytes(lo.try_into().unwrap_or_default());
-        let b = u64::from_le_bytes(hi.try_into().unwrap_or_default());
+        let (a, b) = pack(name);
         let tag = ((name.len() as u64) << 56) ^ b;
         let slot = ((a ^ tag.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE;
         let entry = self.recent[slot];

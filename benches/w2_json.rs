@@ -81,16 +81,31 @@ fn engine(path: &Path, rules: &Path, workers: usize) -> (Row, u64) {
 /// aggregate max per (device, 1 s window), count windows over 80.
 fn bare_loop(path: &Path) -> Row {
     use sensorflow::connectors::parse::{parse_json, EventBuilder, Limits};
+    use sensorflow_operators::hash::IdHashMap;
+    use std::io::Read;
     let started = Instant::now();
-    let bytes = std::fs::read(path).unwrap();
+    let mut file = std::fs::File::open(path).unwrap();
     let mut b = EventBuilder::new(Default::default(), Default::default(), Limits::default());
-    let mut max: HashMap<(u64, u64), f64> = HashMap::new();
+    let mut max: IdHashMap<(u64, u64), f64> = IdHashMap::default();
     let mut n = 0u64;
-    for line in bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-        let e = parse_json(line, &mut b).unwrap();
-        let m = max.entry((e.device.0, e.ts / 1000)).or_insert(f64::MIN);
-        *m = m.max(e.value);
-        n += 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut have = 0;
+    loop {
+        let read = file.read(&mut buf[have..]).unwrap();
+        if read == 0 {
+            break;
+        }
+        have += read;
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..have]) {
+            let e = parse_json(&buf[start..start + nl], &mut b).unwrap();
+            let m = max.entry((e.device.0, e.ts / 1000)).or_insert(f64::MIN);
+            *m = m.max(e.value);
+            n += 1;
+            start += nl + 1;
+        }
+        buf.copy_within(start..have, 0);
+        have -= start;
     }
     let over = max.values().filter(|&&m| m > 80.0).count();
     Row {

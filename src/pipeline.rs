@@ -349,7 +349,10 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
                 return;
             }
         }
-        let e = report.by_rule.entry(a.key.source.clone()).or_default();
+        if !report.by_rule.contains_key(&*a.key.source) {
+            report.by_rule.insert(a.key.source.to_string(), (0, 0));
+        }
+        let Some(e) = report.by_rule.get_mut(&*a.key.source) else { continue };
         match a.kind {
             AlertKind::Fired => e.0 += 1,
             AlertKind::Cleared => e.1 += 1,

@@ -33,6 +33,20 @@ struct AlertLine<'a> {
     owner: Option<&'a str>,
 }
 
+/// `x` to `digits` significant decimal digits, for display (windows keep more bits).
+pub fn round_sig(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
+    let r = (x * scale).round() / scale;
+    if r.is_finite() {
+        r
+    } else {
+        x
+    }
+}
+
 /// Renders an alert as one JSON line (no newline).
 pub fn alert_json(a: &Alert) -> String {
     let line = AlertLine {
@@ -42,7 +56,7 @@ pub fn alert_json(a: &Alert) -> String {
         metric: &a.metric,
         rule: &a.key.source,
         condition: &a.condition,
-        value: a.value,
+        value: round_sig(a.value, 12),
         threshold: a.threshold,
         episode_start: a.key.window_start,
         window_start: a.window_start,

@@ -1,5 +1,7 @@
 //! Alerts: what rules and models say, keyed so a replay reproduces the same keys.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::event::{DeviceId, MetricId};
@@ -21,12 +23,13 @@ pub struct AlertKey {
     /// Device.
     pub device: DeviceId,
     /// Rule or model name.
-    pub source: String,
+    pub source: Arc<str>,
     /// Start of the first window of the episode, ms.
     pub window_start: u64,
 }
 
-/// One alert transition, with names and device metadata resolved.
+/// One alert transition, with names and device metadata resolved. Strings are shared
+/// (`Arc<str>`): making an alert copies no text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Identity of the episode.
@@ -34,27 +37,27 @@ pub struct Alert {
     /// Fired or cleared.
     pub kind: AlertKind,
     /// Device name.
-    pub device: String,
+    pub device: Arc<str>,
     /// Metric.
     pub metric_id: MetricId,
     /// Metric name.
-    pub metric: String,
+    pub metric: Arc<str>,
     /// The number the rule looked at (or the model's score).
     pub value: f64,
     /// The rule's threshold.
     pub threshold: f64,
     /// Human-readable condition, e.g. `max > 80`.
-    pub condition: String,
+    pub condition: Arc<str>,
     /// Start of the window that caused this transition, ms.
     pub window_start: u64,
     /// End of that window, ms.
     pub window_end: u64,
     /// Severity from the rule.
-    pub severity: String,
+    pub severity: Arc<str>,
     /// Device site, from metadata.
-    pub site: Option<String>,
+    pub site: Option<Arc<str>>,
     /// Device owner, from metadata.
-    pub owner: Option<String>,
+    pub owner: Option<Arc<str>>,
 }
 
 impl Alert {

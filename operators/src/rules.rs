@@ -178,13 +178,58 @@ enum Phase {
 /// allocation unless an alert is made.
 #[derive(Debug, Default)]
 pub struct RuleBook {
-    rules: Vec<Arc<Rule>>,
+    rules: Vec<Arc<CompiledRule>>,
     counts: BTreeMap<Rule, isize>,
     by_metric: IdHashMap<u64, Vec<usize>>,
-    meta: IdHashMap<u64, DeviceMeta>,
+    meta: IdHashMap<u64, MetaStrings>,
     meta_counts: BTreeMap<DeviceMeta, isize>,
     phases: IdHashMap<(usize, u64, u64), Phase>,
     device_match: IdHashMap<(usize, u64), bool>,
+    names: NameCache,
+}
+
+/// A rule with the strings its alerts carry, made once.
+#[derive(Debug, PartialEq)]
+struct CompiledRule {
+    rule: Rule,
+    name: Arc<str>,
+    condition: Arc<str>,
+    severity: Arc<str>,
+}
+
+impl CompiledRule {
+    fn new(rule: Rule) -> Self {
+        CompiledRule {
+            name: Arc::from(rule.name.as_str()),
+            condition: Arc::from(rule.condition()),
+            severity: Arc::from(rule.severity.as_str()),
+            rule,
+        }
+    }
+}
+
+/// Worker-local copies of names, so making alerts does not contend on the shared dictionary.
+#[derive(Debug, Default)]
+struct NameCache {
+    devices: IdHashMap<u64, Arc<str>>,
+    metrics: IdHashMap<u64, Arc<str>>,
+}
+
+impl NameCache {
+    fn device(&mut self, id: DeviceId, dict: &Dictionary) -> Arc<str> {
+        self.devices.entry(id.0).or_insert_with(|| dict.device_name(id)).clone()
+    }
+
+    fn metric(&mut self, id: MetricId, dict: &Dictionary) -> Arc<str> {
+        self.metrics.entry(id.0).or_insert_with(|| dict.metric_name(id)).clone()
+    }
+}
+
+/// Site and owner as shared strings.
+#[derive(Clone, Debug, PartialEq)]
+struct MetaStrings {
+    site: Option<Arc<str>>,
+    owner: Option<Arc<str>>,
 }
 
 impl RuleBook {
@@ -211,7 +256,11 @@ impl RuleBook {
             let id = DeviceId::of(&device).0;
             match self.meta_counts.keys().find(|m| m.device == device) {
                 Some(m) => {
-                    self.meta.insert(id, m.clone());
+                    let strings = MetaStrings {
+                        site: m.site.as_deref().map(Arc::from),
+                        owner: m.owner.as_deref().map(Arc::from),
+                    };
+                    self.meta.insert(id, strings);
                 }
                 None => {
                     self.meta.remove(&id);
@@ -227,10 +276,14 @@ impl RuleBook {
     /// removed rules end with a `Cleared` alert.
     fn reindex(&mut self, dict: &Dictionary, alerts: &mut Vec<Alert>) {
         let mut seen = BTreeSet::new();
-        let new: Vec<Arc<Rule>> =
-            self.counts.keys().filter(|r| seen.insert(r.name.clone())).map(|r| Arc::new(r.clone())).collect();
+        let new: Vec<Arc<CompiledRule>> = self
+            .counts
+            .keys()
+            .filter(|r| seen.insert(r.name.clone()))
+            .map(|r| Arc::new(CompiledRule::new(r.clone())))
+            .collect();
         let remap: Vec<Option<usize>> =
-            self.rules.iter().map(|old| new.iter().position(|r| r == old)).collect();
+            self.rules.iter().map(|old| new.iter().position(|r| r.rule == old.rule)).collect();
         let phases = std::mem::take(&mut self.phases);
         let mut ended: Vec<_> = Vec::new();
         for ((ri, d, m), phase) in phases {
@@ -249,16 +302,17 @@ impl RuleBook {
         for (ri, d, m, since, last_end) in ended {
             let rule = self.rules[ri].clone();
             let (device, metric) = (DeviceId(d), MetricId(m));
+            let names = &mut self.names;
+            let span = (since, last_end, last_end);
             alerts.push(make_alert(
                 &self.meta,
+                names,
                 &rule,
                 device,
                 metric,
                 AlertKind::Cleared,
-                since,
+                span,
                 f64::NAN,
-                last_end,
-                last_end,
                 dict,
             ));
         }
@@ -269,7 +323,7 @@ impl RuleBook {
             .collect();
         self.by_metric.clear();
         for (i, rule) in new.iter().enumerate() {
-            self.by_metric.entry(MetricId::of(&rule.metric).0).or_default().push(i);
+            self.by_metric.entry(MetricId::of(&rule.rule.metric).0).or_default().push(i);
         }
         self.rules = new;
     }
@@ -281,10 +335,11 @@ impl RuleBook {
 
     /// Evaluates every rule on `w` (windows of one key must come in time order).
     pub fn evaluate(&mut self, w: &WindowAgg, dict: &Dictionary, alerts: &mut Vec<Alert>) {
-        let RuleBook { rules, by_metric, meta, phases, device_match, .. } = self;
+        let RuleBook { rules, by_metric, meta, phases, device_match, names, .. } = self;
         let Some(indices) = by_metric.get(&w.metric.0) else { return };
         for &ri in indices {
-            let rule = &rules[ri];
+            let compiled = &rules[ri];
+            let rule = &compiled.rule;
             if let Some(pattern) = &rule.devices {
                 let matched = *device_match
                     .entry((ri, w.device.0))
@@ -297,7 +352,8 @@ impl RuleBook {
             let key = (ri, w.device.0, w.metric.0);
             let holds = rule.op.holds(v, rule.value.0);
             let mut alert = |kind, since| {
-                alerts.push(make_alert(meta, rule, w.device, w.metric, kind, since, v, w.start, w.end, dict));
+                let span = (since, w.start, w.end);
+                alerts.push(make_alert(meta, names, compiled, w.device, w.metric, kind, span, v, dict));
             };
             let next = match phases.get(&key).copied() {
                 None => holds.then_some(Phase::Pending { since: w.start, last_end: w.end }),
@@ -335,29 +391,30 @@ impl RuleBook {
     }
 }
 
+/// Builds an alert; `span` is (episode start, window start, window end).
 #[allow(clippy::too_many_arguments)]
 fn make_alert(
-    meta: &IdHashMap<u64, DeviceMeta>,
-    rule: &Rule,
+    meta: &IdHashMap<u64, MetaStrings>,
+    names: &mut NameCache,
+    rule: &CompiledRule,
     device: DeviceId,
     metric: MetricId,
     kind: AlertKind,
-    since: u64,
+    span: (u64, u64, u64),
     value: f64,
-    start: u64,
-    end: u64,
     dict: &Dictionary,
 ) -> Alert {
     let meta = meta.get(&device.0);
+    let (since, start, end) = span;
     Alert {
         key: AlertKey { device, source: rule.name.clone(), window_start: since },
         kind,
-        device: dict.device_name(device).to_string(),
+        device: names.device(device, dict),
         metric_id: metric,
-        metric: dict.metric_name(metric).to_string(),
+        metric: names.metric(metric, dict),
         value,
-        threshold: rule.value.0,
-        condition: rule.condition(),
+        threshold: rule.rule.value.0,
+        condition: rule.condition.clone(),
         window_start: start,
         window_end: end,
         severity: rule.severity.clone(),

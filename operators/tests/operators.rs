@@ -245,8 +245,11 @@ fn rule_run(workers: usize, values: &[f64], rules: Vec<Control>) -> Vec<(AlertKi
             .container::<Vec<_>>();
         s.windows(spec, c.clone()).apply_rules(control, dict.clone(), c)
     });
-    let mut got: Vec<_> =
-        out.data.into_iter().map(|(_, a)| (a.kind, a.device, a.key.window_start, a.window_start)).collect();
+    let mut got: Vec<_> = out
+        .data
+        .into_iter()
+        .map(|(_, a)| (a.kind, a.device.to_string(), a.key.window_start, a.window_start))
+        .collect();
     got.sort();
     got
 }

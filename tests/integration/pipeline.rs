@@ -55,8 +55,8 @@ fn simulator_anomalies_the_rules_target_are_caught() {
     let fired = |rule: &str, device: &str, from: u64, to: u64| {
         alerts.iter().any(|a| {
             a.kind == AlertKind::Fired
-                && a.key.source == rule
-                && a.device == device
+                && &*a.key.source == rule
+                && &*a.device == device
                 && a.window_end > from
                 && a.window_start <= to
         })
@@ -116,7 +116,7 @@ fn rules_file_reloads_while_running() {
         std::fs::write(&rules, always).unwrap();
         let (_, c) = handle.join().unwrap();
         let alerts = c.sorted_alerts();
-        assert!(alerts.iter().all(|a| a.key.source == "always"), "the old rule never fires");
+        assert!(alerts.iter().all(|a| &*a.key.source == "always"), "the old rule never fires");
         let first = alerts.iter().map(|a| a.window_start).min().expect("the new rule fired");
         assert!(
             first > start + 60_000,
@@ -208,9 +208,9 @@ fn device_metadata_is_joined_into_alerts() {
     let (_, c) = run(&cfg);
     let alerts = c.sorted_alerts();
     assert_eq!(alerts.len(), 2);
-    let d1 = alerts.iter().find(|a| a.device == "d1").unwrap();
+    let d1 = alerts.iter().find(|a| &*a.device == "d1").unwrap();
     assert_eq!((d1.site.as_deref(), d1.owner.as_deref()), (Some("plant-a"), Some("ops")));
-    let d2 = alerts.iter().find(|a| a.device == "d2").unwrap();
+    let d2 = alerts.iter().find(|a| &*a.device == "d2").unwrap();
     assert_eq!(d2.site, None);
 }
 

@@ -109,7 +109,7 @@ fn csv_rfc3339_and_epoch_timestamps_mix() {
     .unwrap();
     let (summary, c) = run(&config(SourceConfig::Csv { paths: vec![path] }, 1));
     assert_eq!(summary.processed, 2);
-    let alerts: Vec<_> = c.sorted_alerts().into_iter().filter(|a| a.key.source == "overheat").collect();
+    let alerts: Vec<_> = c.sorted_alerts().into_iter().filter(|a| &*a.key.source == "overheat").collect();
     assert_eq!(alerts.len(), 1, "overheat fires once for the window");
     assert_eq!(alerts[0].window_start, 1_704_067_200_000);
     assert_eq!(alerts[0].value, 60.0);

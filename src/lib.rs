@@ -13,12 +13,12 @@ pub mod rules_file;
 pub mod simulate;
 pub mod sinks;
 pub mod summary;
-pub mod timefmt;
 
 use std::path::{Path, PathBuf};
 
 pub use config::{AlertOutput, RunConfig};
 pub use pipeline::{run, run_collect, run_with, Collected, RunHandle};
+pub use sensorflow_operators::timefmt;
 pub use summary::Summary;
 
 /// What can go wrong in a run.

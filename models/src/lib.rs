@@ -3,4 +3,5 @@
 //! `burn` module boundary so the generator compiles and tests without Burn.
 #![deny(missing_docs)]
 
+pub mod nab;
 pub mod synth;

@@ -10,25 +10,30 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod anomaly;
 pub mod clock;
 pub mod dedupe;
 pub mod event;
 pub mod hash;
 pub mod metrics;
 pub mod names;
+pub mod normalize;
 pub mod record;
 pub mod rules;
 pub mod source;
 pub mod testing;
+pub mod timefmt;
 pub mod watermark;
 pub mod window;
 
 pub use alert::{Alert, AlertKey, AlertKind};
+pub use anomaly::{Anomalies, Scorer, ScorerFactory, ScorerReload, CLEAR_MARGIN};
 pub use clock::WatermarkClock;
 pub use dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
 pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
 pub use metrics::Counters;
 pub use names::{Dictionary, Interner, Names};
+pub use normalize::{OnlineNormalizer, SeriesWindow};
 pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
 pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use source::{

@@ -19,6 +19,8 @@ pub struct Counters {
     pub events_processed: AtomicU64,
     /// Events whose seq was too far behind the device's newest to check; passed on.
     pub dedupe_horizon_exceeded: AtomicU64,
+    /// Model windows scored.
+    pub windows_scored: AtomicU64,
     /// Windows closed and emitted.
     pub windows_closed: AtomicU64,
     /// Alerts emitted (fired and cleared).

@@ -1,0 +1,184 @@
+//! Model-based anomaly detection: per-series windows scored in batches by a [`Scorer`].
+
+use std::sync::Arc;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::StreamVec;
+
+use crate::alert::{Alert, AlertKey, AlertKind};
+use crate::event::Event;
+use crate::hash::IdHashMap;
+use crate::metrics::Counters;
+use crate::names::Dictionary;
+use crate::normalize::SeriesWindow;
+
+/// Scores normalised windows. Implemented by the models crate (a distilled student network
+/// run as plain Rust); the operator calls it once per batch, never per event.
+pub trait Scorer: 'static {
+    /// Values per window.
+    fn window(&self) -> usize;
+    /// Scores the `inputs.len() / window()` windows laid out one after another, oldest value
+    /// first, writing one score in [0, 1] per window to `out` (cleared first).
+    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>);
+    /// Scores above this are anomalies.
+    fn threshold(&self) -> f32;
+    /// Model name, used in alert keys.
+    fn name(&self) -> &str;
+}
+
+/// Called before each batch; returns a new scorer when the model changed (e.g. its file was
+/// replaced), so models swap without restarting the pipeline.
+pub type ScorerReload = Box<dyn FnMut() -> Option<Box<dyn Scorer>>>;
+
+/// Builds a scorer for each worker (scorers hold mutable scratch space).
+pub type ScorerFactory = Arc<dyn Fn() -> (Box<dyn Scorer>, Option<ScorerReload>) + Send + Sync>;
+
+/// How far below the threshold a score must fall to end an anomaly episode.
+pub const CLEAR_MARGIN: f32 = 0.1;
+
+/// Extension trait: score every event's window of recent values.
+pub trait Anomalies<'scope> {
+    /// Exchanges events by device and keeps, per (device, metric), the last `W` values and an
+    /// online normaliser. Events are processed in event-time order once the frontier passes
+    /// them (so the result does not depend on how input was split), every full window becomes
+    /// one row of a batch, and the batch is scored with one `score_batch` call. A score above
+    /// the threshold fires an alert (once per episode, keyed by the event time it began); a
+    /// score below `threshold − CLEAR_MARGIN` clears it.
+    fn anomalies(
+        self,
+        scorers: ScorerFactory,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, Alert>;
+}
+
+struct KeyState {
+    window: SeriesWindow,
+    active_since: Option<u64>,
+}
+
+impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
+    fn anomalies(
+        self,
+        scorers: ScorerFactory,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, Alert> {
+        let exchange = Exchange::new(|e: &Event| e.device.0);
+        self.unary_frontier(exchange, "Anomalies", move |_cap, _info| {
+            let (mut scorer, mut reload) = scorers();
+            let mut held: Option<Capability<u64>> = None;
+            let mut pending: Vec<Event> = Vec::new();
+            let mut ready: Vec<Event> = Vec::new();
+            let mut keys: IdHashMap<(u64, u64), KeyState> = IdHashMap::default();
+            let mut inputs: Vec<f32> = Vec::new();
+            let mut rows: Vec<usize> = Vec::new();
+            let mut scores: Vec<f32> = Vec::new();
+            let mut alerts: Vec<(u64, Alert)> = Vec::new();
+            let mut names: IdHashMap<u64, Arc<str>> = IdHashMap::default();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else { return };
+                    if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
+                        held = Some(cap);
+                    }
+                    for batch in data {
+                        pending.append(batch);
+                    }
+                });
+                let Some(cap) = held.as_mut() else { return };
+                let bound = frontier.frontier().iter().copied().min().unwrap_or(u64::MAX);
+                // Events before the frontier are complete: take them in event-time order.
+                let mut i = 0;
+                while i < pending.len() {
+                    if pending[i].ts < bound {
+                        ready.push(pending.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                if !ready.is_empty() {
+                    if let Some(new) = reload.as_mut().and_then(|r| r()) {
+                        scorer = new;
+                        keys.clear();
+                    }
+                    let w = scorer.window();
+                    ready.sort_unstable_by_key(|e| (e.ts, e.device, e.metric, e.seq));
+                    inputs.clear();
+                    rows.clear();
+                    for (idx, e) in ready.iter().enumerate() {
+                        let state = keys
+                            .entry((e.device.0, e.metric.0))
+                            .or_insert_with(|| KeyState { window: SeriesWindow::new(w), active_since: None });
+                        if state.window.push(e.value) {
+                            let at = inputs.len();
+                            inputs.resize(at + w, 0.0);
+                            state.window.write_normalized(&mut inputs[at..]);
+                            rows.push(idx);
+                        }
+                    }
+                    if !rows.is_empty() {
+                        scorer.score_batch(&inputs, &mut scores);
+                        Counters::add(&counters.windows_scored, rows.len() as u64);
+                        let threshold = scorer.threshold();
+                        let model: Arc<str> = Arc::from(scorer.name());
+                        for (&idx, &score) in rows.iter().zip(scores.iter()) {
+                            let e = ready[idx];
+                            let Some(state) = keys.get_mut(&(e.device.0, e.metric.0)) else { continue };
+                            let kind = match state.active_since {
+                                None if score > threshold => {
+                                    state.active_since = Some(e.ts);
+                                    AlertKind::Fired
+                                }
+                                Some(_) if score < threshold - CLEAR_MARGIN => AlertKind::Cleared,
+                                _ => continue,
+                            };
+                            let since = state.active_since.unwrap_or(e.ts);
+                            if kind == AlertKind::Cleared {
+                                state.active_since = None;
+                            }
+                            let device =
+                                names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device)).clone();
+                            let metric = dict.metric_name(e.metric);
+                            alerts.push((
+                                e.ts,
+                                Alert {
+                                    key: AlertKey {
+                                        device: e.device,
+                                        source: model.clone(),
+                                        window_start: since,
+                                    },
+                                    kind,
+                                    device,
+                                    metric_id: e.metric,
+                                    metric,
+                                    value: f64::from(score),
+                                    threshold: f64::from(threshold),
+                                    condition: Arc::from(format!("score > {threshold}")),
+                                    window_start: e.ts,
+                                    window_end: e.ts + 1,
+                                    severity: Arc::from("warning"),
+                                    site: None,
+                                    owner: None,
+                                },
+                            ));
+                        }
+                    }
+                    for (ts, alert) in alerts.drain(..) {
+                        let at = ts.max(*cap.time());
+                        Counters::add(&counters.alerts, 1);
+                        output.session(&cap.delayed(&at)).give(alert);
+                    }
+                    ready.clear();
+                }
+                // Hold the capability only as far back as the oldest pending event.
+                match pending.iter().map(|e| e.ts).min() {
+                    Some(t) if t > *cap.time() => cap.downgrade(&t),
+                    Some(_) => {}
+                    None => held = None,
+                }
+            }
+        })
+    }
+}

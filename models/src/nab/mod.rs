@@ -404,6 +404,7 @@ fn read_result_file(path: &Path, file: &str) -> Result<FileOutput, NabError> {
     Ok(out)
 }
 
+#[allow(clippy::needless_range_loop)] // several parallel columns share the row index
 /// Writes a detector's outputs in NAB's per-row layout under `dir/<detector>/`, with the
 /// label and, per profile, the worth of each row detected at that profile's threshold.
 pub fn write_results(

@@ -167,6 +167,7 @@ struct Row {
 /// Rows of one file, with windows numbered from `first_window`; also returns each row's
 /// worth (0 for probationary rows) for result files, and the number of windows that have
 /// scorable rows.
+#[allow(clippy::needless_range_loop)] // rows, worths and timestamps share the index
 fn sweep(
     out: &FileOutput,
     windows: &[(u64, u64)],

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

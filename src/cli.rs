@@ -29,6 +29,85 @@ pub enum Command {
     Run(RunArgs),
     /// Write the simulator's output as a labelled dataset (JSON lines or CSV + labels JSON).
     Simulate(SimulateArgs),
+    /// Train the teacher network on synthetic data (step 1 of `optimize`).
+    Train(ModelArgs),
+    /// Distil the teacher into the small student (step 2).
+    Distill(ModelArgs),
+    /// Prune the student by magnitude while fine-tuning (step 3).
+    Prune(ModelArgs),
+    /// Quantize the pruned student to int8 (step 4).
+    Quantize(ModelArgs),
+    /// Run every model step in order and print the optimization report.
+    Optimize(ModelArgs),
+    /// Score a model (or any detector's NAB result files) on the NAB corpus.
+    Evaluate(EvaluateArgs),
+}
+
+/// Settings of the model steps.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Directory holding the models and the report.
+    #[arg(long, default_value = "models/artifacts")]
+    pub dir: PathBuf,
+    /// Seed for data, initialisation and shuffles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Student hidden units.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// NAB corpus root for the report's NAB columns (default: ../shared/datasets/nab if present).
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// Skip NAB scoring.
+    #[arg(long)]
+    pub no_nab: bool,
+    /// Time budget per training step (e.g. 4m).
+    #[arg(long, value_parser = parse_ms, default_value = "4m")]
+    pub budget: u64,
+    /// Small data and two epochs: a smoke test of the whole pipeline.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl ModelArgs {
+    /// The pipeline options.
+    pub fn options(&self) -> sensorflow_models::detector::pipeline::Options {
+        let mut o = sensorflow_models::detector::pipeline::Options::new(&self.dir);
+        o.seed = self.seed;
+        o.hidden = self.hidden;
+        o.budget = std::time::Duration::from_millis(self.budget);
+        o.quick = self.quick;
+        o.nab = if self.no_nab { None } else { self.nab.clone().or_else(default_nab) };
+        o
+    }
+}
+
+/// The NAB corpus beside the checkout, if there is one.
+pub fn default_nab() -> Option<PathBuf> {
+    ["../shared/datasets/nab", "/work/shared/datasets/nab"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("data").is_dir())
+}
+
+/// `sensorflow evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// NAB corpus root (default: ../shared/datasets/nab if present).
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// Model directory and name to score (default: models/artifacts, student-int8).
+    #[arg(long, default_value = "models/artifacts")]
+    pub dir: PathBuf,
+    /// Model name in the directory.
+    #[arg(long, default_value = "student-int8")]
+    pub model: String,
+    /// Score this detector's per-row NAB result files instead (a `results/<detector>` dir).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Also write the model's per-row outputs in NAB's results layout under this directory.
+    #[arg(long)]
+    pub write_results: Option<PathBuf>,
 }
 
 /// Input kinds.
@@ -144,6 +223,9 @@ pub struct RunArgs {
     /// Pace the simulator in real time, times this factor (e.g. 1, 60).
     #[arg(long)]
     pub realtime: Option<f64>,
+    /// Anomaly model: `default` (built in), `none`, or a model card path (`dir/name.json`).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Do not print the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -247,6 +329,9 @@ impl RunArgs {
         }
         if let Some(v) = self.duration {
             c.duration = Some(v);
+        }
+        if let Some(m) = self.model {
+            c.model = m;
         }
         if self.quiet {
             c.summary = false;

@@ -64,6 +64,9 @@ pub struct RunConfig {
     /// Stop after this much wall-clock time, ms.
     #[serde(deserialize_with = "opt_ms")]
     pub duration: Option<u64>,
+    /// Anomaly model: `default` (the student shipped in the binary), `none`, or the path of a
+    /// model card (`dir/name.json`, weights beside it as `name.bpk`), reloaded on change.
+    pub model: String,
     /// Print the summary table at the end.
     pub summary: bool,
 }
@@ -90,6 +93,7 @@ impl Default for RunConfig {
             late_events: None,
             max_events: None,
             duration: None,
+            model: "default".into(),
             summary: true,
         }
     }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod connectors;
 pub mod duration;
+pub mod model;
 pub mod pipeline;
 pub mod rules_file;
 pub mod simulate;
@@ -44,6 +45,9 @@ pub enum Error {
     /// The rules file is unusable.
     #[error(transparent)]
     Rules(#[from] rules_file::RulesError),
+    /// The anomaly model cannot be loaded.
+    #[error(transparent)]
+    Model(#[from] sensorflow_models::detector::artifact::ModelError),
     /// The dataflow runtime failed.
     #[error("runtime: {0}")]
     Runtime(String),

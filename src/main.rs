@@ -24,6 +24,53 @@ fn main() -> ExitCode {
     }
 }
 
+fn report(rows: Vec<sensorflow_models::detector::evaluate::ReportRow>) -> Result<()> {
+    anyhow::ensure!(!rows.is_empty(), "no report rows were produced");
+    Ok(())
+}
+
+fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
+    use anyhow::Context;
+    use sensorflow_models::nab;
+    let root = args.nab.clone().or_else(cli::default_nab).context("no NAB corpus found; pass --nab DIR")?;
+    let windows = nab::load_windows(&root.join("labels/combined_windows.json"))?;
+    let profiles = nab::load_profiles(&root.join("config/profiles.json"))?;
+    let (name, outputs) = match &args.results {
+        Some(dir) => (dir.display().to_string(), nab::read_results(dir)?),
+        None => {
+            let scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
+            let window = scorer.mlp.window;
+            let outputs = sensorflow_models::detector::evaluate::nab_outputs(
+                &scorer.mlp,
+                &root,
+                window,
+                scorer.threshold,
+            )?;
+            (args.model.clone(), outputs)
+        }
+    };
+    let scores = nab::score_corpus(&outputs, &windows, &profiles);
+    println!("NAB v1.1 scores of {name}:");
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "profile", "score", "raw", "threshold", "TP rows", "FP rows"
+    );
+    for s in &scores {
+        println!(
+            "{:<22} {:>10.2} {:>10.3} {:>10.4} {:>8} {:>8}",
+            s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
+        );
+    }
+    if let Some(out) = &args.write_results {
+        let with: Vec<(nab::Profile, f64)> =
+            profiles.iter().cloned().zip(scores.iter().map(|s| s.threshold)).collect();
+        let detector = name.rsplit('/').next().unwrap_or("sensorflow").to_string();
+        nab::write_results(out, &detector, &outputs, &windows, &with)?;
+        println!("per-row results written under {}", out.join(&detector).display());
+    }
+    Ok(())
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
@@ -40,6 +87,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Train(args) => report(sensorflow_models::detector::pipeline::train(&args.options())?),
+        Command::Distill(args) => report(sensorflow_models::detector::pipeline::distill(&args.options())?),
+        Command::Prune(args) => report(sensorflow_models::detector::pipeline::prune(&args.options())?),
+        Command::Quantize(args) => {
+            report(sensorflow_models::detector::pipeline::quantize_step(&args.options())?)
+        }
+        Command::Optimize(args) => {
+            let opts = args.options();
+            let started = std::time::Instant::now();
+            let rows = sensorflow_models::detector::pipeline::optimize(&opts)?;
+            eprintln!(
+                "optimize finished in {:.1} s; report in {}/report.md",
+                started.elapsed().as_secs_f64(),
+                opts.dir.display()
+            );
+            report(rows)
+        }
+        Command::Evaluate(args) => evaluate(args),
         Command::Simulate(args) => {
             let sim = args.sim_config();
             let labels = args.labels.clone().unwrap_or_else(|| labels_path_for(&args.out));

@@ -17,12 +17,12 @@ use differential_dataflow::input::Input;
 use hdrhistogram::Histogram;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::operators::{Concat, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
 use sensorflow_operators::{
-    partitioned_source, Alert, AlertKind, ApplyRules, Control, Counters, DeadLetter, Dedupe, Dictionary,
-    ErrorSlot, LateEvent, SourceContext, WatermarkClock, Windows,
+    partitioned_source, Alert, AlertKind, Anomalies, ApplyRules, Control, Counters, DeadLetter, Dedupe,
+    Dictionary, ErrorSlot, LateEvent, ScorerFactory, SourceContext, WatermarkClock, Windows,
 };
 
 use crate::config::{AlertOutput, RunConfig};
@@ -95,6 +95,7 @@ struct Shared {
     collected: Option<Collected>,
     labels: Labels,
     initial_rules: Vec<Control>,
+    scorers: Option<ScorerFactory>,
 }
 
 impl Shared {
@@ -156,6 +157,7 @@ pub fn run_with(
         collected,
         labels,
         initial_rules,
+        scorers: crate::model::scorer_factory(&config.model)?,
     });
     let started = Instant::now();
     let worker_shared = shared.clone();
@@ -268,12 +270,20 @@ fn run_worker(
 
         let s = shared.clone();
         let r = report.clone();
-        streams
-            .events
-            .probe_with(&source_probe)
-            .dedupe(counters.clone())
-            .windows_core(Pipeline, spec, counters.clone())
-            .apply_rules(control.consolidate().inner.broadcast(), shared.dict.clone(), counters.clone())
+        let events = streams.events.probe_with(&source_probe).dedupe(counters.clone());
+        let rule_alerts = events.clone().windows_core(Pipeline, spec, counters.clone()).apply_rules(
+            control.consolidate().inner.broadcast(),
+            shared.dict.clone(),
+            counters.clone(),
+        );
+        let alerts = match &shared.scorers {
+            Some(factory) => {
+                let model_alerts = events.anomalies(factory.clone(), shared.dict.clone(), counters.clone());
+                rule_alerts.concat(model_alerts)
+            }
+            None => rule_alerts,
+        };
+        alerts
             .inspect_core(move |batch| match batch {
                 Ok((_, alerts)) => write_alerts(&s, alerts, &mut r.borrow_mut()),
                 Err(frontier) => {

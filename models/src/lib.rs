@@ -3,5 +3,6 @@
 //! `burn` module boundary so the generator compiles and tests without Burn.
 #![deny(missing_docs)]
 
+pub mod detector;
 pub mod nab;
 pub mod synth;

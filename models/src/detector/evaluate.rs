@@ -1,0 +1,236 @@
+//! Measuring a detector: NAB score, F1 on held-out synthetic data, size and speed.
+
+use std::path::Path;
+use std::time::Instant;
+
+use sensorflow_operators::timefmt::parse_datetime;
+use sensorflow_operators::SeriesWindow;
+use serde::{Deserialize, Serialize};
+
+use super::data::Dataset;
+use super::inference::{best_threshold, f1_at, Detector};
+use crate::nab::{load_profiles, load_windows, score_corpus, FileOutput, NabError, ProfileScore};
+
+/// One row of the optimization report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportRow {
+    /// Pipeline step (`teacher`, `student`, ...).
+    pub step: String,
+    /// Parameters.
+    pub params: usize,
+    /// Parameters that are not zero.
+    pub nonzero: usize,
+    /// Size of the weights file.
+    pub bytes: u64,
+    /// Microseconds per call with one window.
+    pub latency_batch1_us: f64,
+    /// Microseconds per call with 1,024 windows.
+    pub latency_batch1024_us: f64,
+    /// Windows per second at batch 1,024.
+    pub windows_per_sec: f64,
+    /// NAB standard profile score.
+    pub nab_standard: Option<f64>,
+    /// NAB reward-low-FP score.
+    pub nab_low_fp: Option<f64>,
+    /// NAB reward-low-FN score.
+    pub nab_low_fn: Option<f64>,
+    /// F1 on the held-out synthetic set at the model's threshold.
+    pub f1: f64,
+    /// The model's threshold.
+    pub threshold: f32,
+    /// How it ran (`burn-ndarray`, `plain-rust`, ...).
+    pub engine: String,
+}
+
+/// Times `detector` at batch 1 and 1,024: (µs per call at 1, µs per call at 1,024).
+pub fn latency(detector: &dyn Detector, window: usize) -> (f64, f64) {
+    let one: Vec<f32> = (0..window).map(|i| (i as f32 * 0.37).sin()).collect();
+    let many: Vec<f32> = one.iter().cycle().take(window * 1024).copied().collect();
+    let mut out = Vec::new();
+    let time = |input: &[f32], out: &mut Vec<f32>, min_calls: usize| {
+        detector.predict(input, out); // warm-up
+        let started = Instant::now();
+        let mut calls = 0;
+        while calls < min_calls || started.elapsed().as_millis() < 200 {
+            detector.predict(input, out);
+            calls += 1;
+        }
+        started.elapsed().as_secs_f64() * 1e6 / calls as f64
+    };
+    (time(&one, &mut out, 50), time(&many, &mut out, 3))
+}
+
+/// Largest tolerated false-alarm rate per normal window (one in 5,000).
+pub const MAX_FALSE_ALARM_RATE: f64 = 2e-4;
+
+/// The model's threshold on held-out data: the F1-optimal one, raised if needed until at
+/// most [`MAX_FALSE_ALARM_RATE`] of normal windows score above it. Anomalies are far rarer in
+/// real fleets than in training data, so an F1-optimal threshold alone alerts far too often.
+/// Returns the threshold and the F1 at it.
+pub fn calibrate(detector: &dyn Detector, data: &Dataset) -> (f32, f64) {
+    let mut scores = Vec::new();
+    detector.predict(&data.x, &mut scores);
+    let (best, _) = best_threshold(&scores, &data.y);
+    let mut normal: Vec<f32> =
+        scores.iter().zip(&data.y).filter(|(_, y)| **y < 0.5).map(|(s, _)| *s).collect();
+    normal.sort_unstable_by(f32::total_cmp);
+    let idx = ((1.0 - MAX_FALSE_ALARM_RATE) * normal.len() as f64) as usize;
+    let quiet = normal.get(idx.min(normal.len().saturating_sub(1))).copied().unwrap_or(0.5);
+    let threshold = best.max(quiet).min(0.999);
+    (threshold, f1_at(&scores, &data.y, threshold).2)
+}
+
+/// F1 of `detector` on `data` at `threshold`.
+pub fn f1(detector: &dyn Detector, data: &Dataset, threshold: f32) -> f64 {
+    let mut scores = Vec::new();
+    detector.predict(&data.x, &mut scores);
+    f1_at(&scores, &data.y, threshold).2
+}
+
+/// Reads one NAB data file (`timestamp,value`).
+fn read_nab_file(path: &Path) -> Result<(Vec<u64>, Vec<f64>), NabError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NabError::Io { path: path.into(), source })?;
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = || NabError::Format {
+            path: path.into(),
+            message: format!("line {}: expected timestamp,value", n + 1),
+        };
+        let (t, v) = line.split_once(',').ok_or_else(bad)?;
+        ts.push(parse_datetime(t).ok_or_else(bad)?);
+        vs.push(v.trim().parse::<f64>().map_err(|_| bad())?);
+    }
+    Ok((ts, vs))
+}
+
+/// Turns per-row probabilities into what the engine alerts on: the probability at the first
+/// row of each episode (crossing `threshold`, ending below `threshold − CLEAR_MARGIN`, as the
+/// anomaly operator does) and 0 elsewhere. NAB then scores the engine's alerts, ranked by
+/// confidence, rather than every row above a threshold.
+pub fn episode_onsets(probs: &[f64], threshold: f32) -> Vec<f64> {
+    let (on, off) = (f64::from(threshold), f64::from(threshold - sensorflow_operators::CLEAR_MARGIN));
+    let mut active = false;
+    probs
+        .iter()
+        .map(|&p| {
+            if !active && p > on {
+                active = true;
+                p
+            } else {
+                if active && p < off {
+                    active = false;
+                }
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Runs `detector` over every NAB data file under `root/data` as a stream (the same
+/// normalisation and windows as the engine; rows before the first full window score 0),
+/// reporting episode onsets at `threshold` (see [`episode_onsets`]).
+pub fn nab_outputs(
+    detector: &dyn Detector,
+    root: &Path,
+    window: usize,
+    threshold: f32,
+) -> Result<Vec<FileOutput>, NabError> {
+    let data = root.join("data");
+    let mut files = Vec::new();
+    let cats = std::fs::read_dir(&data).map_err(|source| NabError::Io { path: data.clone(), source })?;
+    for cat in cats.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
+        let entries = std::fs::read_dir(&cat).map_err(|source| NabError::Io { path: cat.clone(), source })?;
+        for f in entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        {
+            files.push(f);
+        }
+    }
+    files.sort();
+    let mut outputs = Vec::new();
+    let mut row = vec![0.0f32; window];
+    for f in files {
+        let (timestamps, values) = read_nab_file(&f)?;
+        let mut w = SeriesWindow::new(window);
+        let mut inputs = Vec::new();
+        let mut first_full = None;
+        for (i, &v) in values.iter().enumerate() {
+            if w.push(v) {
+                first_full.get_or_insert(i);
+                w.write_normalized(&mut row);
+                inputs.extend_from_slice(&row);
+            }
+        }
+        let mut probs = Vec::new();
+        detector.predict(&inputs, &mut probs);
+        let mut scores = vec![0.0; values.len()];
+        if let Some(start) = first_full {
+            for (s, p) in scores[start..].iter_mut().zip(&probs) {
+                *s = f64::from(*p);
+            }
+        }
+        let scores = episode_onsets(&scores, threshold);
+        let category = f
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = f.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        outputs.push(FileOutput { file: format!("{category}/{name}"), timestamps, values, scores });
+    }
+    Ok(outputs)
+}
+
+/// NAB scores (standard, low FP, low FN) of `detector` on the corpus at `root`.
+pub fn nab_scores(
+    detector: &dyn Detector,
+    root: &Path,
+    window: usize,
+    threshold: f32,
+) -> Result<Vec<ProfileScore>, NabError> {
+    let outputs = nab_outputs(detector, root, window, threshold)?;
+    let windows = load_windows(&root.join("labels/combined_windows.json"))?;
+    let profiles = load_profiles(&root.join("config/profiles.json"))?;
+    Ok(score_corpus(&outputs, &windows, &profiles))
+}
+
+/// Fills the NAB fields of `row` from `scores`.
+pub fn set_nab(row: &mut ReportRow, scores: &[ProfileScore]) {
+    for s in scores {
+        match s.profile.as_str() {
+            "standard" => row.nab_standard = Some(s.normalized),
+            "reward_low_FP_rate" => row.nab_low_fp = Some(s.normalized),
+            "reward_low_FN_rate" => row.nab_low_fn = Some(s.normalized),
+            _ => {}
+        }
+    }
+}
+
+/// The report as a markdown table.
+pub fn markdown(rows: &[ReportRow]) -> String {
+    let nab = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+    let mut s = String::from(
+        "| step | engine | params | nonzero | bytes | µs/call b=1 | µs/call b=1024 | windows/s | NAB std | NAB low-FP | NAB low-FN | F1 | threshold |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {:.3} | {:.2} |\n",
+            r.step,
+            r.engine,
+            r.params,
+            r.nonzero,
+            r.bytes,
+            r.latency_batch1_us,
+            r.latency_batch1024_us,
+            r.windows_per_sec,
+            nab(r.nab_standard),
+            nab(r.nab_low_fp),
+            nab(r.nab_low_fn),
+            r.f1,
+            r.threshold
+        ));
+    }
+    s
+}

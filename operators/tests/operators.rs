@@ -388,3 +388,68 @@ fn idle_partition_does_not_stall_the_watermark() {
         );
     }
 }
+
+/// A stub scorer: the score is the newest normalised value squashed into [0, 1], so a spike
+/// scores high. Counts its calls to prove batching.
+struct Stub {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Scorer for Stub {
+    fn window(&self) -> usize {
+        8
+    }
+    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        out.clear();
+        out.extend(inputs.chunks(8).map(|w| (w[7] / 10.0).clamp(0.0, 1.0)));
+    }
+    fn threshold(&self) -> f32 {
+        0.3
+    }
+    fn name(&self) -> &str {
+        "stub"
+    }
+}
+
+#[test]
+fn anomaly_operator_scores_in_batches_and_is_worker_independent() {
+    // Three devices, 100 samples each, split over three partitions; device A spikes at 50.
+    let devices = [DeviceId(101), DeviceId(202), DeviceId(303)];
+    let mut parts = vec![Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..100u64 {
+        for (d, dev) in devices.iter().enumerate() {
+            let spike = d == 0 && i == 50;
+            let v = if spike { 100.0 } else { 10.0 + ((i * 7 + d as u64) % 5) as f64 * 0.1 };
+            parts[((i as usize) + d) % 3].push(ev(*dev, TEMP, i * 1000, v, i));
+        }
+    }
+    let mut results = Vec::new();
+    for workers in [1, 2] {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let factory: ScorerFactory =
+            Arc::new(move || (Box::new(Stub { calls: c2.clone() }) as Box<dyn Scorer>, None));
+        let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
+            s.anomalies(factory.clone(), Dictionary::default(), c)
+        });
+        let mut alerts: Vec<(AlertKind, DeviceId, u64)> =
+            out.data.iter().map(|(_, a)| (a.kind, a.key.device, a.key.window_start)).collect();
+        alerts.sort();
+        // Scored windows: every sample from the 8th on, per device.
+        assert_eq!(Counters::get(&out.counters.windows_scored), 3 * (100 - 7));
+        let n_calls = calls.load(Ordering::SeqCst);
+        assert!(n_calls < 3 * 93, "batched: {n_calls} calls for {} windows", 3 * 93);
+        results.push(alerts);
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0][0], (AlertKind::Fired, DEV_A_SPIKE, 50_000));
+    assert!(
+        results[0].iter().all(|a| a.1 == DEV_A_SPIKE),
+        "only the spiking device alerts: {:?}",
+        results[0]
+    );
+    assert!(results[0].iter().any(|a| a.0 == AlertKind::Cleared), "the episode ends after the spike");
+}
+
+const DEV_A_SPIKE: DeviceId = DeviceId(101);

@@ -25,8 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the pipeline: source → de-duplicate → windows → threshold rules → alerts.
     /// With no arguments: the simulator (1,000 devices, seed 42, 10 minutes of event time)
-    /// through 10 s windows and the built-in rules, alerts on stdout, summary on stderr.
-    Run(RunArgs),
+    /// through 10 s windows, the built-in rules and the shipped anomaly model; alerts on
+    /// stdout, summary on stderr.
+    Run(Box<RunArgs>),
     /// Write the simulator's output as a labelled dataset (JSON lines or CSV + labels JSON).
     Simulate(SimulateArgs),
     /// Train the teacher network on synthetic data (step 1 of `optimize`).

@@ -80,7 +80,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
-            let config = args.into_config()?;
+            let config = (*args).into_config()?;
             let summary = sensorflow::run(&config)?;
             if config.summary {
                 eprint!("{summary}");

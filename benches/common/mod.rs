@@ -1,4 +1,5 @@
 //! Shared benchmark setup: where data and results live, machine facts, result files.
+#![allow(dead_code)] // each benchmark uses a different part of this module
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -122,7 +122,7 @@ pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
     if card.normalization != Normalization::default() {
         return Err(bad(format!("normalisation {:?} differs from the engine's", card.normalization)));
     }
-    if !(card.window >= 24 && card.window <= 4096) || !(0.0..=1.0).contains(&card.threshold) {
+    if !((24..=4096).contains(&card.window) && (0.0..=1.0).contains(&card.threshold)) {
         return Err(bad("window must be 24..=4096 and threshold in [0, 1]".into()));
     }
     Ok(card)

@@ -36,7 +36,7 @@ impl DataConfig {
 
     /// A held-out set from another seed, with every window kept (realistic class balance).
     pub fn held_out(seed: u64, window: usize) -> Self {
-        DataConfig { seed: seed ^ 0x5EED_0F_7E57, series: 60, samples: 3000, window, negative_keep: 1.0 }
+        DataConfig { seed: seed ^ 0x005E_ED0F_7E57, series: 60, samples: 3000, window, negative_keep: 1.0 }
     }
 }
 

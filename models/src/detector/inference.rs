@@ -72,7 +72,7 @@ impl PlainMlp {
             let mut acc = [0.0f32; 8];
             for (xs, ws) in x.chunks_exact(8).zip(row.chunks_exact(8)) {
                 for k in 0..8 {
-                    acc[k] += xs[k] * ws[k];
+                    acc[k] = xs[k].mul_add(ws[k], acc[k]);
                 }
             }
             let mut h: f32 = acc.iter().sum::<f32>() + self.b1[j];

@@ -109,6 +109,8 @@ impl Shared {
 struct WorkerReport {
     latency: Histogram<u64>,
     by_rule: BTreeMap<String, (u64, u64)>,
+    /// Fired alerts as (device, metric, episode start, source), for simulator ground truth.
+    fired: Vec<crate::summary::FiredAlert>,
 }
 
 /// Runs the pipeline to completion and reports what happened.
@@ -168,9 +170,11 @@ pub fn run_with(
 
     let mut latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut fired = Vec::new();
     for result in guards.join() {
         let report = result.map_err(|e| Error::Runtime(format!("a worker failed: {e}")))?;
         latency.add(&report.latency).map_err(|e| Error::Runtime(e.to_string()))?;
+        fired.extend(report.fired);
         for (rule, (f, c)) in report.by_rule {
             let e = by_rule.entry(rule).or_default();
             e.0 += f;
@@ -201,6 +205,17 @@ pub fn run_with(
         windows_closed: Counters::get(&c.windows_closed),
         alerts_deduplicated: Counters::get(&c.alerts_deduplicated),
         alerts_by_rule: by_rule,
+        ground_truth: match &config.source {
+            crate::connectors::SourceConfig::Simulator(sim) => {
+                let labels = shared.labels.lock().unwrap_or_else(PoisonError::into_inner);
+                Some(crate::summary::GroundTruth::score(
+                    &labels,
+                    &fired,
+                    config.window.max(sim.interval_ms * 64),
+                ))
+            }
+            _ => None,
+        },
         latency: LatencySummary::from_histogram(&latency),
         dead_letter_file: config.dead_letters.clone(),
         stopped_early: shared.stop.load(Ordering::Relaxed),
@@ -232,6 +247,7 @@ fn run_worker(
     let report = Rc::new(RefCell::new(WorkerReport {
         latency: Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
         by_rule: BTreeMap::new(),
+        fired: Vec::new(),
     }));
     let source_probe = ProbeHandle::new();
     let done_probe = ProbeHandle::new();
@@ -337,7 +353,11 @@ fn run_worker(
     drop(control);
     Rc::try_unwrap(report).map(RefCell::into_inner).unwrap_or_else(|r| {
         let mut r = r.borrow_mut();
-        WorkerReport { latency: r.latency.clone(), by_rule: std::mem::take(&mut r.by_rule) }
+        WorkerReport {
+            latency: r.latency.clone(),
+            by_rule: std::mem::take(&mut r.by_rule),
+            fired: std::mem::take(&mut r.fired),
+        }
     })
 }
 
@@ -364,7 +384,17 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
         }
         let Some(e) = report.by_rule.get_mut(&*a.key.source) else { continue };
         match a.kind {
-            AlertKind::Fired => e.0 += 1,
+            AlertKind::Fired => {
+                e.0 += 1;
+                if matches!(shared.config.source, crate::connectors::SourceConfig::Simulator(_)) {
+                    report.fired.push((
+                        a.device.clone(),
+                        a.metric.clone(),
+                        a.key.window_start,
+                        a.key.source.clone(),
+                    ));
+                }
+            }
             AlertKind::Cleared => e.1 += 1,
         }
         if let Some(ingested) = shared.clock.passed_at(a.window_end) {

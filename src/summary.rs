@@ -35,6 +35,41 @@ impl LatencySummary {
     }
 }
 
+/// A fired alert as (device, metric, episode start, rule or model).
+pub type FiredAlert = (std::sync::Arc<str>, std::sync::Arc<str>, u64, std::sync::Arc<str>);
+
+/// How a simulator run's alerts compare with the anomalies it injected.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroundTruth {
+    /// Anomalies injected.
+    pub anomalies: u64,
+    /// Of those, how many some alert caught.
+    pub caught: u64,
+    /// Per alert source: (alerts fired, alerts that match an injected anomaly).
+    pub by_source: BTreeMap<String, (u64, u64)>,
+}
+
+impl GroundTruth {
+    /// Matches fired alerts `(device, metric, episode start, source)` to labels: same device
+    /// and metric, episode starting between `slack` before the anomaly and `slack` after it.
+    pub fn score(labels: &[crate::connectors::simulator::Label], fired: &[FiredAlert], slack: u64) -> Self {
+        let matches = |l: &crate::connectors::simulator::Label, (d, m, t, _): &(_, _, u64, _)| {
+            let (d, m): (&std::sync::Arc<str>, &std::sync::Arc<str>) = (d, m);
+            **d == *l.device && **m == *l.metric && *t + slack >= l.start_ms && *t <= l.end_ms + slack
+        };
+        let mut gt = GroundTruth { anomalies: labels.len() as u64, ..Self::default() };
+        gt.caught = labels.iter().filter(|l| fired.iter().any(|f| matches(l, f))).count() as u64;
+        for f in fired {
+            let e = gt.by_source.entry(f.3.to_string()).or_default();
+            e.0 += 1;
+            if labels.iter().any(|l| matches(l, f)) {
+                e.1 += 1;
+            }
+        }
+        gt
+    }
+}
+
 /// What a run did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -66,6 +101,8 @@ pub struct Summary {
     pub dead_letter_file: Option<PathBuf>,
     /// Whether a stop (time limit, error) ended the sources early.
     pub stopped_early: bool,
+    /// Alerts against the simulator's injected anomalies (simulator runs only).
+    pub ground_truth: Option<GroundTruth>,
 }
 
 impl Summary {
@@ -124,6 +161,15 @@ impl fmt::Display for Summary {
             )?,
             None => writeln!(f, "ingest→alert latency  (no alerts)")?,
         }
+        if let Some(gt) = &self.ground_truth {
+            writeln!(f, "injected anomalies   {:>14}  caught by some alert: {}", gt.anomalies, gt.caught)?;
+            for (source, (fired, matched)) in &gt.by_source {
+                writeln!(
+                    f,
+                    "  {source:<24} {matched:>7} of {fired:>7} fired alerts match an injected anomaly"
+                )?;
+            }
+        }
         if self.stopped_early {
             writeln!(f, "(stopped early by the time limit)")?;
         }
@@ -131,5 +177,36 @@ impl fmt::Display for Summary {
             writeln!(f, "WARNING: counts do not balance (in ≠ processed + late + dead + duplicates)")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::connectors::simulator::Label;
+    use sensorflow_models::synth::AnomalyKind;
+
+    #[test]
+    fn ground_truth_matches_on_device_metric_and_time() {
+        let label = |device: &str, start_ms, end_ms| Label {
+            device: device.into(),
+            metric: "t".into(),
+            kind: AnomalyKind::Spike,
+            start_ms,
+            end_ms,
+        };
+        let labels = vec![label("a", 100_000, 101_000), label("b", 500_000, 600_000)];
+        let fired = |d: &str, m: &str, t: u64, s: &str| (Arc::from(d), Arc::from(m), t, Arc::from(s));
+        let alerts = vec![
+            fired("a", "t", 95_000, "r"),  // just before, within slack: a match
+            fired("a", "t", 300_000, "r"), // far from any anomaly of a
+            fired("b", "x", 550_000, "m"), // right time, wrong metric
+        ];
+        let gt = GroundTruth::score(&labels, &alerts, 10_000);
+        assert_eq!((gt.anomalies, gt.caught), (2, 1));
+        assert_eq!(gt.by_source["r"], (2, 1));
+        assert_eq!(gt.by_source["m"], (1, 0));
     }
 }

@@ -49,7 +49,10 @@ fn same_alerts_at_1_2_and_4_workers_from_a_split_file() {
 
 #[test]
 fn simulator_anomalies_the_rules_target_are_caught() {
-    let (_, c) = run(&config(SourceConfig::Simulator(small_sim()), 2));
+    let (summary, c) = run(&config(SourceConfig::Simulator(small_sim()), 2));
+    let gt = summary.ground_truth.clone().expect("simulator runs score against their labels");
+    assert_eq!(gt.anomalies as usize, c.labels().len());
+    assert!(gt.caught > 0 && gt.caught <= gt.anomalies);
     let labels = c.labels();
     let alerts = c.sorted_alerts();
     let fired = |rule: &str, device: &str, from: u64, to: u64| {

@@ -216,7 +216,7 @@ pub fn markdown(rows: &[ReportRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {:.3} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {} | {} | {} | {:.3} | {:.4} |\n",
             r.step,
             r.engine,
             r.params,

@@ -1,5 +1,6 @@
 //! Model-based anomaly detection: per-series windows scored in batches by a [`Scorer`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::Exchange;
@@ -69,7 +70,9 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
         self.unary_frontier(exchange, "Anomalies", move |_cap, _info| {
             let (mut scorer, mut reload) = scorers();
             let mut held: Option<Capability<u64>> = None;
-            let mut pending: Vec<Event> = Vec::new();
+            // Events waiting for the frontier, by event time: taking the ready ones is a split,
+            // not a scan (a slow partition can leave millions waiting).
+            let mut pending: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
             let mut ready: Vec<Event> = Vec::new();
             let mut keys: IdHashMap<(u64, u64), KeyState> = IdHashMap::default();
             let mut inputs: Vec<f32> = Vec::new();
@@ -84,19 +87,17 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         held = Some(cap);
                     }
                     for batch in data {
-                        pending.append(batch);
+                        for e in batch.drain(..) {
+                            pending.entry(e.ts).or_default().push(e);
+                        }
                     }
                 });
                 let Some(cap) = held.as_mut() else { return };
                 let bound = frontier.frontier().iter().copied().min().unwrap_or(u64::MAX);
                 // Events before the frontier are complete: take them in event-time order.
-                let mut i = 0;
-                while i < pending.len() {
-                    if pending[i].ts < bound {
-                        ready.push(pending.swap_remove(i));
-                    } else {
-                        i += 1;
-                    }
+                let later = pending.split_off(&bound);
+                for (_, mut events) in std::mem::replace(&mut pending, later) {
+                    ready.append(&mut events);
                 }
                 if !ready.is_empty() {
                     if let Some(new) = reload.as_mut().and_then(|r| r()) {
@@ -173,7 +174,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                     ready.clear();
                 }
                 // Hold the capability only as far back as the oldest pending event.
-                match pending.iter().map(|e| e.ts).min() {
+                match pending.keys().next().copied() {
                     Some(t) if t > *cap.time() => cap.downgrade(&t),
                     Some(_) => {}
                     None => held = None,

@@ -177,6 +177,9 @@ pub fn load_student(dir: &Path, name: &str) -> Result<(Student, ModelCard), Mode
 /// Builds a student from a card and burnpack bytes.
 pub fn student_from_bytes(card: &ModelCard, bytes: Vec<u8>) -> Result<Student, String> {
     let hidden = card.hidden.ok_or("student card has no hidden size")?;
+    if hidden == 0 || hidden > super::inference::MAX_HIDDEN {
+        return Err(format!("hidden size {hidden} is outside 1..={}", super::inference::MAX_HIDDEN));
+    }
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| format!("{e:?}"))?;
     let fresh = Student::new(card.window, hidden, &device());

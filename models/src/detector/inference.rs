@@ -20,8 +20,9 @@ pub struct PlainMlp {
     pub window: usize,
     /// Hidden units.
     pub hidden: usize,
-    /// First layer, transposed: `hidden` rows of `W` weights (so each unit is one dot product).
-    pub w1t: Vec<f32>,
+    /// First layer as Burn stores it: `W` rows of `hidden` weights, so each input value
+    /// updates all hidden units with one broadcast multiply-add over contiguous weights.
+    pub w1: Vec<f32>,
     /// First-layer biases.
     pub b1: Vec<f32>,
     /// Output weights.
@@ -40,12 +41,6 @@ impl PlainMlp {
     pub fn from_student(s: &Student) -> Self {
         let w1 = values(s.l1.weight.val()); // [W, hidden] row-major
         let [window, hidden] = s.l1.weight.val().dims();
-        let mut w1t = vec![0.0; window * hidden];
-        for i in 0..window {
-            for j in 0..hidden {
-                w1t[j * window + i] = w1[i * hidden + j];
-            }
-        }
         let b1 =
             s.l1.bias
                 .as_ref()
@@ -60,28 +55,45 @@ impl PlainMlp {
                 .and_then(|b| b.val().dequantize().into_data().convert::<f32>().try_to_vec::<f32>().ok())
                 .and_then(|v| v.first().copied())
                 .unwrap_or(0.0);
-        PlainMlp { window, hidden, w1t, b1, w2, b2 }
+        PlainMlp { window, hidden, w1, b1, w2, b2 }
     }
 
-    /// The logit for one window.
+    /// The logit for one window. Hidden units are the SIMD lanes: for each input value the
+    /// whole row of weights is multiplied and added into the hidden accumulators, so every
+    /// hidden sum is taken in input order whatever the batch (results do not depend on how
+    /// windows are batched, which keeps alerts identical at any worker count).
     #[inline]
     pub fn logit(&self, x: &[f32]) -> f32 {
-        let mut z = self.b2;
-        for j in 0..self.hidden {
-            let row = &self.w1t[j * self.window..(j + 1) * self.window];
-            let mut acc = [0.0f32; 8];
-            for (xs, ws) in x.chunks_exact(8).zip(row.chunks_exact(8)) {
-                for k in 0..8 {
-                    acc[k] = xs[k].mul_add(ws[k], acc[k]);
+        match self.hidden {
+            // Fixed sizes keep the accumulators in registers.
+            16 => self.logit_n::<16>(x),
+            32 => self.logit_n::<32>(x),
+            64 => self.logit_n::<64>(x),
+            _ => {
+                let mut h = [0.0f32; MAX_HIDDEN];
+                let h = &mut h[..self.hidden];
+                h.copy_from_slice(&self.b1);
+                for (xi, row) in x.iter().zip(self.w1.chunks_exact(self.hidden)) {
+                    for (hj, wj) in h.iter_mut().zip(row) {
+                        *hj = xi.mul_add(*wj, *hj);
+                    }
                 }
+                h.iter().zip(&self.w2).fold(self.b2, |z, (hj, wj)| hj.max(0.0).mul_add(*wj, z))
             }
-            let mut h: f32 = acc.iter().sum::<f32>() + self.b1[j];
-            for (xv, wv) in x.chunks_exact(8).remainder().iter().zip(row.chunks_exact(8).remainder()) {
-                h += xv * wv;
-            }
-            z += h.max(0.0) * self.w2[j];
         }
-        z
+    }
+
+    #[inline]
+    fn logit_n<const H: usize>(&self, x: &[f32]) -> f32 {
+        let mut h = [0.0f32; H];
+        h.copy_from_slice(&self.b1[..H]);
+        for (xi, row) in x.iter().zip(self.w1.chunks_exact(H)) {
+            let row: &[f32; H] = row.try_into().unwrap_or(&[0.0; H]);
+            for j in 0..H {
+                h[j] = xi.mul_add(row[j], h[j]);
+            }
+        }
+        h.iter().zip(&self.w2).fold(self.b2, |z, (hj, wj)| hj.max(0.0).mul_add(*wj, z))
     }
 
     /// Probabilities for `inputs.len() / W` windows.
@@ -92,15 +104,18 @@ impl PlainMlp {
 
     /// Parameters (weights and biases).
     pub fn params(&self) -> usize {
-        self.w1t.len() + self.b1.len() + self.w2.len() + 1
+        self.w1.len() + self.b1.len() + self.w2.len() + 1
     }
 
     /// Parameters that are not zero.
     pub fn nonzero(&self) -> usize {
-        self.w1t.iter().chain(&self.b1).chain(&self.w2).filter(|v| **v != 0.0).count()
+        self.w1.iter().chain(&self.b1).chain(&self.w2).filter(|v| **v != 0.0).count()
             + usize::from(self.b2 != 0.0)
     }
 }
+
+/// Largest hidden layer the plain path supports (accumulators live on the stack).
+pub const MAX_HIDDEN: usize = 256;
 
 /// The logistic function.
 #[inline]

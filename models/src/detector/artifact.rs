@@ -128,12 +128,12 @@ pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
     Ok(card)
 }
 
-/// Saves a student (f32 or quantized) and its card as `dir/<card.name>.{bpk,json}`;
-/// returns the size of the weights file in bytes.
-pub fn save_student(dir: &Path, student: &Student, card: &ModelCard) -> Result<u64, ModelError> {
+/// Saves a module (teacher, or student in f32 or int8) and its card as
+/// `dir/<card.name>.{bpk,json}`; returns the size of the weights file in bytes.
+pub fn save_model<M: Module + Clone>(dir: &Path, model: &M, card: &ModelCard) -> Result<u64, ModelError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.into(), source })?;
     let (bpk, json) = paths(dir, &card.name);
-    student
+    model
         .clone()
         .save_file(&bpk)
         .map_err(|e| ModelError::Weights { path: bpk.clone(), message: format!("{e:?}") })?;
@@ -141,16 +141,9 @@ pub fn save_student(dir: &Path, student: &Student, card: &ModelCard) -> Result<u
     std::fs::metadata(&bpk).map(|m| m.len()).map_err(|source| ModelError::Io { path: bpk, source })
 }
 
-/// Saves a teacher and its card; returns the size of the weights file.
-pub fn save_teacher(dir: &Path, teacher: &Teacher, card: &ModelCard) -> Result<u64, ModelError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.into(), source })?;
-    let (bpk, json) = paths(dir, &card.name);
-    teacher
-        .clone()
-        .save_file(&bpk)
-        .map_err(|e| ModelError::Weights { path: bpk.clone(), message: format!("{e:?}") })?;
-    write_card(&json, card)?;
-    std::fs::metadata(&bpk).map(|m| m.len()).map_err(|source| ModelError::Io { path: bpk, source })
+/// [`save_model`] for a student.
+pub fn save_student(dir: &Path, student: &Student, card: &ModelCard) -> Result<u64, ModelError> {
+    save_model(dir, student, card)
 }
 
 fn check_kind(card: &ModelCard, json: &Path, kind: &str) -> Result<(), ModelError> {

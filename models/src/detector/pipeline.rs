@@ -8,8 +8,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 
 use super::artifact::{
-    load_student, load_teacher, quantize, save_student, save_teacher, ModelCard, ModelError, Normalization,
-    Provenance, FORMAT,
+    load_student, load_teacher, quantize, save_model, ModelCard, ModelError, Normalization, Provenance,
+    FORMAT,
 };
 use super::data::{generate, DataConfig, Dataset};
 use super::evaluate::{calibrate, f1, latency, markdown, nab_scores, set_nab, ReportRow};
@@ -221,6 +221,22 @@ fn record(dir: &Path, rows: Vec<ReportRow>) -> Result<Vec<ReportRow>, PipelineEr
     Ok(all)
 }
 
+/// Saves `model` under `card`, records the weights file's size in `rows`, and rewrites the
+/// card so its metrics include that size.
+fn save_measured<M: Module + Clone>(
+    opts: &Options,
+    model: &M,
+    rows: &mut [ReportRow],
+    card: impl Fn(&ReportRow) -> ModelCard,
+) -> Result<(), PipelineError> {
+    let bytes = save_model(&opts.dir, model, &card(&rows[0]))?;
+    for r in rows.iter_mut() {
+        r.bytes = bytes;
+    }
+    save_model(&opts.dir, model, &card(&rows[0]))?;
+    Ok(())
+}
+
 /// Step 1: trains the teacher; saves `teacher`.
 pub fn train(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     let d = data(opts);
@@ -231,13 +247,11 @@ pub fn train(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     let mut row = measure("teacher", "burn-ndarray", &det, opts, &d.held, threshold)?;
     (row.params, row.nonzero) = count(&teacher);
     let prov = Provenance { data: d.config.clone(), train: cfg, distill: None, pruning: None };
-    row.bytes = save_teacher(
-        &opts.dir,
-        &teacher,
-        &card("teacher-cnn", "teacher", opts, threshold, prov.clone(), &row),
-    )?;
-    save_teacher(&opts.dir, &teacher, &card("teacher-cnn", "teacher", opts, threshold, prov, &row))?;
-    record(&opts.dir, vec![row])
+    let mut rows = vec![row];
+    save_measured(opts, &teacher, &mut rows, |r| {
+        card("teacher-cnn", "teacher", opts, threshold, prov.clone(), r)
+    })?;
+    record(&opts.dir, rows)
 }
 
 fn student_rows(
@@ -289,15 +303,9 @@ pub fn distill(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     let (threshold, _) = calibrate(&PlainMlp::from_student(&student), &d.held);
     let mut srows = student_rows("student", &student, opts, &d.held, threshold)?;
     let prov = Provenance { data: d.config.clone(), train: cfg, distill: Some(distill), pruning: None };
-    let bytes = save_student(
-        &opts.dir,
-        &student,
-        &card("student-mlp", "student", opts, threshold, prov.clone(), &srows[0]),
-    )?;
-    for r in &mut srows {
-        r.bytes = bytes;
-    }
-    save_student(&opts.dir, &student, &card("student-mlp", "student", opts, threshold, prov, &srows[0]))?;
+    save_measured(opts, &student, &mut srows, |r| {
+        card("student-mlp", "student", opts, threshold, prov.clone(), r)
+    })?;
     rows.extend(srows);
     record(&opts.dir, rows)
 }
@@ -322,19 +330,9 @@ pub fn prune(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     let (threshold, _) = calibrate(&PlainMlp::from_student(&pruned), &d.held);
     let mut rows = student_rows("student-pruned", &pruned, opts, &d.held, threshold)?;
     let prov = Provenance { pruning: Some(schedule), train: cfg, ..card0.provenance };
-    let bytes = save_student(
-        &opts.dir,
-        &pruned,
-        &card("student-mlp", "student-pruned", opts, threshold, prov.clone(), &rows[0]),
-    )?;
-    for r in &mut rows {
-        r.bytes = bytes;
-    }
-    save_student(
-        &opts.dir,
-        &pruned,
-        &card("student-mlp", "student-pruned", opts, threshold, prov, &rows[0]),
-    )?;
+    save_measured(opts, &pruned, &mut rows, |r| {
+        card("student-mlp", "student-pruned", opts, threshold, prov.clone(), r)
+    })?;
     record(&opts.dir, rows)
 }
 
@@ -346,19 +344,10 @@ pub fn quantize_step(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     let q = quantize(&pruned);
     let (threshold, _) = calibrate(&PlainMlp::from_student(&q), &d.held);
     let mut rows = student_rows("student-int8", &q, opts, &d.held, threshold)?;
-    let bytes = save_student(
-        &opts.dir,
-        &q,
-        &card("student-mlp", "student-int8", opts, threshold, card0.provenance.clone(), &rows[0]),
-    )?;
-    for r in &mut rows {
-        r.bytes = bytes;
-    }
-    save_student(
-        &opts.dir,
-        &q,
-        &card("student-mlp", "student-int8", opts, threshold, card0.provenance, &rows[0]),
-    )?;
+    let prov = card0.provenance;
+    save_measured(opts, &q, &mut rows, |r| {
+        card("student-mlp", "student-int8", opts, threshold, prov.clone(), r)
+    })?;
     record(&opts.dir, rows)
 }
 

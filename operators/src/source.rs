@@ -182,18 +182,19 @@ pub fn partitioned_source<'scope>(
                     let read = (batch.events.len() + batch.dead.len()) as u64;
                     Counters::add(&counters.records_in, read);
                     if !batch.dead.is_empty() {
-                        if options.policy == BadRecordPolicy::Fail {
+                        let fail = (options.policy == BadRecordPolicy::Fail).then(|| {
                             let d = &batch.dead[0];
-                            failure = Some(SourceError::fatal(
+                            SourceError::fatal(
                                 d.source.clone(),
                                 format!("bad record at {}: {} (policy is fail)", d.position, d.reason),
-                            ));
-                            Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
-                            dead_out.session(&held[2]).give_container(&mut batch.dead);
-                            break;
-                        }
+                            )
+                        });
                         Counters::add(&counters.dead_lettered, batch.dead.len() as u64);
                         dead_out.session(&held[2]).give_container(&mut batch.dead);
+                        if fail.is_some() {
+                            failure = fail;
+                            break;
+                        }
                     }
                     if batch.events.is_empty() {
                         continue;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run every test"; .ci/run calls exactly this).
 # It installs and starts whatever the tests need, then runs every test of the workspace.
-# Today the tests need only the Rust toolchain and ../shared/datasets (the NAB corpus);
-# broker tests (MQTT, Kafka) will add their setup here, and fail loudly if it cannot run.
+# The tests need the Rust toolchain, ../shared/datasets (the NAB corpus), and two real brokers:
+# Mosquitto and tansu (Kafka protocol), which scripts/brokers.sh installs, starts on free
+# loopback ports and stops on exit. Broker tests fail (not skip) if the brokers are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ if [ ! -d "${SENSORFLOW_NAB_DIR:-/nonexistent}/data" ]; then
   echo "test.sh: the NAB corpus was not found (../shared/datasets/nab; set SENSORFLOW_NAB_DIR)" >&2
   exit 1
 fi
+
+# Real brokers for the connector tests (exports SENSORFLOW_MQTT and SENSORFLOW_KAFKA).
+source scripts/brokers.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::simulator::SimConfig;
-use sensorflow::connectors::SourceConfig;
+use sensorflow::connectors::{KafkaSourceConfig, MqttSourceConfig, SourceConfig};
 use sensorflow::duration::parse_ms;
 use sensorflow_operators::BadRecordPolicy;
 
@@ -28,8 +28,11 @@ pub enum Command {
     /// through 10 s windows, the built-in rules and the shipped anomaly model; alerts on
     /// stdout, summary on stderr.
     Run(Box<RunArgs>),
-    /// Write the simulator's output as a labelled dataset (JSON lines or CSV + labels JSON).
+    /// Write the simulator's output as a labelled dataset (JSON lines or CSV + labels JSON),
+    /// or publish it to MQTT or Kafka (`--to`).
     Simulate(SimulateArgs),
+    /// Forward an MQTT subscription to a Kafka topic, at least once.
+    Bridge(BridgeArgs),
     /// Train the teacher network on synthetic data (step 1 of `optimize`).
     Train(ModelArgs),
     /// Distil the teacher into the small student (step 2).
@@ -122,6 +125,24 @@ pub enum SourceKind {
     Csv,
     /// A NAB corpus directory (`--input`).
     Nab,
+    /// A Kafka topic (`--broker`, `--topic`, `--group`).
+    Kafka,
+    /// An MQTT topic filter (`--broker`, `--topic`).
+    Mqtt,
+}
+
+/// Broker settings shared by `run`, `bridge` and `simulate`.
+#[derive(Debug, Args, Default)]
+pub struct BrokerArgs {
+    /// Broker address: Kafka bootstrap servers (`host:port[,host:port]`) or an MQTT `host:port`.
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Kafka topic, or MQTT topic filter (wildcards allowed; default `sensors/#`).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// MQTT topic pattern naming device and metric, e.g. `sensors/{device}/{metric}`.
+    #[arg(long)]
+    pub topic_template: Option<String>,
 }
 
 /// Simulator settings shared by `run` and `simulate`.
@@ -203,7 +224,8 @@ pub struct RunArgs {
     /// Do not reload the rules file when it changes.
     #[arg(long)]
     pub no_reload: bool,
-    /// Alert output: `stdout`, `none`, or a file path (appended, de-duplicated by alert id).
+    /// Alert output: `stdout`, `none`, a file path (appended, de-duplicated by alert id),
+    /// `kafka://host:port/topic` (keyed by alert id) or `mqtt://host:port/prefix`.
     #[arg(long)]
     pub alerts: Option<String>,
     /// Write dead letters (bad records with reason and raw input) to this JSON-lines file.
@@ -233,6 +255,21 @@ pub struct RunArgs {
     /// Simulator settings.
     #[command(flatten)]
     pub sim: SimArgs,
+    /// Broker settings (`--source kafka|mqtt`).
+    #[command(flatten)]
+    pub net: BrokerArgs,
+    /// Kafka consumer group the offsets are committed under.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Kafka: how far back in event time a restart re-reads to rebuild operator state (e.g. 5m).
+    #[arg(long, value_parser = parse_ms)]
+    pub recovery_horizon: Option<u64>,
+    /// Kafka: file recording the output frontier at each commit (default `<alerts>.checkpoint`).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Kafka/MQTT: finish once no message has arrived for this long (e.g. 5s).
+    #[arg(long, value_parser = parse_ms)]
+    pub until_idle: Option<u64>,
 }
 
 /// Bad-record policies.
@@ -267,6 +304,19 @@ impl RunArgs {
                     [root] => SourceConfig::Nab { root: root.clone() },
                     _ => bail!("--source nab takes exactly one --input directory"),
                 },
+                SourceKind::Kafka => {
+                    let (Some(broker), Some(topic)) = (&self.net.broker, &self.net.topic) else {
+                        bail!("--source kafka needs --broker HOST:PORT and --topic NAME");
+                    };
+                    SourceConfig::Kafka(KafkaSourceConfig::new(broker, topic))
+                }
+                SourceKind::Mqtt => {
+                    let Some(broker) = &self.net.broker else {
+                        bail!("--source mqtt needs --broker HOST:PORT");
+                    };
+                    let topic = self.net.topic.as_deref().unwrap_or("sensors/#");
+                    SourceConfig::Mqtt(MqttSourceConfig::new(broker, topic))
+                }
             };
         } else if !self.input.is_empty() {
             bail!("--input needs --source jsonl|csv|nab");
@@ -284,6 +334,35 @@ impl RunArgs {
             }
         } else if self.realtime.is_some() || self.sim.devices.is_some() || self.sim.seed.is_some() {
             bail!("simulator flags (--realtime, --devices, --seed, ...) need --source simulator");
+        }
+        match &mut c.source {
+            SourceConfig::Kafka(k) => {
+                if let Some(g) = &self.group {
+                    k.group = g.clone();
+                }
+                if let Some(h) = self.recovery_horizon {
+                    k.horizon_ms = h;
+                }
+                if let Some(i) = self.until_idle {
+                    k.until_idle_ms = Some(i);
+                }
+            }
+            SourceConfig::Mqtt(m) => {
+                if let Some(t) = &self.net.topic_template {
+                    m.topic_template = Some(t.clone());
+                }
+                if let Some(i) = self.until_idle {
+                    m.until_idle_ms = Some(i);
+                }
+            }
+            _ => {
+                if self.group.is_some() || self.until_idle.is_some() || self.net.broker.is_some() {
+                    bail!("--broker, --group and --until-idle need --source kafka|mqtt");
+                }
+            }
+        }
+        if let Some(v) = self.checkpoint {
+            c.checkpoint = Some(v);
         }
         if let Some(v) = self.workers {
             c.workers = v;
@@ -307,11 +386,7 @@ impl RunArgs {
             c.reload_rules = false;
         }
         if let Some(a) = self.alerts {
-            c.alerts = match a.as_str() {
-                "stdout" | "-" => AlertOutput::Stdout,
-                "none" => AlertOutput::None,
-                path => AlertOutput::File(path.into()),
-            };
+            c.alerts = AlertOutput::parse(&a)?;
         }
         if let Some(v) = self.dead_letters {
             c.dead_letters = Some(v);
@@ -342,13 +417,37 @@ impl RunArgs {
     }
 }
 
+/// Where `simulate` sends events.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SimTarget {
+    /// A dataset file (`--out`).
+    File,
+    /// An MQTT broker (`--broker`, `--topic-template`).
+    Mqtt,
+    /// A Kafka topic (`--broker`, `--topic`).
+    Kafka,
+}
+
 /// `sensorflow simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Dataset file to write (`.csv` for CSV, anything else for JSON lines).
     #[arg(long, short = 'o')]
-    pub out: PathBuf,
-    /// Ground-truth labels file (default: beside the dataset, `<name>.labels.json`).
+    pub out: Option<PathBuf>,
+    /// Where to send the events.
+    #[arg(long, value_enum, default_value = "file")]
+    pub to: SimTarget,
+    /// Broker settings for `--to mqtt|kafka`.
+    #[command(flatten)]
+    pub net: BrokerArgs,
+    /// Partitions for a Kafka topic that does not exist yet.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Offered rate, events per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Ground-truth labels file (default: beside the dataset, `<name>.labels.json`;
+    /// `labels.json` when publishing).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Stop after this many events.
@@ -360,6 +459,41 @@ pub struct SimulateArgs {
     /// Simulator settings.
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+/// `sensorflow bridge`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// MQTT broker `host:port`.
+    #[arg(long)]
+    pub mqtt: String,
+    /// MQTT topic filter.
+    #[arg(long, default_value = "sensors/#")]
+    pub filter: String,
+    /// MQTT topic pattern naming device and metric, e.g. `sensors/{device}/{metric}`.
+    #[arg(long)]
+    pub topic_template: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    pub kafka: String,
+    /// Kafka topic.
+    #[arg(long, default_value = "sensors")]
+    pub topic: String,
+    /// Partitions for the topic if it does not exist.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// MQTT client id (names the persistent session).
+    #[arg(long, default_value = "sensorflow-bridge")]
+    pub client_id: String,
+    /// Messages per Kafka batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Dead-letter file (JSON lines).
+    #[arg(long)]
+    pub dead_letters: Option<PathBuf>,
+    /// Exit once nothing has arrived for this long (e.g. 5s).
+    #[arg(long, value_parser = parse_ms)]
+    pub until_idle: Option<u64>,
 }
 
 impl SimulateArgs {

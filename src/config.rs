@@ -23,6 +23,50 @@ pub enum AlertOutput {
     File(PathBuf),
     /// Counted only.
     None,
+    /// Produced to a Kafka topic, keyed by alert id (a restarted run reads the topic's keys
+    /// first and does not produce them again).
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Topic.
+        topic: String,
+    },
+    /// Published at QoS 1 to `<prefix>/<device>` on an MQTT broker.
+    Mqtt {
+        /// Broker, `host:port`.
+        broker: String,
+        /// Topic prefix.
+        prefix: String,
+    },
+}
+
+impl AlertOutput {
+    /// Parses `stdout`, `none`, `kafka://host:port/topic`, `mqtt://host:port/prefix` or a path.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let split = |rest: &str, what: &str| -> Result<(String, String), Error> {
+            match rest.split_once('/') {
+                Some((addr, topic)) if !addr.is_empty() && !topic.is_empty() => {
+                    Ok((addr.to_string(), topic.to_string()))
+                }
+                _ => Err(Error::Config(format!("alerts: expected {what}://host:port/topic, got {s:?}"))),
+            }
+        };
+        Ok(match s {
+            "stdout" | "-" => AlertOutput::Stdout,
+            "none" => AlertOutput::None,
+            _ => {
+                if let Some(rest) = s.strip_prefix("kafka://") {
+                    let (brokers, topic) = split(rest, "kafka")?;
+                    AlertOutput::Kafka { brokers, topic }
+                } else if let Some(rest) = s.strip_prefix("mqtt://") {
+                    let (broker, prefix) = split(rest, "mqtt")?;
+                    AlertOutput::Mqtt { broker, prefix }
+                } else {
+                    AlertOutput::File(s.into())
+                }
+            }
+        })
+    }
 }
 
 /// Everything `sensorflow run` needs. Every field can be set in the TOML file.
@@ -59,6 +103,11 @@ pub struct RunConfig {
     pub dead_letters: Option<PathBuf>,
     /// Late-event file (JSON lines); without one, late events are only counted.
     pub late_events: Option<PathBuf>,
+    /// Kafka sources: a file recording the output frontier at each offset commit, so a
+    /// restarted run knows which alerts were already written (default with an alert file:
+    /// `<alerts>.checkpoint`). Kafka's own commit metadata is used as well where the broker
+    /// keeps it.
+    pub checkpoint: Option<PathBuf>,
     /// Stop after this many source records (simulator).
     pub max_events: Option<u64>,
     /// Stop after this much wall-clock time, ms.
@@ -91,6 +140,7 @@ impl Default for RunConfig {
             alerts: AlertOutput::Stdout,
             dead_letters: None,
             late_events: None,
+            checkpoint: None,
             max_events: None,
             duration: None,
             model: "default".into(),
@@ -117,6 +167,19 @@ impl RunConfig {
             lateness_ms: self.lateness,
             idle_timeout: Duration::from_millis(self.idle_timeout),
             policy: self.on_bad_record,
+        }
+    }
+
+    /// The checkpoint file in effect: the configured one, or one beside the alert file.
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        match (&self.checkpoint, &self.alerts, &self.source) {
+            (Some(p), _, _) => Some(p.clone()),
+            (None, AlertOutput::File(a), SourceConfig::Kafka(_)) => {
+                let mut name = a.as_os_str().to_owned();
+                name.push(".checkpoint");
+                Some(PathBuf::from(name))
+            }
+            _ => None,
         }
     }
 

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
+use anyhow::Context;
 use cli::{Cli, Command};
-use sensorflow::simulate::{labels_path_for, simulate, Format};
+use sensorflow::bridge::{run_bridge, BridgeConfig};
+use sensorflow::simulate::{labels_path_for, simulate_to, Format, Output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,7 +32,6 @@ fn report(rows: Vec<sensorflow_models::detector::evaluate::ReportRow>) -> Result
 }
 
 fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
-    use anyhow::Context;
     use sensorflow_models::nab;
     let root = args.nab.clone().or_else(cli::default_nab).context("no NAB corpus found; pass --nab DIR")?;
     let windows = nab::load_windows(&root.join("labels/combined_windows.json"))?;
@@ -107,15 +108,53 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => evaluate(args),
         Command::Simulate(args) => {
             let sim = args.sim_config();
-            let labels = args.labels.clone().unwrap_or_else(|| labels_path_for(&args.out));
-            let written = simulate(&sim, &args.out, Format::from_path(&args.out), &labels, args.events)?;
+            let (output, labels) = match args.to {
+                cli::SimTarget::File => {
+                    let out = args.out.clone().context("simulate --to file needs --out FILE")?;
+                    let labels = args.labels.clone().unwrap_or_else(|| labels_path_for(&out));
+                    (Output::File { format: Format::from_path(&out), path: out }, labels)
+                }
+                cli::SimTarget::Mqtt => {
+                    let broker = args.net.broker.clone().context("simulate --to mqtt needs --broker")?;
+                    let template =
+                        args.net.topic_template.clone().unwrap_or_else(|| "sensors/{device}/{metric}".into());
+                    (Output::Mqtt { broker, template }, args.labels.clone().unwrap_or("labels.json".into()))
+                }
+                cli::SimTarget::Kafka => {
+                    let brokers = args.net.broker.clone().context("simulate --to kafka needs --broker")?;
+                    let topic = args.net.topic.clone().unwrap_or_else(|| "sensors".into());
+                    let out = Output::Kafka { brokers, topic, partitions: args.partitions };
+                    (out, args.labels.clone().unwrap_or("labels.json".into()))
+                }
+            };
+            let started = std::time::Instant::now();
+            let written = simulate_to(&sim, &output, &labels, args.events, args.rate)?;
+            let secs = started.elapsed().as_secs_f64();
+            let target = match &output {
+                Output::File { path, .. } => format!("to {}", path.display()),
+                Output::Mqtt { broker, .. } => format!("to mqtt://{broker}"),
+                Output::Kafka { brokers, topic, .. } => format!("to kafka://{brokers}/{topic}"),
+            };
             eprintln!(
-                "wrote {} events to {} and {} labelled anomalies to {}",
+                "wrote {} events {target} in {secs:.1} s ({:.0}/s) and {} labelled anomalies to {}",
                 written.events,
-                args.out.display(),
+                written.events as f64 / secs.max(1e-9),
                 written.labels.len(),
                 written.labels_path.display()
             );
+            Ok(())
+        }
+        Command::Bridge(args) => {
+            let mut cfg = BridgeConfig::new(&args.mqtt, &args.filter, &args.kafka, &args.topic);
+            cfg.template = args.topic_template;
+            cfg.partitions = args.partitions;
+            cfg.client_id = args.client_id;
+            cfg.batch = args.batch.max(1);
+            cfg.dead_letters = args.dead_letters;
+            cfg.until_idle = args.until_idle.map(std::time::Duration::from_millis);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stats = run_bridge(&cfg, stop)?;
+            eprintln!("bridge: {stats}");
             Ok(())
         }
     }

@@ -48,6 +48,8 @@ pub struct Collected {
     pub late: Arc<Mutex<Vec<LateEvent>>>,
     /// Simulator ground truth.
     pub labels: Labels,
+    /// Wall-clock time (ms since the Unix epoch) each alert was written, in sink order.
+    pub written_at_ms: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Collected {
@@ -96,6 +98,10 @@ struct Shared {
     labels: Labels,
     initial_rules: Vec<Control>,
     scorers: Option<ScorerFactory>,
+    /// Every worker's offset committers; worker 0 commits them all at one frontier.
+    committers: Mutex<Vec<Arc<dyn connectors::Committer>>>,
+    /// Alerts below this dataflow time were written by an earlier run (Kafka resume point).
+    suppress_below: u64,
 }
 
 impl Shared {
@@ -141,11 +147,13 @@ pub fn run_with(
         AlertOutput::Stdout => AlertWriter::Stdout(Default::default()),
         AlertOutput::File(path) => AlertWriter::file(path)?,
         AlertOutput::None => AlertWriter::Discard,
+        AlertOutput::Kafka { brokers, topic } => AlertWriter::kafka(brokers, topic)?,
+        AlertOutput::Mqtt { broker, prefix } => AlertWriter::mqtt(broker, prefix)?,
     };
     let dead_file = config.dead_letters.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
     let late_file = config.late_events.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
     let labels = collected.as_ref().map(|c| c.labels.clone()).unwrap_or_default();
-    let shared = Arc::new(Shared {
+    let mut shared = Arc::new(Shared {
         config: config.clone(),
         dict: Dictionary::default(),
         counters: Counters::shared(),
@@ -160,7 +168,34 @@ pub fn run_with(
         labels,
         initial_rules,
         scorers: crate::model::scorer_factory(&config.model)?,
+        committers: Mutex::default(),
+        suppress_below: match &config.source {
+            crate::connectors::SourceConfig::Kafka(k) => {
+                let file = config.checkpoint_path().map(|p| read_checkpoint(&p)).transpose()?.flatten();
+                crate::connectors::kafka::resume_frontier(k)?.max(file.unwrap_or(0))
+            }
+            _ => 0,
+        },
     });
+    if shared.suppress_below > 0 {
+        if let AlertOutput::File(path) = &config.alerts {
+            let open = crate::sinks::open_episodes(path)?;
+            let mut rules = shared.initial_rules.clone();
+            rules.extend(open.into_iter().map(|(device, rule, since)| Control::OpenEpisode {
+                device,
+                rule,
+                since,
+                resume_at: shared.suppress_below,
+            }));
+            if let Some(s) = Arc::get_mut(&mut shared) {
+                s.initial_rules = rules;
+            }
+        }
+        eprintln!(
+            "resuming consumer group: alerts before {} were written by an earlier run",
+            crate::timefmt::format_datetime(shared.suppress_below)
+        );
+    }
     let started = Instant::now();
     let worker_shared = shared.clone();
     let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
@@ -237,8 +272,11 @@ fn run_worker(
         labels: shared.labels.clone(),
         max_events: shared.config.max_events,
     };
-    let readers = match connectors::readers(&shared.config.source, &ctx) {
-        Ok(r) => r,
+    let readers = match connectors::open(&shared.config.source, &ctx) {
+        Ok((readers, committers)) => {
+            shared.committers.lock().unwrap_or_else(PoisonError::into_inner).extend(committers);
+            readers
+        }
         Err(e) => {
             shared.fail(Error::Connector(e));
             Vec::new()
@@ -301,7 +339,14 @@ fn run_worker(
         };
         alerts
             .inspect_core(move |batch| match batch {
-                Ok((_, alerts)) => write_alerts(&s, alerts, &mut r.borrow_mut()),
+                Ok((stamp, alerts)) => {
+                    // A stamp with no element makes no progress claim; keep such alerts.
+                    if stamp.least().is_none_or(|&t| t >= s.suppress_below) {
+                        write_alerts(&s, alerts, &mut r.borrow_mut());
+                    } else {
+                        Counters::add(&s.counters.alerts_deduplicated, alerts.len() as u64);
+                    }
+                }
                 Err(frontier) => {
                     if let Some(&t) = frontier.first() {
                         if index == 0 {
@@ -324,7 +369,9 @@ fn run_worker(
     }
     let mut control = Some(control);
     let started = Instant::now();
+    let mut durable = Durable::new(index == 0);
     while !done_probe.done() {
+        durable.maybe_commit(shared, &done_probe);
         if let Some(limit) = shared.config.duration {
             if index == 0 && started.elapsed() >= Duration::from_millis(limit) {
                 shared.stop.store(true, Ordering::Relaxed);
@@ -351,6 +398,7 @@ fn run_worker(
         worker.step_or_park(Some(Duration::from_millis(1)));
     }
     drop(control);
+    durable.finish(shared);
     Rc::try_unwrap(report).map(RefCell::into_inner).unwrap_or_else(|r| {
         let mut r = r.borrow_mut();
         WorkerReport {
@@ -359,6 +407,121 @@ fn run_worker(
             fired: std::mem::take(&mut r.fired),
         }
     })
+}
+
+/// Commits source offsets once the outputs holding their consequences are flushed. One
+/// worker per process commits every partition of the process at the same frontier, recorded
+/// beside the offsets so a restart knows which alerts were already written.
+struct Durable {
+    active: bool,
+    last: Instant,
+    frontier: u64,
+}
+
+impl Durable {
+    /// How often outputs are flushed and offsets committed.
+    const EVERY: Duration = Duration::from_millis(200);
+
+    fn new(active: bool) -> Self {
+        Durable { active, last: Instant::now(), frontier: 0 }
+    }
+
+    fn committers(shared: &Shared) -> Vec<Arc<dyn connectors::Committer>> {
+        shared.committers.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every [`Self::EVERY`]: if the output frontier moved, flush the sinks, then commit.
+    fn maybe_commit(&mut self, shared: &Shared, probe: &ProbeHandle<u64>) {
+        if !self.active || self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        // After a stop request, windows close early; offsets stay where the last full
+        // frontier left them so a restart re-reads what those windows held.
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let committers = Self::committers(shared);
+        if committers.is_empty() {
+            return;
+        }
+        let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
+        if frontier > self.frontier && frontier != u64::MAX && flush_outputs(shared) {
+            if !write_checkpoint(shared, frontier) {
+                return;
+            }
+            self.frontier = frontier;
+            for c in &committers {
+                c.commit(frontier, frontier.max(shared.suppress_below), false);
+            }
+        }
+    }
+
+    /// At the end of input: everything is written, so commit every offset read (unless
+    /// stopped early). The recorded frontier stays the last full one: data appended later
+    /// must still produce its alerts.
+    fn finish(&mut self, shared: &Shared) {
+        if !self.active || shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let committers = Self::committers(shared);
+        if !committers.is_empty() && flush_outputs(shared) && write_checkpoint(shared, self.frontier) {
+            for c in &committers {
+                c.commit(u64::MAX, self.frontier.max(shared.suppress_below), true);
+            }
+        }
+    }
+}
+
+/// The frontier a checkpoint file records (`None` if there is no file yet).
+fn read_checkpoint(path: &std::path::Path) -> Result<Option<u64>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Config(format!("checkpoint {}: {e}", path.display())))?;
+            let f = v["output_frontier"].as_u64().ok_or_else(|| {
+                Error::Config(format!("checkpoint {}: no output_frontier number", path.display()))
+            })?;
+            Ok(Some(f))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Records `frontier` in the checkpoint file (write, sync, rename: never half-written).
+fn write_checkpoint(shared: &Shared, frontier: u64) -> bool {
+    let Some(path) = shared.config.checkpoint_path() else { return true };
+    let frontier = frontier.max(shared.suppress_below);
+    let tmp = path.with_extension("checkpoint.tmp");
+    let text = serde_json::json!({ "output_frontier": frontier }).to_string();
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, &path)) {
+        Ok(()) => true,
+        Err(e) => {
+            shared.fail(Error::io(&path, e));
+            false
+        }
+    }
+}
+
+/// Flushes alerts, dead letters and late events; false (and the run fails) if one cannot be.
+fn flush_outputs(shared: &Shared) -> bool {
+    if let Err(e) = shared.alerts.lock().unwrap_or_else(PoisonError::into_inner).flush() {
+        shared.fail(e);
+        return false;
+    }
+    for file in [&shared.dead_file, &shared.late_file].into_iter().flatten() {
+        if let Err(e) = file.lock().unwrap_or_else(PoisonError::into_inner).flush() {
+            shared.fail(e);
+            return false;
+        }
+    }
+    true
 }
 
 fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
@@ -404,6 +567,9 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
     drop(writer);
     if let Some(c) = &shared.collected {
         c.alerts.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(alerts);
+        let wall =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        c.written_at_ms.lock().unwrap_or_else(PoisonError::into_inner).extend(alerts.iter().map(|_| wall));
     }
 }
 

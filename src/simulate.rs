@@ -4,7 +4,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sensorflow_operators::{Dictionary, PartitionReader, Poll, SourceBatch};
+use std::time::{Duration, Instant};
+
+use sensorflow_operators::{Dictionary, Event, PartitionReader, Poll, SourceBatch};
+
+use crate::connectors::kafka::KafkaProducer;
+use crate::connectors::mqtt::{MqttPublisher, TopicTemplate};
 
 use crate::connectors::simulator::{Label, SimConfig, SimReader};
 use crate::Error;
@@ -29,6 +34,35 @@ impl Format {
     }
 }
 
+/// Where `simulate` sends events.
+#[derive(Debug)]
+pub enum Output {
+    /// A dataset file.
+    File {
+        /// Path.
+        path: PathBuf,
+        /// Format.
+        format: Format,
+    },
+    /// An MQTT broker: one QoS 1 message per event on `template` (e.g.
+    /// `sensors/{device}/{metric}`), payload the JSON event.
+    Mqtt {
+        /// Broker `host:port`.
+        broker: String,
+        /// Topic pattern.
+        template: String,
+    },
+    /// A Kafka topic, keyed by device (so a device's events stay in order in one partition).
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Topic.
+        topic: String,
+        /// Partitions to create the topic with if it does not exist.
+        partitions: i32,
+    },
+}
+
 /// What `simulate` wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
@@ -46,7 +80,124 @@ pub fn labels_path_for(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.labels.json"))
 }
 
-/// Simulates `config` (optionally at most `max_events`) into `out`, with ground truth in `labels_out`.
+enum Writer {
+    File(BufWriter<File>, Format, PathBuf),
+    Mqtt(MqttPublisher, TopicTemplate),
+    Kafka(KafkaProducer),
+}
+
+impl Writer {
+    fn open(out: &Output) -> Result<Self, Error> {
+        Ok(match out {
+            Output::File { path, format } => {
+                let file = File::create(path).map_err(|e| Error::io(path, e))?;
+                let mut w = BufWriter::with_capacity(1 << 20, file);
+                if *format == Format::Csv {
+                    writeln!(w, "device,metric,ts,value,seq").map_err(|e| Error::io(path, e))?;
+                }
+                Writer::File(w, *format, path.clone())
+            }
+            Output::Mqtt { broker, template } => {
+                let id = format!("sensorflow-simulate-{}", std::process::id());
+                Writer::Mqtt(MqttPublisher::connect(broker, &id)?, TopicTemplate::new(template))
+            }
+            Output::Kafka { brokers, topic, partitions } => {
+                crate::connectors::kafka::ensure_topic(brokers, topic, *partitions)?;
+                Writer::Kafka(KafkaProducer::new(brokers, topic)?)
+            }
+        })
+    }
+
+    fn write(&mut self, device: &str, metric: &str, e: &Event, line: &mut String) -> Result<(), Error> {
+        use std::fmt::Write as _;
+        line.clear();
+        if let Writer::File(_, Format::Csv, _) = self {
+            let _ = write!(line, "{device},{metric},{},{},{}", e.ts, e.value, e.seq);
+        } else {
+            let _ = write!(
+                line,
+                r#"{{"device":"{device}","metric":"{metric}","ts":{},"value":{},"seq":{}}}"#,
+                e.ts, e.value, e.seq
+            );
+        }
+        match self {
+            Writer::File(w, _, path) => writeln!(w, "{line}").map_err(|e| Error::io(path, e)),
+            Writer::Mqtt(p, template) => Ok(p.publish(&template.render(device, metric), line.as_bytes())?),
+            Writer::Kafka(p) => {
+                p.send(device.as_bytes(), line.as_bytes())?;
+                if p.sent() % 1024 == 0 {
+                    p.poll();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        match self {
+            Writer::File(w, _, path) => w.flush().map_err(|e| Error::io(path, e)),
+            Writer::Mqtt(p, _) => Ok(p.flush(Duration::from_secs(60))?),
+            Writer::Kafka(p) => Ok(p.flush(Duration::from_secs(60))?),
+        }
+    }
+}
+
+/// Simulates `config` (optionally at most `max_events`, at most `rate` events/s) into `out`,
+/// with ground truth in `labels_out`.
+pub fn simulate_to(
+    config: &SimConfig,
+    out: &Output,
+    labels_out: &Path,
+    max_events: Option<u64>,
+    rate: Option<f64>,
+) -> Result<Written, Error> {
+    config.validate()?;
+    if let Some(r) = rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(Error::Config(format!("rate must be a positive number of events/s, got {r}")));
+        }
+    }
+    let dict = Dictionary::default();
+    let labels = crate::connectors::simulator::Labels::default();
+    let mut reader = SimReader::new(config, 0, 1, max_events.unwrap_or(u64::MAX), &dict, labels.clone());
+    let mut writer = Writer::open(out)?;
+    let mut batch = SourceBatch::default();
+    let mut events = 0u64;
+    let mut names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let mut line = String::with_capacity(128);
+    let started = Instant::now();
+    loop {
+        batch.events.clear();
+        let poll = reader.poll(&mut batch)?;
+        for e in &batch.events {
+            let device = names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device).to_string());
+            let metric = dict.metric_name(e.metric);
+            writer.write(device, &metric, e, &mut line)?;
+            events += 1;
+            if let Some(rate) = rate {
+                // Pace to the offered rate: sleep whenever we are ahead of schedule.
+                let due = Duration::from_secs_f64(events as f64 / rate);
+                let now = started.elapsed();
+                if due > now + Duration::from_micros(500) {
+                    std::thread::sleep(due - now);
+                }
+            }
+        }
+        match poll {
+            Poll::Done => break,
+            Poll::Ready => {}
+            Poll::Pending => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    writer.finish()?;
+    let labels = labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let text = serde_json::to_string_pretty(&labels).map_err(|e| Error::Runtime(e.to_string()))?;
+    std::fs::write(labels_out, text).map_err(|e| Error::io(labels_out, e))?;
+    Ok(Written { events, labels, labels_path: labels_out.to_path_buf() })
+}
+
+/// Simulates `config` (optionally at most `max_events`) into the file `out`, with ground truth in
+/// `labels_out`.
 pub fn simulate(
     config: &SimConfig,
     out: &Path,
@@ -54,45 +205,5 @@ pub fn simulate(
     labels_out: &Path,
     max_events: Option<u64>,
 ) -> Result<Written, Error> {
-    config.validate()?;
-    let dict = Dictionary::default();
-    let labels = crate::connectors::simulator::Labels::default();
-    let mut reader = SimReader::new(config, 0, 1, max_events.unwrap_or(u64::MAX), &dict, labels.clone());
-    let file = File::create(out).map_err(|e| Error::io(out, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let io = |e| Error::io(out, e);
-    if format == Format::Csv {
-        writeln!(w, "device,metric,ts,value,seq").map_err(io)?;
-    }
-    let mut batch = SourceBatch::default();
-    let mut events = 0u64;
-    let mut names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
-    loop {
-        batch.events.clear();
-        let poll = reader.poll(&mut batch)?;
-        for e in &batch.events {
-            let device = names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device).to_string());
-            let metric = dict.metric_name(e.metric);
-            match format {
-                Format::Jsonl => writeln!(
-                    w,
-                    r#"{{"device":"{device}","metric":"{metric}","ts":{},"value":{},"seq":{}}}"#,
-                    e.ts, e.value, e.seq
-                ),
-                Format::Csv => writeln!(w, "{device},{metric},{},{},{}", e.ts, e.value, e.seq),
-            }
-            .map_err(io)?;
-        }
-        events += batch.events.len() as u64;
-        match poll {
-            Poll::Done => break,
-            Poll::Ready => {}
-            Poll::Pending => std::thread::sleep(std::time::Duration::from_millis(2)),
-        }
-    }
-    w.flush().map_err(io)?;
-    let labels = labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let text = serde_json::to_string_pretty(&labels).map_err(|e| Error::Runtime(e.to_string()))?;
-    std::fs::write(labels_out, text).map_err(|e| Error::io(labels_out, e))?;
-    Ok(Written { events, labels, labels_path: labels_out.to_path_buf() })
+    simulate_to(config, &Output::File { path: out.to_path_buf(), format }, labels_out, max_events, None)
 }

@@ -2,12 +2,15 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sensorflow_operators::{Alert, AlertKind, DeadLetter, Dictionary, LateEvent};
 use serde::Serialize;
 
+use crate::connectors::kafka::KafkaProducer;
+use crate::connectors::mqtt::MqttPublisher;
 use crate::timefmt::format_datetime;
 use crate::Error;
 
@@ -85,15 +88,58 @@ pub enum AlertWriter {
         /// Ids written (now or by earlier runs).
         ids: HashSet<String>,
     },
+    /// A Kafka topic, keyed by alert id.
+    Kafka {
+        /// The producer.
+        producer: Box<KafkaProducer>,
+        /// Ids produced (now or by earlier runs, read back from the topic at start).
+        ids: HashSet<String>,
+    },
+    /// An MQTT broker, `<prefix>/<device>` at QoS 1.
+    Mqtt {
+        /// The publisher.
+        publisher: Box<MqttPublisher>,
+        /// Topic prefix.
+        prefix: String,
+        /// Ids published by this run.
+        ids: HashSet<String>,
+    },
     /// Nowhere.
     Discard,
 }
 
 impl AlertWriter {
-    /// Opens `path` for appending, reading the ids of alerts it already holds.
+    /// A Kafka sink; reads the keys already in the topic so a restarted run adds none twice.
+    pub fn kafka(brokers: &str, topic: &str) -> Result<Self, Error> {
+        crate::connectors::kafka::ensure_topic(brokers, topic, 1)?;
+        let keys = crate::connectors::kafka::existing_keys(brokers, topic, Duration::from_millis(1500))?;
+        let ids = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
+        Ok(AlertWriter::Kafka { producer: Box::new(KafkaProducer::new(brokers, topic)?), ids })
+    }
+
+    /// An MQTT sink.
+    pub fn mqtt(broker: &str, prefix: &str) -> Result<Self, Error> {
+        let client_id = format!("sensorflow-alerts-{}", std::process::id());
+        let publisher = MqttPublisher::connect(broker, &client_id)?;
+        Ok(AlertWriter::Mqtt { publisher: Box::new(publisher), prefix: prefix.into(), ids: HashSet::new() })
+    }
+
+    /// Opens `path` for appending, reading the ids of alerts it already holds. A last line cut
+    /// short (the process was killed mid-write) is removed: the run that follows re-derives it.
     pub fn file(path: &Path) -> Result<Self, Error> {
         let mut ids = HashSet::new();
-        if let Ok(existing) = File::open(path) {
+        if let Ok(mut existing) = OpenOptions::new().read(true).write(true).open(path) {
+            let len = existing.metadata().map_err(|e| Error::io(path, e))?.len();
+            if len > 0 {
+                let mut last = [0u8; 1];
+                existing.seek(SeekFrom::Start(len - 1)).map_err(|e| Error::io(path, e))?;
+                existing.read_exact(&mut last).map_err(|e| Error::io(path, e))?;
+                if last[0] != b'\n' {
+                    let keep = complete_lines_len(&mut existing, len).map_err(|e| Error::io(path, e))?;
+                    existing.set_len(keep).map_err(|e| Error::io(path, e))?;
+                }
+                existing.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+            }
             for line in BufReader::new(existing).split(b'\n') {
                 let line = line.map_err(|e| Error::io(path, e))?;
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
@@ -130,6 +176,25 @@ impl AlertWriter {
                 writeln!(out, "{}", alert_json(alert)).map_err(|e| Error::io(path, e))?;
                 Ok(true)
             }
+            AlertWriter::Kafka { producer, ids } => {
+                let id = alert.id();
+                if ids.contains(&id) {
+                    return Ok(false);
+                }
+                producer.send(id.as_bytes(), alert_json(alert).as_bytes())?;
+                producer.poll();
+                ids.insert(id);
+                Ok(true)
+            }
+            AlertWriter::Mqtt { publisher, prefix, ids } => {
+                let id = alert.id();
+                if ids.contains(&id) {
+                    return Ok(false);
+                }
+                publisher.publish(&format!("{prefix}/{}", alert.device), alert_json(alert).as_bytes())?;
+                ids.insert(id);
+                Ok(true)
+            }
         }
     }
 
@@ -141,9 +206,53 @@ impl AlertWriter {
                 let _ = std::io::stdout().flush();
                 Ok(())
             }
+            AlertWriter::Kafka { producer, .. } => Ok(producer.flush(Duration::from_secs(30))?),
+            AlertWriter::Mqtt { publisher, .. } => Ok(publisher.flush(Duration::from_secs(30))?),
             AlertWriter::Discard => Ok(()),
         }
     }
+}
+
+/// Episodes an alert file holds a `fired` for and no `cleared`: (device, rule, episode start).
+pub fn open_episodes(path: &Path) -> Result<Vec<(String, String, u64)>, Error> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut open = std::collections::BTreeMap::new();
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+        let (Some(device), Some(rule), Some(since), Some(kind)) =
+            (v["device"].as_str(), v["rule"].as_str(), v["episode_start"].as_u64(), v["kind"].as_str())
+        else {
+            continue;
+        };
+        let key = (device.to_string(), rule.to_string(), since);
+        match kind {
+            "fired" => open.insert(key, ()),
+            _ => open.remove(&key),
+        };
+    }
+    Ok(open.into_keys().collect())
+}
+
+/// Length of `file` up to and including its last newline (0 if it has none).
+fn complete_lines_len(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[derive(Serialize)]

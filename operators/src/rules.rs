@@ -1,6 +1,6 @@
 //! Threshold rules over windows, with hysteresis and minimum duration, changeable while running.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,20 @@ pub enum Control {
     Rule(Rule),
     /// Metadata of one device.
     Device(DeviceMeta),
+    /// An episode an earlier run fired and had not cleared when it stopped (read back from
+    /// its alert output). If the same rule fires for the device in a window starting before
+    /// `resume_at` (where the earlier run's output ended), that is this episode continuing:
+    /// it keeps the earlier key, so its `Cleared` matches the `Fired` already written.
+    OpenEpisode {
+        /// Device name.
+        device: String,
+        /// Rule name.
+        rule: String,
+        /// The episode's key (start of its first window), ms.
+        since: u64,
+        /// The earlier run's output frontier, ms.
+        resume_at: u64,
+    },
 }
 
 /// Matches `name` against a pattern with `*` (any run) and `?` (any one character).
@@ -186,6 +200,8 @@ pub struct RuleBook {
     phases: IdHashMap<(usize, u64, u64), Phase>,
     device_match: IdHashMap<(usize, u64), bool>,
     names: NameCache,
+    /// Open episodes of an earlier run, by (device, rule name): (since, resume_at).
+    resumed: HashMap<(u64, String), (u64, u64)>,
 }
 
 /// A rule with the strings its alerts carry, made once.
@@ -247,6 +263,14 @@ impl RuleBook {
                 Control::Device(m) => {
                     *self.meta_counts.entry(m.clone()).or_insert(0) += diff;
                     touched_meta.insert(m.device.clone());
+                }
+                Control::OpenEpisode { device, rule, since, resume_at } => {
+                    let key = (DeviceId::of(device).0, rule.clone());
+                    if *diff > 0 {
+                        self.resumed.insert(key, (*since, *resume_at));
+                    } else {
+                        self.resumed.remove(&key);
+                    }
                 }
             }
         }
@@ -335,7 +359,7 @@ impl RuleBook {
 
     /// Evaluates every rule on `w` (windows of one key must come in time order).
     pub fn evaluate(&mut self, w: &WindowAgg, dict: &Dictionary, alerts: &mut Vec<Alert>) {
-        let RuleBook { rules, by_metric, meta, phases, device_match, names, .. } = self;
+        let RuleBook { rules, by_metric, meta, phases, device_match, names, resumed, .. } = self;
         let Some(indices) = by_metric.get(&w.metric.0) else { return };
         for &ri in indices {
             let compiled = &rules[ri];
@@ -374,6 +398,14 @@ impl RuleBook {
             };
             let next = match next {
                 Some(Phase::Pending { since, last_end }) if last_end - since >= rule.min_duration_ms => {
+                    // The continuation of an earlier run's open episode keeps its key.
+                    let since = match resumed.is_empty() {
+                        true => since,
+                        false => match resumed.remove(&(w.device.0, compiled.rule.name.clone())) {
+                            Some((old, resume_at)) if old <= since && since < resume_at => old,
+                            _ => since,
+                        },
+                    };
                     alert(AlertKind::Fired, since);
                     Some(Phase::Active { since, last_end })
                 }

@@ -2,7 +2,9 @@
 //! worker. This is the single place that lists them.
 
 pub mod files;
+pub mod kafka;
 pub mod lines;
+pub mod mqtt;
 pub mod nab;
 pub mod parse;
 pub mod simulator;
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use sensorflow_operators::{Dictionary, PartitionReader};
 use serde::{Deserialize, Serialize};
 
+pub use kafka::{Committer, KafkaSourceConfig, Opened};
+pub use mqtt::MqttSourceConfig;
 use parse::{EventBuilder, Limits};
 use simulator::{Labels, SimConfig, SimReader};
 
@@ -58,6 +62,10 @@ pub enum SourceConfig {
         /// Its root (holding `data/` or the category folders).
         root: PathBuf,
     },
+    /// A Kafka topic (partitions spread over the workers, offsets committed at the frontier).
+    Kafka(KafkaSourceConfig),
+    /// An MQTT topic filter (a shared subscription across the workers).
+    Mqtt(MqttSourceConfig),
 }
 
 impl Default for SourceConfig {
@@ -74,6 +82,8 @@ impl SourceConfig {
             SourceConfig::Jsonl { .. } => "jsonl",
             SourceConfig::Csv { .. } => "csv",
             SourceConfig::Nab { .. } => "nab",
+            SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::Mqtt(_) => "mqtt",
         }
     }
 }
@@ -106,6 +116,15 @@ impl ReaderContext {
     }
 }
 
+/// Opens this worker's readers for `source`, with the committers of sources that track
+/// offsets.
+pub fn open(source: &SourceConfig, ctx: &ReaderContext) -> Result<Opened, ConnectorError> {
+    match source {
+        SourceConfig::Kafka(k) => kafka::kafka_readers(k, ctx),
+        other => Ok((readers(other, ctx)?, Vec::new())),
+    }
+}
+
 /// Opens this worker's readers for `source`.
 pub fn readers(
     source: &SourceConfig,
@@ -121,5 +140,7 @@ pub fn readers(
         SourceConfig::Jsonl { paths } => files::jsonl_readers(paths, ctx),
         SourceConfig::Csv { paths } => files::csv_readers(paths, ctx),
         SourceConfig::Nab { root } => nab::nab_readers(root, ctx),
+        SourceConfig::Kafka(k) => Ok(kafka::kafka_readers(k, ctx)?.0),
+        SourceConfig::Mqtt(m) => mqtt::mqtt_readers(m, ctx),
     }
 }

@@ -1,0 +1,138 @@
+//! The classic IoT topology at a fixed offered rate: simulator → Mosquitto → `bridge` →
+//! Kafka (tansu) → `sensorflow run` on 2 workers → alerts, all in real time.
+//!
+//! Run with `scripts/bench-connectors.sh` (starts the brokers, then `cargo bench --bench
+//! connectors`). The simulator is paced so event time tracks the wall clock (start = now,
+//! real-time speed 1), so an alert's end-to-end latency is the wall-clock moment it is
+//! written minus its window's end: the time from the device publishing the event that
+//! closed the window to the alert reaching the sink, through both brokers and the bridge.
+//! Settings: `SF_RATE` (events/s, default 50,000), `SF_SECS` (default 30).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use sensorflow::bridge::{run_bridge, BridgeConfig};
+use sensorflow::config::{AlertOutput, RunConfig};
+use sensorflow::connectors::simulator::SimConfig;
+use sensorflow::connectors::{KafkaSourceConfig, SourceConfig};
+use sensorflow::simulate::{simulate_to, Output};
+use sensorflow::{run_with, Collected, RunHandle};
+
+fn main() {
+    let (Ok(mqtt), Ok(kafka)) = (std::env::var("SENSORFLOW_MQTT"), std::env::var("SENSORFLOW_KAFKA")) else {
+        eprintln!(
+            "connectors bench: SENSORFLOW_MQTT / SENSORFLOW_KAFKA not set; run scripts/bench-connectors.sh"
+        );
+        std::process::exit(2);
+    };
+    let rate = common::env_u64("SF_RATE", 50_000);
+    let secs = common::env_u64("SF_SECS", 30);
+    // 3 metrics per device every 100 ms: devices = rate / 30.
+    let devices = (rate / 30).max(1);
+    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let sim = SimConfig {
+        devices,
+        interval_ms: 100,
+        span_ms: secs * 1000,
+        start_ms: now_ms / 1000 * 1000 + 1000,
+        realtime_speed: Some(1.0),
+        anomaly_rate_per_hour: 60.0,
+        seed: 42,
+        ..SimConfig::default()
+    };
+    let run_id = std::process::id();
+    let topic = format!("bench-{run_id}");
+    let prefix = format!("bench-{run_id}");
+    let template = format!("{prefix}/{{device}}/{{metric}}");
+
+    let mut b = BridgeConfig::new(&mqtt, &format!("{prefix}/#"), &kafka, &topic);
+    b.template = Some(template.clone());
+    b.client_id = format!("bench-bridge-{run_id}");
+    b.until_idle = Some(Duration::from_secs(4));
+    b.partitions = 4;
+    let subscribed = b.subscribed.clone();
+    let bridge = std::thread::spawn(move || run_bridge(&b, Arc::new(AtomicBool::new(false))));
+    while !subscribed.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let mut k = KafkaSourceConfig::new(&kafka, &topic);
+    k.group = format!("bench-{run_id}");
+    k.until_idle_ms = Some(6000);
+    let config = RunConfig {
+        source: SourceConfig::Kafka(k),
+        workers: 2,
+        window: 1000,
+        alerts: AlertOutput::None,
+        summary: false,
+        ..RunConfig::default()
+    };
+    let collected = Collected::default();
+    let c2 = collected.clone();
+    let engine = std::thread::spawn(move || run_with(&config, Some(c2), RunHandle::default()));
+
+    let started = Instant::now();
+    let labels = common::data_dir().join("connectors-labels.json");
+    let out = Output::Mqtt { broker: mqtt, template };
+    let written = simulate_to(&sim, &out, &labels, None, None).expect("simulate");
+    let publish_secs = started.elapsed().as_secs_f64();
+    let stats = bridge.join().expect("bridge thread").expect("bridge");
+    let summary = engine.join().expect("engine thread").expect("engine");
+
+    let alerts = collected.alerts.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let at = collected.written_at_ms.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut e2e = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for (a, w) in alerts.iter().zip(&at) {
+        // Alerts from the end-of-input flush close windows without a newer event: skip them.
+        if a.window_end < sim.start_ms + sim.span_ms {
+            let _ = e2e.record(w.saturating_sub(a.window_end));
+        }
+    }
+    let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p);
+    println!("\nconnectors: simulator → Mosquitto → bridge → tansu → sensorflow run (2 workers)");
+    println!("offered           {rate} events/s for {secs} s ({devices} devices × 3 metrics every 100 ms)");
+    println!(
+        "published         {} events in {publish_secs:.1} s = {:.0} events/s",
+        written.events,
+        written.events as f64 / publish_secs
+    );
+    println!("bridge            {stats}");
+    println!(
+        "engine            {} in, {} processed, {} late, {} dead-lettered, {} duplicates; {} alerts",
+        summary.records_in,
+        summary.processed,
+        summary.late,
+        summary.dead_lettered,
+        summary.duplicates,
+        alerts.len()
+    );
+    println!(
+        "publish→alert     p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={})",
+        q(&e2e, 0.5),
+        q(&e2e, 0.99),
+        q(&e2e, 0.999),
+        e2e.max(),
+        e2e.len()
+    );
+    println!("in-engine ingest→alert {:?}", summary.latency);
+    let json = serde_json::json!({
+        "bench": "connectors",
+        "machine": common::machine(),
+        "offered_events_per_sec": rate,
+        "seconds": secs,
+        "events": written.events,
+        "published_events_per_sec": written.events as f64 / publish_secs,
+        "bridge_forwarded": stats.forwarded,
+        "engine_records_in": summary.records_in,
+        "engine_processed": summary.processed,
+        "alerts": alerts.len(),
+        "publish_to_alert_ms": { "p50": q(&e2e, 0.5), "p99": q(&e2e, 0.99), "p999": q(&e2e, 0.999),
+                                 "max": e2e.max(), "n": e2e.len() },
+    });
+    let path = common::results_dir().join("connectors.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write result");
+    println!("result written to {}", path.display());
+}

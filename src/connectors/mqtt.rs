@@ -1,0 +1,417 @@
+//! MQTT (rumqttc, MQTT 3.1.1): a source over a topic filter shared by the workers, and a
+//! publisher used by the alert sink and the simulator.
+//!
+//! Each worker has its own client. With more than one worker the filter becomes the shared
+//! subscription `$share/<group>/<filter>`, so the broker spreads messages over the workers
+//! (Mosquitto 2 and EMQX support this for 3.1.1 clients). A client runs its network loop on
+//! its own thread and hands messages over a bounded channel: when the dataflow falls behind,
+//! the channel fills, the thread stops reading the socket and the broker holds the rest (up to
+//! its own queue limits), so memory stays bounded. The session is persistent (`clean_session`
+//! off, a stable client id), so messages published while the client is reconnecting (with
+//! backoff) are queued for it by the broker.
+//!
+//! The MQTT source acknowledges a message when it reaches the process. For replay after a
+//! crash, put Kafka in between (`sensorflow bridge`) and read the Kafka source.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Connection, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use sensorflow_operators::{DeadLetter, PartitionReader, Poll, SourceBatch, SourceError};
+use serde::{Deserialize, Serialize};
+
+use super::parse::{parse_json, EventBuilder};
+use super::{ConnectorError, ReaderContext};
+
+/// Largest MQTT payload accepted; larger ones are dead-lettered.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+
+/// Where an MQTT source reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// Broker, `host:port`.
+    pub broker: String,
+    /// Topic filter (wildcards allowed), e.g. `sensors/#`.
+    pub topic: String,
+    /// Optional topic pattern naming the device and metric, e.g. `sensors/{device}/{metric}`;
+    /// payloads may then leave those fields out.
+    #[serde(default)]
+    pub topic_template: Option<String>,
+    /// Client id prefix (each worker appends its index) and shared-subscription group.
+    #[serde(default = "default_client")]
+    pub client_id: String,
+    /// Messages buffered per worker between the network thread and the dataflow.
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+    /// End the run once nothing has arrived for this long (ms); unset for live use.
+    #[serde(default)]
+    pub until_idle_ms: Option<u64>,
+}
+
+fn default_client() -> String {
+    "sensorflow".into()
+}
+fn default_buffer() -> usize {
+    16_384
+}
+
+impl MqttSourceConfig {
+    /// A source on `topic` at `broker` with the defaults.
+    pub fn new(broker: &str, topic: &str) -> Self {
+        MqttSourceConfig {
+            broker: broker.into(),
+            topic: topic.into(),
+            topic_template: None,
+            client_id: default_client(),
+            buffer: default_buffer(),
+            until_idle_ms: None,
+        }
+    }
+}
+
+/// Splits `host:port`.
+pub fn host_port(addr: &str) -> Result<(String, u16), ConnectorError> {
+    let addr = addr.trim_start_matches("mqtt://").trim_start_matches("tcp://");
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| ConnectorError::Config(format!("mqtt: broker {addr:?} is not host:port")))?;
+    let port = port.parse().map_err(|_| ConnectorError::Config(format!("mqtt: bad port in {addr:?}")))?;
+    Ok((host.to_string(), port))
+}
+
+/// Client options shared by every MQTT client here.
+pub fn options(broker: &str, client_id: &str, persistent: bool) -> Result<MqttOptions, ConnectorError> {
+    let (host, port) = host_port(broker)?;
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_clean_session(!persistent);
+    o.set_max_packet_size(MAX_PAYLOAD * 4, MAX_PAYLOAD * 4);
+    o.set_inflight(1000);
+    Ok(o)
+}
+
+/// A topic pattern with `{device}` and `{metric}` segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicTemplate {
+    segments: Vec<String>,
+}
+
+impl TopicTemplate {
+    /// Parses `sensors/{device}/{metric}`.
+    pub fn new(pattern: &str) -> Self {
+        TopicTemplate { segments: pattern.split('/').map(str::to_string).collect() }
+    }
+
+    /// The (device, metric) a topic names, or `None` if it does not match.
+    pub fn extract<'t>(&self, topic: &'t str) -> Option<(Option<&'t str>, Option<&'t str>)> {
+        let parts: Vec<&str> = topic.split('/').collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let (mut device, mut metric) = (None, None);
+        for (seg, part) in self.segments.iter().zip(&parts) {
+            match seg.as_str() {
+                "{device}" => device = Some(*part),
+                "{metric}" => metric = Some(*part),
+                "+" => {}
+                s if s == *part => {}
+                _ => return None,
+            }
+        }
+        Some((device, metric))
+    }
+
+    /// The topic for a device and metric.
+    pub fn render(&self, device: &str, metric: &str) -> String {
+        self.segments
+            .iter()
+            .map(|s| match s.as_str() {
+                "{device}" => device,
+                "{metric}" => metric,
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// Parses one MQTT message into `out`: JSON objects, one per line; device and metric may come
+/// from the topic when a template is given.
+pub fn parse_message(
+    source: &str,
+    position: u64,
+    topic: &str,
+    payload: &[u8],
+    template: Option<&TopicTemplate>,
+    builder: &mut EventBuilder,
+    out: &mut SourceBatch,
+) {
+    if payload.len() > MAX_PAYLOAD {
+        let reason = format!("payload of {} bytes is over the {MAX_PAYLOAD}-byte limit", payload.len());
+        out.dead.push(DeadLetter::new(source, position, reason, payload));
+        return;
+    }
+    let names = match template {
+        Some(t) => match t.extract(topic) {
+            Some(names) => Some(names),
+            None => {
+                let reason = format!("topic {topic:?} does not match the topic template");
+                out.dead.push(DeadLetter::new(source, position, reason, payload));
+                return;
+            }
+        },
+        None => None,
+    };
+    for line in payload.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+        let parsed = match parse_json(line, builder) {
+            Ok(e) => Ok(e),
+            Err(reason) => match names {
+                Some((device, metric)) if device.is_some() || metric.is_some() => {
+                    with_topic_names(line, device, metric).map_or(Err(reason), |l| parse_json(&l, builder))
+                }
+                _ => Err(reason),
+            },
+        };
+        match parsed {
+            Ok(e) => out.events.push(e),
+            Err(reason) => out.dead.push(DeadLetter::new(source, position, reason, line)),
+        }
+    }
+}
+
+/// The payload object with `device`/`metric` filled in from the topic where it lacks them.
+pub fn with_topic_names(line: &[u8], device: Option<&str>, metric: Option<&str>) -> Option<Vec<u8>> {
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+    for (k, name) in [("device", device), ("metric", metric)] {
+        if let Some(name) = name {
+            v.entry(k).or_insert_with(|| serde_json::Value::String(name.to_string()));
+        }
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+/// Opens this worker's MQTT reader.
+pub fn mqtt_readers(
+    cfg: &MqttSourceConfig,
+    ctx: &ReaderContext,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    let filter =
+        if ctx.peers > 1 { format!("$share/{}/{}", cfg.client_id, cfg.topic) } else { cfg.topic.clone() };
+    let client_id = format!("{}-{}", cfg.client_id, ctx.index);
+    let opts = options(&cfg.broker, &client_id, true)?;
+    let (tx, rx) = sync_channel(cfg.buffer.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (client, connection) = Client::new(opts, 1024);
+    let name = format!("mqtt:{}", cfg.topic);
+    let thread_stop = stop.clone();
+    let thread_name = name.clone();
+    std::thread::Builder::new()
+        .name(format!("mqtt-{}", ctx.index))
+        .spawn(move || network_loop(connection, client, filter, tx, thread_stop, thread_name))
+        .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
+    Ok(vec![Box::new(MqttReader {
+        name,
+        rx,
+        stop,
+        builder: ctx.builder(),
+        template: cfg.topic_template.as_deref().map(TopicTemplate::new),
+        received: 0,
+        until_idle: cfg.until_idle_ms.map(Duration::from_millis),
+        last_message: Instant::now(),
+    })])
+}
+
+/// What the network thread hands over.
+enum Incoming {
+    Message(Publish),
+    Failed(String),
+}
+
+fn network_loop(
+    mut connection: Connection,
+    client: Client,
+    filter: String,
+    tx: SyncSender<Incoming>,
+    stop: Arc<AtomicBool>,
+    name: String,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    for event in connection.iter() {
+        if stop.load(Ordering::Relaxed) {
+            let _ = client.try_disconnect();
+            return;
+        }
+        match event {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                failures = 0;
+                if !ack.session_present {
+                    if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
+                        let _ = tx.send(Incoming::Failed(format!("subscribing to {filter}: {e}")));
+                        return;
+                    }
+                }
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                if tx.send(Incoming::Message(p)).is_err() {
+                    let _ = client.try_disconnect();
+                    return; // the reader is gone
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    eprintln!("{name}: {e}; reconnecting in {backoff:?} (attempt {failures})");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+struct MqttReader {
+    name: String,
+    rx: Receiver<Incoming>,
+    stop: Arc<AtomicBool>,
+    builder: EventBuilder,
+    template: Option<TopicTemplate>,
+    received: u64,
+    until_idle: Option<Duration>,
+    last_message: Instant,
+}
+
+impl Drop for MqttReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PartitionReader for MqttReader {
+    fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
+        let mut got = false;
+        for _ in 0..4096 {
+            match self.rx.try_recv() {
+                Ok(Incoming::Message(p)) => {
+                    got = true;
+                    self.received += 1;
+                    parse_message(
+                        &self.name,
+                        self.received,
+                        &p.topic,
+                        &p.payload,
+                        self.template.as_ref(),
+                        &mut self.builder,
+                        out,
+                    );
+                }
+                Ok(Incoming::Failed(msg)) => return Err(SourceError::fatal(&self.name, msg)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    return Err(SourceError::fatal(&self.name, "the network thread ended"))
+                }
+            }
+        }
+        if got {
+            self.last_message = Instant::now();
+            return Ok(Poll::Ready);
+        }
+        Ok(match self.until_idle {
+            Some(idle) if self.last_message.elapsed() >= idle => Poll::Done,
+            _ => Poll::Pending,
+        })
+    }
+}
+
+/// A QoS 1 publisher whose network loop runs on its own thread; `flush` waits for the
+/// broker's acknowledgements.
+pub struct MqttPublisher {
+    client: Client,
+    sent: u64,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for MqttPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MqttPublisher(sent {})", self.sent)
+    }
+}
+
+impl MqttPublisher {
+    /// Connects to `broker` as `client_id`.
+    pub fn connect(broker: &str, client_id: &str) -> Result<Self, ConnectorError> {
+        let opts = options(broker, client_id, false)?;
+        let (client, mut connection) = Client::new(opts, 4096);
+        let acked = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let broker_name = broker.to_string();
+        std::thread::Builder::new()
+            .name("mqtt-publisher".into())
+            .spawn(move || {
+                let mut backoff = Duration::from_millis(100);
+                for event in connection.iter() {
+                    match event {
+                        Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
+                            a.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
+                        Ok(_) => {}
+                        Err(e) => {
+                            if s.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            eprintln!("mqtt publisher ({broker_name}): {e}; reconnecting in {backoff:?}");
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
+        Ok(MqttPublisher { client, sent: 0, acked, stop })
+    }
+
+    /// Publishes at QoS 1 (blocks while the client's request queue is full).
+    pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), ConnectorError> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .map_err(|e| ConnectorError::Config(format!("mqtt: publishing to {topic}: {e}")))?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Waits until the broker has acknowledged everything published.
+    pub fn flush(&mut self, timeout: Duration) -> Result<(), ConnectorError> {
+        let deadline = Instant::now() + timeout;
+        while self.acked.load(Ordering::Relaxed) < self.sent {
+            if Instant::now() >= deadline {
+                return Err(ConnectorError::Config(format!(
+                    "mqtt: {} of {} messages unacknowledged after {timeout:?}",
+                    self.sent - self.acked.load(Ordering::Relaxed),
+                    self.sent
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Messages published.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+impl Drop for MqttPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.client.try_disconnect();
+    }
+}

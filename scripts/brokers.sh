@@ -46,7 +46,7 @@ listener $port 127.0.0.1
 allow_anonymous true
 persistence false
 max_inflight_messages 1000
-max_queued_messages 1000000
+max_queued_messages 0
 CONF
   "$MOSQUITTO" -c "$BROKER_DIR/mosquitto.conf" > "$BROKER_DIR/mosquitto.log" 2>&1 &
   BROKER_PIDS+=($!)

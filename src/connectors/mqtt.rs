@@ -344,9 +344,11 @@ impl std::fmt::Debug for MqttPublisher {
 }
 
 impl MqttPublisher {
-    /// Connects to `broker` as `client_id`.
+    /// Connects to `broker` as `client_id`, with a persistent session so that messages not
+    /// yet acknowledged when the connection drops are sent again after reconnecting (the
+    /// broker keeps the session; it is named after the process, so each run has its own).
     pub fn connect(broker: &str, client_id: &str) -> Result<Self, ConnectorError> {
-        let opts = options(broker, client_id, false)?;
+        let opts = options(broker, client_id, true)?;
         let (client, mut connection) = Client::new(opts, 4096);
         let acked = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));

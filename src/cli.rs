@@ -33,6 +33,10 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Forward an MQTT subscription to a Kafka topic, at least once.
     Bridge(BridgeArgs),
+    /// Write any source's events to a binary log (checksummed abomonation chunks).
+    Record(Box<RecordArgs>),
+    /// Replay a binary log through the pipeline (`run --source log --input FILE`).
+    Replay(Box<ReplayArgs>),
     /// Train the teacher network on synthetic data (step 1 of `optimize`).
     Train(ModelArgs),
     /// Distil the teacher into the small student (step 2).
@@ -129,6 +133,32 @@ pub enum SourceKind {
     Kafka,
     /// An MQTT topic filter (`--broker`, `--topic`).
     Mqtt,
+    /// A binary log written by `sensorflow record` (`--input FILE`, `--realtime X`).
+    Log,
+}
+
+/// `sensorflow record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The log file to write.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// The source, as for `run` (default: the simulator).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `sensorflow replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The log file.
+    pub file: PathBuf,
+    /// Replay at event time × this factor (default: as fast as possible).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Pipeline settings, as for `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Broker settings shared by `run`, `bridge` and `simulate`.
@@ -304,6 +334,10 @@ impl RunArgs {
                     [root] => SourceConfig::Nab { root: root.clone() },
                     _ => bail!("--source nab takes exactly one --input directory"),
                 },
+                SourceKind::Log => match self.input.as_slice() {
+                    [path] => SourceConfig::Log { path: path.clone(), realtime: self.realtime },
+                    _ => bail!("--source log takes exactly one --input file"),
+                },
                 SourceKind::Kafka => {
                     let (Some(broker), Some(topic)) = (&self.net.broker, &self.net.topic) else {
                         bail!("--source kafka needs --broker HOST:PORT and --topic NAME");
@@ -319,7 +353,7 @@ impl RunArgs {
                 }
             };
         } else if !self.input.is_empty() {
-            bail!("--input needs --source jsonl|csv|nab");
+            bail!("--input needs --source jsonl|csv|nab|log");
         }
         match &c.source {
             SourceConfig::Jsonl { paths } | SourceConfig::Csv { paths } if paths.is_empty() => {
@@ -331,6 +365,10 @@ impl RunArgs {
             self.sim.apply(sim);
             if let Some(speed) = self.realtime {
                 sim.realtime_speed = Some(speed);
+            }
+        } else if matches!(c.source, SourceConfig::Log { .. }) {
+            if self.sim.devices.is_some() || self.sim.seed.is_some() {
+                bail!("simulator flags (--devices, --seed, ...) need --source simulator");
             }
         } else if self.realtime.is_some() || self.sim.devices.is_some() || self.sim.seed.is_some() {
             bail!("simulator flags (--realtime, --devices, --seed, ...) need --source simulator");

@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod duration;
 pub mod model;
 pub mod pipeline;
+pub mod record;
 pub mod rules_file;
 pub mod simulate;
 pub mod sinks;

@@ -144,6 +144,35 @@ fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Record(args) => {
+            let args = *args;
+            let out = args.out.clone();
+            let config = args.run.into_config()?;
+            let started = std::time::Instant::now();
+            let r = sensorflow::record::record(&config.source, &out, config.max_events)?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "recorded {} events ({} chunks, {:.1} MB, {} bad records skipped) to {} in {secs:.1} s",
+                r.events,
+                r.chunks,
+                r.bytes as f64 / 1e6,
+                r.dead_lettered,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Replay(args) => {
+            let mut args = *args;
+            args.run.source = Some(cli::SourceKind::Log);
+            args.run.input = vec![args.file.clone()];
+            args.run.realtime = args.speed;
+            let config = args.run.into_config()?;
+            let summary = sensorflow::run(&config)?;
+            if config.summary {
+                eprint!("{summary}");
+            }
+            Ok(())
+        }
         Command::Bridge(args) => {
             let mut cfg = BridgeConfig::new(&args.mqtt, &args.filter, &args.kafka, &args.topic);
             cfg.template = args.topic_template;

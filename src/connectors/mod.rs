@@ -1,6 +1,7 @@
 //! Every source sensorflow can read, behind one shape: a list of [`PartitionReader`]s per
 //! worker. This is the single place that lists them.
 
+pub mod binlog;
 pub mod files;
 pub mod kafka;
 pub mod lines;
@@ -62,6 +63,14 @@ pub enum SourceConfig {
         /// Its root (holding `data/` or the category folders).
         root: PathBuf,
     },
+    /// A binary event log written by `sensorflow record` (chunks spread over the workers).
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// Replay at event time × this factor (unset: as fast as possible).
+        #[serde(default)]
+        realtime: Option<f64>,
+    },
     /// A Kafka topic (partitions spread over the workers, offsets committed at the frontier).
     Kafka(KafkaSourceConfig),
     /// An MQTT topic filter (a shared subscription across the workers).
@@ -82,6 +91,7 @@ impl SourceConfig {
             SourceConfig::Jsonl { .. } => "jsonl",
             SourceConfig::Csv { .. } => "csv",
             SourceConfig::Nab { .. } => "nab",
+            SourceConfig::Log { .. } => "log",
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::Mqtt(_) => "mqtt",
         }
@@ -140,6 +150,15 @@ pub fn readers(
         SourceConfig::Jsonl { paths } => files::jsonl_readers(paths, ctx),
         SourceConfig::Csv { paths } => files::csv_readers(paths, ctx),
         SourceConfig::Nab { root } => nab::nab_readers(root, ctx),
+        SourceConfig::Log { path, realtime } => {
+            if let Some(f) = realtime {
+                if !(f.is_finite() && *f > 0.0) {
+                    return Err(ConnectorError::Config(format!("replay speed must be positive, got {f}")));
+                }
+            }
+            let reader = binlog::LogReader::new(path, ctx.index, ctx.peers, ctx.dict.clone(), *realtime);
+            Ok(vec![Box::new(reader)])
+        }
         SourceConfig::Kafka(k) => Ok(kafka::kafka_readers(k, ctx)?.0),
         SourceConfig::Mqtt(m) => mqtt::mqtt_readers(m, ctx),
     }

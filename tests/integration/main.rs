@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod binlog;
 mod brokers;
 mod cli;
 mod common;

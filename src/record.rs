@@ -1,0 +1,84 @@
+//! `sensorflow record`: any source's events into a binary log (`connectors::binlog`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sensorflow_operators::{Dictionary, Poll, SourceBatch};
+
+use crate::connectors::binlog::LogWriter;
+use crate::connectors::parse::Limits;
+use crate::connectors::{self, ReaderContext, SourceConfig};
+use crate::Error;
+
+/// What a recording wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Events written.
+    pub events: u64,
+    /// Chunks written (events and names).
+    pub chunks: u64,
+    /// Records the source rejected (not written; the first few are printed).
+    pub dead_lettered: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// Reads every partition of `source` in one thread and writes its events to `out`.
+pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Result<Recorded, Error> {
+    let dict = Dictionary::default();
+    let ctx = ReaderContext {
+        index: 0,
+        peers: 1,
+        dict: dict.clone(),
+        limits: Limits::default(),
+        labels: Default::default(),
+        max_events,
+    };
+    let mut readers = connectors::readers(source, &ctx)?;
+    let mut done = vec![false; readers.len()];
+    let mut writer = LogWriter::create(out)?;
+    let mut batch = SourceBatch::default();
+    let mut pending: Vec<sensorflow_operators::Event> = Vec::with_capacity(1 << 16);
+    let mut stats = Recorded::default();
+    let mut last_report = Instant::now();
+    while done.iter().any(|d| !d) {
+        let mut progressed = false;
+        for (i, reader) in readers.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            batch.events.clear();
+            batch.dead.clear();
+            match reader.poll(&mut batch)? {
+                Poll::Done => done[i] = true,
+                Poll::Ready => progressed = true,
+                Poll::Pending => {}
+            }
+            for d in &batch.dead {
+                stats.dead_lettered += 1;
+                if stats.dead_lettered <= 10 {
+                    eprintln!("record: skipped bad record: {}", crate::sinks::dead_letter_json(d));
+                }
+            }
+            pending.extend_from_slice(&batch.events);
+            if pending.len() >= 1 << 16 {
+                writer.write(&pending, &dict)?;
+                stats.events += pending.len() as u64;
+                pending.clear();
+            }
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!("record: {} events so far", stats.events + pending.len() as u64);
+        }
+    }
+    writer.write(&pending, &dict)?;
+    stats.events += pending.len() as u64;
+    let (_, chunks) = writer.finish()?;
+    stats.chunks = chunks;
+    stats.bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
+    Ok(stats)
+}

@@ -37,6 +37,9 @@ pub enum Command {
     Record(Box<RecordArgs>),
     /// Replay a binary log through the pipeline (`run --source log --input FILE`).
     Replay(Box<ReplayArgs>),
+    /// Start a local cluster: P processes on loopback running the command after `--`, output
+    /// forwarded; if one process fails, the others are stopped.
+    Cluster(ClusterArgs),
     /// Train the teacher network on synthetic data (step 1 of `optimize`).
     Train(ModelArgs),
     /// Distil the teacher into the small student (step 2).
@@ -148,6 +151,20 @@ pub struct RecordArgs {
     pub run: RunArgs,
 }
 
+/// `sensorflow cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Processes to start.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// Worker threads per process.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// The command each process runs (`run ...` or `replay ...`); cluster flags are added.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
 /// `sensorflow replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -233,9 +250,18 @@ pub struct RunArgs {
     /// Input files (jsonl, csv) or corpus directory (nab).
     #[arg(long, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Worker threads.
+    /// Worker threads (per process).
     #[arg(long, short = 'w')]
     pub workers: Option<usize>,
+    /// Processes in a timely cluster (each started with its own --process index).
+    #[arg(long)]
+    pub processes: Option<usize>,
+    /// This process's index in the cluster, 0-based.
+    #[arg(long)]
+    pub process: Option<usize>,
+    /// File with one host:port per process (default 127.0.0.1:2101, 2102, ...).
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
     /// Window length (e.g. 10s).
     #[arg(long, value_parser = parse_ms)]
     pub window: Option<u64>,
@@ -404,6 +430,15 @@ impl RunArgs {
         }
         if let Some(v) = self.workers {
             c.workers = v;
+        }
+        if let Some(v) = self.processes {
+            c.processes = v;
+        }
+        if let Some(v) = self.process {
+            c.process = v;
+        }
+        if let Some(v) = self.hostfile {
+            c.hostfile = Some(v);
         }
         if let Some(v) = self.window {
             c.window = v;

@@ -77,6 +77,12 @@ pub struct RunConfig {
     pub source: SourceConfig,
     /// Worker threads in this process.
     pub workers: usize,
+    /// Processes in the cluster (timely's cluster mode when above 1).
+    pub processes: usize,
+    /// This process's index, `0..processes`.
+    pub process: usize,
+    /// File with one `host:port` per process (default: 127.0.0.1:2101, :2102, ...).
+    pub hostfile: Option<PathBuf>,
     /// Window length, ms (`"10s"` in files).
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub window: u64,
@@ -129,6 +135,9 @@ impl Default for RunConfig {
         RunConfig {
             source: SourceConfig::default(),
             workers: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
             window: 10_000,
             hop: 0,
             lateness: 0,
@@ -170,9 +179,60 @@ impl RunConfig {
         }
     }
 
+    /// The timely configuration: one process, or this process of a cluster.
+    pub fn timely_config(&self) -> Result<timely::Config, Error> {
+        if self.processes <= 1 {
+            return Ok(timely::Config::process(self.workers));
+        }
+        let addresses: Vec<String> = match &self.hostfile {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from)
+                    .collect()
+            }
+            None => (0..self.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        };
+        if addresses.len() != self.processes {
+            return Err(Error::Config(format!(
+                "the hostfile lists {} addresses for {} processes",
+                addresses.len(),
+                self.processes
+            )));
+        }
+        Ok(timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        })
+    }
+
+    /// Where this process writes alerts: in a cluster, each process has its own file
+    /// (`alerts.jsonl` → `alerts.p1.jsonl`).
+    pub fn process_alerts(&self) -> AlertOutput {
+        match &self.alerts {
+            AlertOutput::File(path) if self.processes > 1 => {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = match path.extension() {
+                    Some(ext) => format!("{stem}.p{}.{}", self.process, ext.to_string_lossy()),
+                    None => format!("{stem}.p{}", self.process),
+                };
+                AlertOutput::File(path.with_file_name(name))
+            }
+            other => other.clone(),
+        }
+    }
+
     /// The checkpoint file in effect: the configured one, or one beside the alert file.
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
-        match (&self.checkpoint, &self.alerts, &self.source) {
+        match (&self.checkpoint, &self.process_alerts(), &self.source) {
             (Some(p), _, _) => Some(p.clone()),
             (None, AlertOutput::File(a), SourceConfig::Kafka(_)) => {
                 let mut name = a.as_os_str().to_owned();
@@ -189,6 +249,12 @@ impl RunConfig {
             return Err(Error::Config(format!("workers must be 1..=1024, got {}", self.workers)));
         }
         self.window_spec()?;
+        if self.processes == 0 || self.process >= self.processes {
+            return Err(Error::Config(format!(
+                "process must be in 0..{} (processes), got {}",
+                self.processes, self.process
+            )));
+        }
         if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {
             return Err(Error::Config("max_abs_value must be a positive number".into()));
         }

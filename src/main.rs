@@ -13,6 +13,7 @@ use sensorflow::bridge::{run_bridge, BridgeConfig};
 use sensorflow::simulate::{labels_path_for, simulate_to, Format, Output};
 
 fn main() -> ExitCode {
+    fail_stop_on_lost_peers();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +71,106 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
         println!("per-row results written under {}", out.join(&detector).display());
     }
     Ok(())
+}
+
+/// timely is fail-stop: when a peer process disappears, its network threads panic with
+/// "timely communication error". Turn that into a clear message and a prompt exit (3) instead
+/// of workers waiting forever for data that will not come.
+fn fail_stop_on_lost_peers() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("timely communication error") {
+            eprintln!("sensorflow: error: lost the connection to a peer process ({msg}); stopping");
+            std::process::exit(3);
+        }
+        default(info);
+    }));
+}
+
+/// Runs `args.command` in `args.processes` local processes joined into one timely cluster.
+fn cluster(args: cli::ClusterArgs) -> Result<()> {
+    use std::process::{Command as Proc, Stdio};
+    anyhow::ensure!(args.processes >= 1, "--processes must be at least 1");
+    anyhow::ensure!(
+        matches!(args.command.first().map(String::as_str), Some("run" | "replay")),
+        "the command after -- must be `run ...` or `replay ...`"
+    );
+    let ports: Vec<u16> = (0..args.processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
+        .collect::<std::io::Result<_>>()
+        .context("finding free ports")?;
+    let hostfile = std::env::temp_dir().join(format!("sensorflow-cluster-{}.hosts", std::process::id()));
+    let text: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+    std::fs::write(&hostfile, text).with_context(|| format!("writing {}", hostfile.display()))?;
+    let exe = std::env::current_exe().context("finding the sensorflow executable")?;
+    let mut children = Vec::new();
+    let mut forwarders = Vec::new();
+    for i in 0..args.processes {
+        let child = Proc::new(&exe)
+            .args(&args.command)
+            .args(["--processes", &args.processes.to_string(), "--process", &i.to_string()])
+            .args(["--workers", &args.workers.to_string(), "--hostfile"])
+            .arg(&hostfile)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting process {i}"))?;
+        eprintln!("cluster: process {i} is pid {}", child.id());
+        let mut child = child;
+        if let Some(out) = child.stdout.take() {
+            forwarders.push(std::thread::spawn(move || forward_lines(out)));
+        }
+        children.push(Some(child));
+    }
+    let mut failed: Option<(usize, std::process::ExitStatus)> = None;
+    while children.iter().any(Option::is_some) {
+        for (i, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            if let Some(status) = child.try_wait().context("waiting for a process")? {
+                *slot = None;
+                if !status.success() && failed.is_none() {
+                    failed = Some((i, status));
+                }
+            }
+        }
+        if failed.is_some() {
+            for child in children.iter_mut().flatten() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for f in forwarders {
+        let _ = f.join();
+    }
+    let _ = std::fs::remove_file(&hostfile);
+    match failed {
+        Some((i, status)) => anyhow::bail!("process {i} failed ({status}); stopped the others"),
+        None => Ok(()),
+    }
+}
+
+/// Copies a child's standard output to ours line by line (whole lines, so processes do not
+/// interleave mid-line), moving timely's connection messages, which it prints on standard
+/// output, to standard error.
+fn forward_lines(out: std::process::ChildStdout) {
+    use std::io::{BufRead, Write};
+    for line in std::io::BufReader::new(out).lines() {
+        let Ok(line) = line else { return };
+        if line.starts_with("awaiting connections (at ") || line.contains("\terror connecting to worker") {
+            eprintln!("{line}");
+        } else if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+            return;
+        }
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -144,6 +245,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Cluster(args) => cluster(args),
         Command::Record(args) => {
             let args = *args;
             let out = args.out.clone();

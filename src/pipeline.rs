@@ -22,7 +22,7 @@ use timely::dataflow::ProbeHandle;
 
 use sensorflow_operators::{
     partitioned_source, Alert, AlertKind, Anomalies, ApplyRules, Control, Counters, DeadLetter, Dedupe,
-    Dictionary, ErrorSlot, LateEvent, ScorerFactory, SourceContext, WatermarkClock, Windows,
+    Dictionary, ErrorSlot, LateEvent, ResolveNames, ScorerFactory, SourceContext, WatermarkClock, Windows,
 };
 
 use crate::config::{AlertOutput, RunConfig};
@@ -143,7 +143,7 @@ pub fn run_with(
         Some(path) => load_rules(path)?,
         None => parse_rules(DEFAULT_RULES, "built-in default rules")?,
     };
-    let alerts = match &config.alerts {
+    let alerts = match &config.process_alerts() {
         AlertOutput::Stdout => AlertWriter::Stdout(Default::default()),
         AlertOutput::File(path) => AlertWriter::file(path)?,
         AlertOutput::None => AlertWriter::Discard,
@@ -178,7 +178,7 @@ pub fn run_with(
         },
     });
     if shared.suppress_below > 0 {
-        if let AlertOutput::File(path) = &config.alerts {
+        if let AlertOutput::File(path) = &config.process_alerts() {
             let open = crate::sinks::open_episodes(path)?;
             let mut rules = shared.initial_rules.clone();
             rules.extend(open.into_iter().map(|(device, rule, since)| Control::OpenEpisode {
@@ -198,10 +198,9 @@ pub fn run_with(
     }
     let started = Instant::now();
     let worker_shared = shared.clone();
-    let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
-        run_worker(worker, &worker_shared, spec)
-    })
-    .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
+    let guards =
+        timely::execute(config.timely_config()?, move |worker| run_worker(worker, &worker_shared, spec))
+            .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
 
     let mut latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -264,6 +263,9 @@ fn run_worker(
 ) -> WorkerReport {
     let index = worker.index();
     let peers = worker.peers();
+    // The worker's index within this process (timely numbers workers process by process).
+    let local = index % shared.config.workers.max(1);
+    let cluster = shared.config.processes > 1;
     let ctx = ReaderContext {
         index,
         peers,
@@ -295,7 +297,7 @@ fn run_worker(
         let (control_input, control) = scope.new_collection::<Control, isize>();
         let source_ctx = SourceContext {
             counters: counters.clone(),
-            clock: Some((shared.clock.clone(), index)),
+            clock: Some((shared.clock.clone(), local)),
             errors: shared.errors.clone(),
             stop: shared.stop.clone(),
         };
@@ -325,8 +327,9 @@ fn run_worker(
         let s = shared.clone();
         let r = report.clone();
         let events = streams.events.probe_with(&source_probe).dedupe(counters.clone());
+        let control_stream = control.consolidate().inner.broadcast();
         let rule_alerts = events.clone().windows_core(Pipeline, spec, counters.clone()).apply_rules(
-            control.consolidate().inner.broadcast(),
+            control_stream.clone(),
             shared.dict.clone(),
             counters.clone(),
         );
@@ -337,6 +340,8 @@ fn run_worker(
             }
             None => rule_alerts,
         };
+        // In a cluster an alert may be made in a process that never read its device's name.
+        let alerts = if cluster { alerts.resolve_names(control_stream, shared.dict.clone()) } else { alerts };
         alerts
             .inspect_core(move |batch| match batch {
                 Ok((stamp, alerts)) => {
@@ -383,6 +388,16 @@ fn run_worker(
                 if let Some(input) = control.as_mut() {
                     if index == 0 {
                         rules.poll(input);
+                    }
+                    if cluster && local == 0 {
+                        // Tell every process the names this one has learned, at a time no
+                        // later than the events that carry them.
+                        for name in shared.dict.devices.drain_new() {
+                            input.insert(Control::DeviceName(name.to_string()));
+                        }
+                        for name in shared.dict.metrics.drain_new() {
+                            input.insert(Control::MetricName(name.to_string()));
+                        }
                     }
                     if t > *input.time() {
                         input.advance_to(t);

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod names;
 pub mod normalize;
 pub mod record;
+pub mod resolve;
 pub mod rules;
 pub mod source;
 pub mod testing;
@@ -35,6 +36,7 @@ pub use metrics::Counters;
 pub use names::{Dictionary, Interner, Names};
 pub use normalize::{OnlineNormalizer, SeriesWindow};
 pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
+pub use resolve::ResolveNames;
 pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use source::{
     partitioned_source, BadRecordPolicy, ErrorSlot, PartitionReader, Poll, SourceBatch, SourceContext,

@@ -1,7 +1,7 @@
 //! The name dictionary that travels beside the stream: events carry ids, sinks want names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::event::{stable_hash, DeviceId, MetricId};
 use crate::hash::IdHashSet;
@@ -10,6 +10,9 @@ use crate::hash::IdHashSet;
 #[derive(Clone, Debug, Default)]
 pub struct Names {
     inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+    /// Names recorded since the last [`Names::drain_new`], for processes that must tell
+    /// their peers (cluster mode).
+    journal: Arc<Mutex<Vec<Arc<str>>>>,
 }
 
 impl Names {
@@ -20,10 +23,18 @@ impl Names {
         match map.get(&id) {
             Some(existing) => existing.as_ref() == name,
             None => {
-                map.insert(id, Arc::from(name));
+                let name: Arc<str> = Arc::from(name);
+                map.insert(id, name.clone());
+                drop(map);
+                self.journal.lock().unwrap_or_else(PoisonError::into_inner).push(name);
                 true
             }
         }
+    }
+
+    /// Takes the names recorded since the last call.
+    pub fn drain_new(&self) -> Vec<Arc<str>> {
+        std::mem::take(&mut *self.journal.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The name recorded for `id`.

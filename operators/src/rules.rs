@@ -138,6 +138,10 @@ pub enum Control {
     Rule(Rule),
     /// Metadata of one device.
     Device(DeviceMeta),
+    /// A device name seen by some process (cluster mode: each process learns every name).
+    DeviceName(String),
+    /// A metric name seen by some process.
+    MetricName(String),
     /// An episode an earlier run fired and had not cleared when it stopped (read back from
     /// its alert output). If the same rule fires for the device in a window starting before
     /// `resume_at` (where the earlier run's output ended), that is this episode continuing:
@@ -263,6 +267,12 @@ impl RuleBook {
                 Control::Device(m) => {
                     *self.meta_counts.entry(m.clone()).or_insert(0) += diff;
                     touched_meta.insert(m.device.clone());
+                }
+                Control::DeviceName(name) => {
+                    dict.device(name);
+                }
+                Control::MetricName(name) => {
+                    dict.metric(name);
                 }
                 Control::OpenEpisode { device, rule, since, resume_at } => {
                     let key = (DeviceId::of(device).0, rule.clone());

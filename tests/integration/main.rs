@@ -5,6 +5,7 @@ mod bad_input;
 mod binlog;
 mod brokers;
 mod cli;
+mod cluster;
 mod common;
 mod pipeline;
 mod sources;

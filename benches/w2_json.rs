@@ -120,6 +120,27 @@ fn bare_loop(path: &Path) -> Row {
     }
 }
 
+/// 2 processes × 1 worker on loopback, timed from launch to exit (connection set-up included).
+fn cluster(path: &Path, rules: &Path, events: u64) -> Row {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+        .args(["cluster", "--processes", "2", "-w", "1", "--", "run", "--source", "jsonl", "--input"])
+        .arg(path)
+        .args(["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"])
+        .arg(rules)
+        .output()
+        .expect("launch the cluster");
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Row {
+        name: "W2 cluster: 2 processes x 1 worker".into(),
+        workers: 2,
+        events,
+        elapsed,
+        note: "wall time incl. process start and connection".into(),
+    }
+}
+
 fn main() {
     let events = env_u64("W2_EVENTS", 10_000_000);
     let path = dataset(events);
@@ -139,6 +160,7 @@ fn main() {
         assert!(runs.iter().all(|r| r.1 == fired), "alert counts must not depend on the run");
         rows.push(runs.into_iter().map(|r| r.0).min_by_key(|r| r.elapsed).unwrap());
     }
+    rows.push(cluster(&path, &rules, events));
     for workers in [1, 2] {
         // W3: the same with the shipped anomaly model scoring every event's window.
         rows.push(engine(&path, &rules, workers, "default").0);

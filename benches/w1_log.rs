@@ -1,0 +1,155 @@
+//! W1: binary log → 1 s tumbling windows per device and metric → rule `max > 80` → alert
+//! count, through the full engine at 1 and 2 workers and at 2 processes × 1 worker on
+//! loopback (`sensorflow cluster`), plus the same aggregation in a bare loop over the decoded
+//! log (the ceiling).
+//!
+//! Input: the W2 shape (1,000 devices, 10,000 events per second of event time), 50 M events
+//! (override with `W1_EVENTS`), written once as a log into `target/bench-data/`.
+//!
+//! Run: `cargo bench --bench w1_log` (results in `target/bench-results/w1_log.json`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::{data_dir, env_u64, report, Row};
+use sensorflow::config::{AlertOutput, RunConfig};
+use sensorflow::connectors::binlog::{LogReader, LogWriter};
+use sensorflow::connectors::SourceConfig;
+use sensorflow_operators::{Dictionary, Event, PartitionReader, Poll, SourceBatch};
+
+fn dataset(events: u64) -> PathBuf {
+    let path = data_dir().join(format!("w1-{events}.sflog"));
+    if path.exists() {
+        return path;
+    }
+    eprintln!("generating {} ...", path.display());
+    let tmp = path.with_extension("tmp");
+    let dict = Dictionary::default();
+    let devices: Vec<_> = (0..1000).map(|d| dict.device(&format!("dev-{d:06}"))).collect();
+    let metric = dict.metric("temperature");
+    let mut w = LogWriter::create(&tmp).unwrap();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut seq = vec![0u64; 1000];
+    let mut chunk = Vec::with_capacity(1 << 16);
+    for i in 0..events {
+        let d = (i % 1000) as usize;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let value = 20.0 + (rng % 6200) as f64 / 100.0;
+        chunk.push(Event { device: devices[d], metric, ts: 1_700_000_000_000 + i / 10, value, seq: seq[d] });
+        seq[d] += 1;
+        if chunk.len() == 1 << 16 {
+            w.write(&chunk, &dict).unwrap();
+            chunk.clear();
+        }
+    }
+    w.write(&chunk, &dict).unwrap();
+    w.finish().unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+fn config(path: &Path, rules: &Path, workers: usize) -> RunConfig {
+    RunConfig {
+        source: SourceConfig::Log { path: path.to_path_buf(), realtime: None },
+        workers,
+        window: 1000,
+        rules: Some(rules.to_path_buf()),
+        reload_rules: false,
+        alerts: AlertOutput::None,
+        model: "none".into(),
+        summary: false,
+        ..RunConfig::default()
+    }
+}
+
+fn engine(path: &Path, rules: &Path, workers: usize) -> (Row, u64) {
+    let summary = sensorflow::run(&config(path, rules, workers)).expect("run");
+    assert!(summary.balanced() && summary.dead_lettered == 0 && summary.late == 0, "{summary}");
+    let fired: u64 = summary.alerts_by_rule.values().map(|(f, _)| f).sum();
+    let row = Row {
+        name: "W1 engine: log→windows→rule".into(),
+        workers,
+        events: summary.records_in,
+        elapsed: summary.elapsed,
+        note: format!("{fired} alerts fired"),
+    };
+    (row, fired)
+}
+
+/// 2 processes × 1 worker on loopback, timed from launch to exit (connection set-up included).
+fn cluster(path: &Path, rules: &Path, events: u64) -> Row {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+        .args(["cluster", "--processes", "2", "-w", "1", "--", "replay"])
+        .arg(path)
+        .args(["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"])
+        .arg(rules)
+        .output()
+        .expect("launch the cluster");
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Row {
+        name: "W1 cluster: 2 processes x 1 worker".into(),
+        workers: 2,
+        events,
+        elapsed,
+        note: "wall time incl. process start and connection".into(),
+    }
+}
+
+/// Decode the log and aggregate max per (device, 1 s window) in one thread.
+fn bare_loop(path: &Path) -> Row {
+    use sensorflow_operators::hash::IdHashMap;
+    let started = Instant::now();
+    let mut reader = LogReader::new(path, 0, 1, Dictionary::default(), None);
+    let mut batch = SourceBatch::default();
+    let mut max: IdHashMap<(u64, u64), f64> = IdHashMap::default();
+    let mut n = 0u64;
+    loop {
+        batch.events.clear();
+        let poll = reader.poll(&mut batch).unwrap();
+        for e in &batch.events {
+            let m = max.entry((e.device.0, e.ts / 1000)).or_insert(f64::MIN);
+            *m = m.max(e.value);
+        }
+        n += batch.events.len() as u64;
+        if poll == Poll::Done {
+            break;
+        }
+    }
+    let over = max.values().filter(|&&m| m > 80.0).count();
+    Row {
+        name: "bare loop (decode + aggregate)".into(),
+        workers: 1,
+        events: n,
+        elapsed: started.elapsed(),
+        note: format!("{over} windows over 80"),
+    }
+}
+
+fn main() {
+    let events = env_u64("W1_EVENTS", 50_000_000);
+    let path = dataset(events);
+    let rules = data_dir().join("w1-rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"hot\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 80\n",
+    )
+    .unwrap();
+    let _ = bare_loop(&path); // warm the page cache
+    let mut rows = vec![bare_loop(&path)];
+    for workers in [1, 2] {
+        let runs: Vec<(Row, u64)> = (0..3).map(|_| engine(&path, &rules, workers)).collect();
+        let fired = runs[0].1;
+        assert!(runs.iter().all(|r| r.1 == fired), "alert counts must not depend on the run");
+        rows.push(runs.into_iter().map(|r| r.0).min_by_key(|r| r.elapsed).unwrap());
+    }
+    rows.push(cluster(&path, &rules, events));
+    report("w1_log", &rows);
+}

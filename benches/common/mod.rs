@@ -43,6 +43,16 @@ pub fn machine() -> serde_json::Value {
     serde_json::json!({ "cpu": cpu, "cores": cores, "commit": commit })
 }
 
+/// The longest `elapsed` among the run summaries in a cluster's standard error.
+pub fn slowest_process(stderr: &[u8]) -> Option<Duration> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("elapsed"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .reduce(f64::max)
+        .map(Duration::from_secs_f64)
+}
+
 /// One measured configuration.
 pub struct Row {
     pub name: String,

@@ -206,12 +206,15 @@ fn network_loop(
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        match connection.recv_timeout(Duration::from_millis(20)) {
-            Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(ack)))) => {
+        // Long enough that a connection handshake is never cut short (rumqttc's poll is not
+        // cancel-safe while connecting), short enough to hand over a backlog promptly.
+        match connection.recv_timeout(Duration::from_millis(250)) {
+            Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
                 backoff = Duration::from_millis(100);
-                if ack.session_present {
-                    subscribed.store(true, Ordering::Relaxed);
-                } else if client.try_subscribe(filter.as_str(), QoS::AtLeastOnce).is_err() {
+                // Subscribe on every connection, even when the broker kept the session: a
+                // connection that dropped between CONNECT and SUBSCRIBE leaves a session
+                // without the subscription. Subscribing again changes nothing otherwise.
+                if client.try_subscribe(filter.as_str(), QoS::AtLeastOnce).is_err() {
                     return;
                 }
             }

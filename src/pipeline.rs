@@ -179,7 +179,7 @@ pub fn run_with(
     });
     if shared.suppress_below > 0 {
         if let AlertOutput::File(path) = &config.process_alerts() {
-            let open = crate::sinks::open_episodes(path)?;
+            let open = crate::sinks::open_episodes(path, shared.suppress_below)?;
             let mut rules = shared.initial_rules.clone();
             rules.extend(open.into_iter().map(|(device, rule, since)| Control::OpenEpisode {
                 device,

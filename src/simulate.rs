@@ -97,10 +97,10 @@ impl Writer {
                 }
                 Writer::File(w, *format, path.clone())
             }
-            Output::Mqtt { broker, template } => {
-                let id = format!("sensorflow-simulate-{}", std::process::id());
-                Writer::Mqtt(MqttPublisher::connect(broker, &id)?, TopicTemplate::new(template))
-            }
+            Output::Mqtt { broker, template } => Writer::Mqtt(
+                MqttPublisher::connect(broker, "sensorflow-simulate")?,
+                TopicTemplate::new(template),
+            ),
             Output::Kafka { brokers, topic, partitions } => {
                 crate::connectors::kafka::ensure_topic(brokers, topic, *partitions)?;
                 Writer::Kafka(KafkaProducer::new(brokers, topic)?)

@@ -119,8 +119,7 @@ impl AlertWriter {
 
     /// An MQTT sink.
     pub fn mqtt(broker: &str, prefix: &str) -> Result<Self, Error> {
-        let client_id = format!("sensorflow-alerts-{}", std::process::id());
-        let publisher = MqttPublisher::connect(broker, &client_id)?;
+        let publisher = MqttPublisher::connect(broker, "sensorflow-alerts")?;
         Ok(AlertWriter::Mqtt { publisher: Box::new(publisher), prefix: prefix.into(), ids: HashSet::new() })
     }
 
@@ -213,8 +212,11 @@ impl AlertWriter {
     }
 }
 
-/// Episodes an alert file holds a `fired` for and no `cleared`: (device, rule, episode start).
-pub fn open_episodes(path: &Path) -> Result<Vec<(String, String, u64)>, Error> {
+/// Episodes that were open at dataflow time `at` according to an alert file: a `fired` before
+/// `at` and no `cleared` before it, as (device, rule, episode start). Transitions at or after
+/// `at` are ignored: a killed run may have written some of them ahead of its last checkpoint,
+/// and the run that resumes at `at` derives them again.
+pub fn open_episodes(path: &Path, at: u64) -> Result<Vec<(String, String, u64)>, Error> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -224,11 +226,19 @@ pub fn open_episodes(path: &Path) -> Result<Vec<(String, String, u64)>, Error> {
     for line in BufReader::new(file).split(b'\n') {
         let line = line.map_err(|e| Error::io(path, e))?;
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
-        let (Some(device), Some(rule), Some(since), Some(kind)) =
-            (v["device"].as_str(), v["rule"].as_str(), v["episode_start"].as_u64(), v["kind"].as_str())
-        else {
+        let (Some(device), Some(rule), Some(since), Some(kind), Some(end)) = (
+            v["device"].as_str(),
+            v["rule"].as_str(),
+            v["episode_start"].as_u64(),
+            v["kind"].as_str(),
+            v["window_end"].as_u64(),
+        ) else {
             continue;
         };
+        // An alert is made at its window's last millisecond.
+        if end.saturating_sub(1) >= at {
+            continue;
+        }
         let key = (device.to_string(), rule.to_string(), since);
         match kind {
             "fired" => open.insert(key, ()),

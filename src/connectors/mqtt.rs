@@ -246,14 +246,14 @@ fn network_loop(
             return;
         }
         match event {
-            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
                 failures = 0;
-                if !ack.session_present {
-                    if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
-                        let _ = tx.send(Incoming::Failed(format!("subscribing to {filter}: {e}")));
-                        return;
-                    }
+                // Subscribe on every connection, even when the broker kept the session (a
+                // connection lost between CONNECT and SUBSCRIBE leaves a session without it).
+                if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
+                    let _ = tx.send(Incoming::Failed(format!("subscribing to {filter}: {e}")));
+                    return;
                 }
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
@@ -331,6 +331,8 @@ impl PartitionReader for MqttReader {
 /// A QoS 1 publisher whose network loop runs on its own thread; `flush` waits for the
 /// broker's acknowledgements.
 pub struct MqttPublisher {
+    broker: String,
+    client_id: String,
     client: Client,
     sent: u64,
     acked: Arc<AtomicU64>,
@@ -344,11 +346,14 @@ impl std::fmt::Debug for MqttPublisher {
 }
 
 impl MqttPublisher {
-    /// Connects to `broker` as `client_id`, with a persistent session so that messages not
-    /// yet acknowledged when the connection drops are sent again after reconnecting (the
-    /// broker keeps the session; it is named after the process, so each run has its own).
-    pub fn connect(broker: &str, client_id: &str) -> Result<Self, ConnectorError> {
-        let opts = options(broker, client_id, true)?;
+    /// Connects to `broker` with a client id made of `prefix`, the process id and a counter
+    /// (two publishers must never share a session), and a persistent session so that messages
+    /// not yet acknowledged when the connection drops are sent again after reconnecting. The
+    /// session is removed from the broker when the publisher is dropped.
+    pub fn connect(broker: &str, prefix: &str) -> Result<Self, ConnectorError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let client_id = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let opts = options(broker, &client_id, true)?;
         let (client, mut connection) = Client::new(opts, 4096);
         let acked = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +382,7 @@ impl MqttPublisher {
                 }
             })
             .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
-        Ok(MqttPublisher { client, sent: 0, acked, stop })
+        Ok(MqttPublisher { broker: broker.to_string(), client_id, client, sent: 0, acked, stop })
     }
 
     /// Publishes at QoS 1 (blocks while the client's request queue is full).
@@ -415,5 +420,19 @@ impl Drop for MqttPublisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
+        // Connecting once with a clean session deletes the persistent one (best effort).
+        let Ok(opts) = options(&self.broker, &self.client_id, false) else { return };
+        let (client, mut conn) = Client::new(opts, 10);
+        for _ in 0..3 {
+            match conn.recv_timeout(Duration::from_millis(500)) {
+                Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
+                    let _ = client.try_disconnect();
+                    let _ = conn.recv_timeout(Duration::from_millis(100));
+                    return;
+                }
+                Ok(Ok(_)) => {}
+                _ => return,
+            }
+        }
     }
 }

@@ -17,41 +17,12 @@ use std::time::Instant;
 
 use common::{data_dir, env_u64, report, Row};
 use sensorflow::config::{AlertOutput, RunConfig};
-use sensorflow::connectors::binlog::{LogReader, LogWriter};
+use sensorflow::connectors::binlog::LogReader;
 use sensorflow::connectors::SourceConfig;
-use sensorflow_operators::{Dictionary, Event, PartitionReader, Poll, SourceBatch};
+use sensorflow_operators::{Dictionary, PartitionReader, Poll, SourceBatch};
 
 fn dataset(events: u64) -> PathBuf {
-    let path = data_dir().join(format!("w1-{events}.sflog"));
-    if path.exists() {
-        return path;
-    }
-    eprintln!("generating {} ...", path.display());
-    let tmp = path.with_extension("tmp");
-    let dict = Dictionary::default();
-    let devices: Vec<_> = (0..1000).map(|d| dict.device(&format!("dev-{d:06}"))).collect();
-    let metric = dict.metric("temperature");
-    let mut w = LogWriter::create(&tmp).unwrap();
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut seq = vec![0u64; 1000];
-    let mut chunk = Vec::with_capacity(1 << 16);
-    for i in 0..events {
-        let d = (i % 1000) as usize;
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let value = 20.0 + (rng % 6200) as f64 / 100.0;
-        chunk.push(Event { device: devices[d], metric, ts: 1_700_000_000_000 + i / 10, value, seq: seq[d] });
-        seq[d] += 1;
-        if chunk.len() == 1 << 16 {
-            w.write(&chunk, &dict).unwrap();
-            chunk.clear();
-        }
-    }
-    w.write(&chunk, &dict).unwrap();
-    w.finish().unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path
+    sensorflow::bench::log_dataset(&data_dir(), events).expect("generate the W1 log")
 }
 
 fn config(path: &Path, rules: &Path, workers: usize) -> RunConfig {

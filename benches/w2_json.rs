@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,34 +22,7 @@ use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::SourceConfig;
 
 fn dataset(events: u64) -> PathBuf {
-    let path = data_dir().join(format!("w2-{events}.jsonl"));
-    if path.exists() {
-        return path;
-    }
-    eprintln!("generating {} ...", path.display());
-    let tmp = path.with_extension("tmp");
-    let mut w = BufWriter::with_capacity(1 << 22, std::fs::File::create(&tmp).unwrap());
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut seq = vec![0u64; 1000];
-    for i in 0..events {
-        let device = (i % 1000) as usize;
-        let ts = 1_700_000_000_000 + i / 10; // 10,000 events per second of event time
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let value = 20.0 + (rng % 6200) as f64 / 100.0; // 20.00 .. 81.99: max > 80 sometimes
-        writeln!(
-            w,
-            r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{}}}"#,
-            seq[device]
-        )
-        .unwrap();
-        seq[device] += 1;
-    }
-    w.flush().unwrap();
-    drop(w);
-    std::fs::rename(&tmp, &path).unwrap();
-    path
+    sensorflow::bench::json_dataset(&data_dir(), events).expect("generate the W2 dataset")
 }
 
 fn engine(path: &Path, rules: &Path, workers: usize, model: &str) -> (Row, u64) {

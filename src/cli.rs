@@ -37,6 +37,9 @@ pub enum Command {
     Record(Box<RecordArgs>),
     /// Replay a binary log through the pipeline (`run --source log --input FILE`).
     Replay(Box<ReplayArgs>),
+    /// Run the benchmark workloads (W1 log, W2 JSON, W3 JSON + model, L latency) on
+    /// generated data; prints a table and writes JSON.
+    Bench(BenchArgs),
     /// Start a local cluster: P processes on loopback running the command after `--`, output
     /// forwarded; if one process fails, the others are stopped.
     Cluster(ClusterArgs),
@@ -149,6 +152,35 @@ pub struct RecordArgs {
     /// The source, as for `run` (default: the simulator).
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `sensorflow bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workloads: w1, w2, w3, l (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,l")]
+    pub workloads: Vec<String>,
+    /// Events per W run.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Worker counts to run each W workload at.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// Offered rates for L, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub rates: Vec<u64>,
+    /// Seconds per L rate.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// L: simulator tick, ms (each tick's samples arrive together).
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
+    /// Where generated datasets are kept.
+    #[arg(long, default_value = "target/bench-data")]
+    pub dir: PathBuf,
+    /// JSON result file.
+    #[arg(long, default_value = "target/bench-results/sensorflow-bench.json")]
+    pub out: PathBuf,
 }
 
 /// `sensorflow cluster`.

@@ -5,6 +5,7 @@
 //! synthetic signal generator in `sensorflow-models`.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod bridge;
 pub mod config;
 pub mod connectors;

@@ -93,6 +93,65 @@ fn fail_stop_on_lost_peers() {
     }));
 }
 
+/// `sensorflow bench`.
+fn bench(args: cli::BenchArgs) -> Result<()> {
+    use sensorflow::bench;
+    use sensorflow::connectors::SourceConfig;
+    let mut rows = Vec::new();
+    let rules = bench::hot_rules(&args.dir)?;
+    for w in &args.workloads {
+        match w.as_str() {
+            "w1" => {
+                let path = bench::log_dataset(&args.dir, args.events)?;
+                for &n in &args.workers {
+                    let source = SourceConfig::Log { path: path.clone(), realtime: None };
+                    rows.push(bench::run_w("W1 log → windows → rule", source, &rules, n, "none")?);
+                }
+            }
+            "w2" | "w3" => {
+                let path = bench::json_dataset(&args.dir, args.events)?;
+                let (name, model) = if w == "w2" {
+                    ("W2 JSON → windows → rule", "none")
+                } else {
+                    ("W3 W2 + anomaly model", "default")
+                };
+                for &n in &args.workers {
+                    let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
+                    rows.push(bench::run_w(name, source, &rules, n, model)?);
+                }
+            }
+            "l" => {
+                for &rate in &args.rates {
+                    rows.push(bench::latency(&args.dir, rate, args.secs, args.tick_ms, 2)?);
+                }
+            }
+            other => anyhow::bail!("unknown workload {other:?} (w1, w2, w3, l)"),
+        }
+    }
+    bench::print_table("sensorflow bench", &rows);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "machine": { "cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "version": env!("CARGO_PKG_VERSION"),
+        "rows": rows,
+    });
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("results written to {}", args.out.display());
+    Ok(())
+}
+
 /// Runs `args.command` in `args.processes` local processes joined into one timely cluster.
 fn cluster(args: cli::ClusterArgs) -> Result<()> {
     use std::process::{Command as Proc, Stdio};
@@ -246,6 +305,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Cluster(args) => cluster(args),
+        Command::Bench(args) => bench(args),
         Command::Record(args) => {
             let args = *args;
             let out = args.out.clone();

@@ -89,3 +89,29 @@ fn simulate_then_run_the_file() {
         summary.lines().find(|l| l.starts_with("events in")).and_then(|l| l.split_whitespace().last());
     assert_eq!(events_in, Some(lines.to_string().as_str()), "{summary}");
 }
+
+#[test]
+fn bench_runs_the_workloads_and_writes_json() {
+    let dir = tmp();
+    let out = dir.path().join("bench.json");
+    let run = sensorflow()
+        .args(["bench", "--workloads", "w1,w2,l", "--events", "20000", "--workers", "1,2"])
+        .args(["--rates", "3000", "--secs", "1", "--dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "w1 and w2 at 1 and 2 workers, one L rate");
+    for r in &rows[..4] {
+        assert_eq!(r["events"], 20000, "{r}");
+        assert!(r["alerts"].as_u64().unwrap() > 0, "max > 80 fires on this data: {r}");
+        assert!(r["events_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    // The same data and rule give the same alerts whatever the format or worker count.
+    assert!(rows[..4].iter().all(|r| r["alerts"] == rows[0]["alerts"]), "{rows:?}");
+    assert!(rows[4]["latency"]["p99_us"].as_u64().is_some(), "{}", rows[4]);
+}

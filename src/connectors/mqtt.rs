@@ -436,3 +436,70 @@ impl Drop for MqttPublisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensorflow_operators::Dictionary;
+
+    fn parse(topic: &str, payload: &[u8], template: Option<&str>) -> (SourceBatch, Dictionary) {
+        let dict = Dictionary::default();
+        let mut b = EventBuilder::new(dict.devices.clone(), dict.metrics.clone(), Default::default());
+        let mut out = SourceBatch::default();
+        let t = template.map(TopicTemplate::new);
+        parse_message("mqtt:test", 7, topic, payload, t.as_ref(), &mut b, &mut out);
+        (out, dict)
+    }
+
+    #[test]
+    fn names_come_from_the_topic_when_the_payload_lacks_them() {
+        let (out, dict) = parse("s/d9/temperature", br#"{"ts":5,"value":1.5}"#, Some("s/{device}/{metric}"));
+        assert!(out.dead.is_empty(), "{:?}", out.dead);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(&*dict.device_name(out.events[0].device), "d9");
+        assert_eq!(&*dict.metric_name(out.events[0].metric), "temperature");
+        assert_eq!(out.events[0].value, 1.5);
+    }
+
+    #[test]
+    fn several_lines_make_several_events() {
+        let payload = b"{\"device\":\"a\",\"metric\":\"m\",\"ts\":1,\"value\":1}\n{\"device\":\"b\",\"metric\":\"m\",\"ts\":2,\"value\":2}\n";
+        let (out, _) = parse("any/topic", payload, None);
+        assert_eq!(out.events.len(), 2);
+        assert!(out.dead.is_empty());
+    }
+
+    #[test]
+    fn bad_messages_become_dead_letters_with_reasons() {
+        let (out, _) = parse("other/d1/m", br#"{"ts":1,"value":1}"#, Some("s/{device}/{metric}"));
+        assert!(out.events.is_empty());
+        assert!(out.dead[0].reason.contains("does not match the topic template"), "{:?}", out.dead);
+        assert_eq!(out.dead[0].position, 7);
+
+        let (out, _) = parse("s/d1/m", b"not json", Some("s/{device}/{metric}"));
+        assert_eq!((out.events.len(), out.dead.len()), (0, 1));
+
+        let (out, _) = parse("s/d1/m", br#"{"ts":"soon","value":1}"#, Some("s/{device}/{metric}"));
+        assert_eq!((out.events.len(), out.dead.len()), (0, 1));
+
+        let huge = vec![b'x'; MAX_PAYLOAD + 1];
+        let (out, _) = parse("s/d1/m", &huge, None);
+        assert!(out.dead[0].reason.contains("over the"), "{}", out.dead[0].reason);
+        assert!(out.dead[0].raw.len() < huge.len(), "raw input is cut");
+    }
+
+    #[test]
+    fn templates_render_and_match() {
+        let t = TopicTemplate::new("plant/{device}/+/{metric}");
+        assert_eq!(t.extract("plant/d1/x/temp"), Some((Some("d1"), Some("temp"))));
+        assert_eq!(t.extract("plant/d1/temp"), None);
+        assert_eq!(t.render("d2", "hum"), "plant/d2/+/hum");
+    }
+
+    #[test]
+    fn a_broker_address_needs_a_port() {
+        assert_eq!(host_port("mqtt://h:1883").unwrap(), ("h".to_string(), 1883));
+        assert!(host_port("h").is_err());
+        assert!(host_port("h:port").is_err());
+    }
+}

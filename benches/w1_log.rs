@@ -12,11 +12,11 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::{data_dir, env_u64, report, Row};
-use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::binlog::LogReader;
 use sensorflow::connectors::SourceConfig;
 use sensorflow_operators::{Dictionary, PartitionReader, Poll, SourceBatch};
@@ -25,54 +25,17 @@ fn dataset(events: u64) -> PathBuf {
     sensorflow::bench::log_dataset(&data_dir(), events).expect("generate the W1 log")
 }
 
-fn config(path: &Path, rules: &Path, workers: usize) -> RunConfig {
-    RunConfig {
-        source: SourceConfig::Log { path: path.to_path_buf(), realtime: None },
-        workers,
-        window: 1000,
-        rules: Some(rules.to_path_buf()),
-        reload_rules: false,
-        alerts: AlertOutput::None,
-        model: "none".into(),
-        summary: false,
-        ..RunConfig::default()
-    }
-}
-
 fn engine(path: &Path, rules: &Path, workers: usize) -> (Row, u64) {
-    let summary = sensorflow::run(&config(path, rules, workers)).expect("run");
-    assert!(summary.balanced() && summary.dead_lettered == 0 && summary.late == 0, "{summary}");
-    let fired: u64 = summary.alerts_by_rule.values().map(|(f, _)| f).sum();
-    let row = Row {
-        name: "W1 engine: log→windows→rule".into(),
-        workers,
-        events: summary.records_in,
-        elapsed: summary.elapsed,
-        note: format!("{fired} alerts fired"),
-    };
-    (row, fired)
+    let source = SourceConfig::Log { path: path.to_path_buf(), realtime: None };
+    common::engine("W1 engine: log→windows→rule", source, rules, workers, "none")
 }
 
-/// 2 processes × 1 worker on loopback, timed from launch to exit (connection set-up included).
 fn cluster(path: &Path, rules: &Path, events: u64) -> Row {
-    let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
-        .args(["cluster", "--processes", "2", "-w", "1", "--", "replay"])
-        .arg(path)
-        .args(["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"])
-        .arg(rules)
-        .output()
-        .expect("launch the cluster");
-    let wall = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let elapsed = common::slowest_process(&out.stderr).unwrap_or(wall);
-    Row {
-        name: "W1 cluster: 2 processes x 1 worker".into(),
-        workers: 2,
-        events,
-        elapsed,
-        note: format!("slowest process's run time; {:.2} s wall incl. start-up", wall.as_secs_f64()),
-    }
+    let tail =
+        ["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"].map(OsStr::new);
+    let args: Vec<&OsStr> =
+        [OsStr::new("replay"), path.as_os_str()].into_iter().chain(tail).chain([rules.as_os_str()]).collect();
+    common::cluster("W1 cluster: 2 processes x 1 worker", &args, events)
 }
 
 /// Decode the log and aggregate max per (device, 1 s window) in one thread.

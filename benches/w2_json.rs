@@ -14,11 +14,11 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::{data_dir, env_u64, report, Row};
-use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::SourceConfig;
 
 fn dataset(events: u64) -> PathBuf {
@@ -26,30 +26,9 @@ fn dataset(events: u64) -> PathBuf {
 }
 
 fn engine(path: &Path, rules: &Path, workers: usize, model: &str) -> (Row, u64) {
-    let config = RunConfig {
-        source: SourceConfig::Jsonl { paths: vec![path.to_path_buf()] },
-        workers,
-        window: 1000,
-        rules: Some(rules.to_path_buf()),
-        reload_rules: false,
-        alerts: AlertOutput::None,
-        model: model.into(),
-        summary: false,
-        ..RunConfig::default()
-    };
-    let summary = sensorflow::run(&config).expect("run");
-    assert!(summary.balanced() && summary.dead_lettered == 0 && summary.late == 0, "{summary}");
-    let fired: u64 = summary.alerts_by_rule.values().map(|(f, _)| f).sum();
     let name =
         if model == "none" { "W2 engine: jsonl→windows→rule" } else { "W3 engine: W2 + anomaly model" };
-    let row = Row {
-        name: name.into(),
-        workers,
-        events: summary.records_in,
-        elapsed: summary.elapsed,
-        note: format!("{} alerts fired", fired),
-    };
-    (row, fired)
+    common::engine(name, SourceConfig::Jsonl { paths: vec![path.to_path_buf()] }, rules, workers, model)
 }
 
 /// The same work in a plain loop: read the file, parse each line with the engine's parser,
@@ -92,26 +71,13 @@ fn bare_loop(path: &Path) -> Row {
     }
 }
 
-/// 2 processes × 1 worker on loopback, timed from launch to exit (connection set-up included).
 fn cluster(path: &Path, rules: &Path, events: u64) -> Row {
-    let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
-        .args(["cluster", "--processes", "2", "-w", "1", "--", "run", "--source", "jsonl", "--input"])
-        .arg(path)
-        .args(["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"])
-        .arg(rules)
-        .output()
-        .expect("launch the cluster");
-    let wall = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let elapsed = common::slowest_process(&out.stderr).unwrap_or(wall);
-    Row {
-        name: "W2 cluster: 2 processes x 1 worker".into(),
-        workers: 2,
-        events,
-        elapsed,
-        note: format!("slowest process's run time; {:.2} s wall incl. start-up", wall.as_secs_f64()),
-    }
+    let head = ["run", "--source", "jsonl", "--input"].map(OsStr::new);
+    let tail =
+        ["--window", "1s", "--model", "none", "--alerts", "none", "--no-reload", "--rules"].map(OsStr::new);
+    let args: Vec<&OsStr> =
+        head.into_iter().chain([path.as_os_str()]).chain(tail).chain([rules.as_os_str()]).collect();
+    common::cluster("W2 cluster: 2 processes x 1 worker", &args, events)
 }
 
 fn main() {

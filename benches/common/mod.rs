@@ -53,6 +53,45 @@ pub fn slowest_process(stderr: &[u8]) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
+/// One run of a W workload through the engine, as a row, with its fired-alert count.
+pub fn engine(
+    name: &str,
+    source: sensorflow::connectors::SourceConfig,
+    rules: &std::path::Path,
+    workers: usize,
+    model: &str,
+) -> (Row, u64) {
+    let r = sensorflow::bench::run_w(name, source, rules, workers, model).expect("run");
+    let row = Row {
+        name: name.into(),
+        workers,
+        events: r.events,
+        elapsed: Duration::from_secs_f64(r.seconds),
+        note: format!("{} alerts fired", r.alerts),
+    };
+    (row, r.alerts)
+}
+
+/// 2 processes × 1 worker on loopback (`sensorflow cluster -- <command>`), reporting the slowest
+/// process's run time beside the wall time including start-up and connection.
+pub fn cluster(name: &str, command: &[&std::ffi::OsStr], events: u64) -> Row {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+        .args(["cluster", "--processes", "2", "-w", "1", "--"])
+        .args(command)
+        .output()
+        .expect("launch the cluster");
+    let wall = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Row {
+        name: name.into(),
+        workers: 2,
+        events,
+        elapsed: slowest_process(&out.stderr).unwrap_or(wall),
+        note: format!("slowest process's run time; {:.2} s wall incl. start-up", wall.as_secs_f64()),
+    }
+}
+
 /// One measured configuration.
 pub struct Row {
     pub name: String,

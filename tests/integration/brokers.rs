@@ -60,6 +60,27 @@ fn kafka_source(topic: &str) -> KafkaSourceConfig {
     k
 }
 
+/// Starts a bridge from `<prefix>/<device>/<metric>` on `mqtt` to `topic`, ending 8 s after the
+/// last message, and returns once the broker has confirmed its subscription.
+fn start_bridge(
+    mqtt: &str,
+    prefix: &str,
+    topic: &str,
+) -> std::thread::JoinHandle<Result<sensorflow::bridge::BridgeStats, sensorflow::Error>> {
+    let mut b = BridgeConfig::new(mqtt, &format!("{prefix}/#"), &kafka(), topic);
+    b.template = Some(format!("{prefix}/{{device}}/{{metric}}"));
+    b.client_id = unique("bridge");
+    b.until_idle = Some(Duration::from_secs(8));
+    let subscribed = b.subscribed.clone();
+    let bridge = std::thread::spawn(move || run_bridge(&b, Arc::new(AtomicBool::new(false))));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !subscribed.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the bridge did not subscribe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bridge
+}
+
 fn ids(alerts: &[sensorflow_operators::Alert]) -> BTreeSet<String> {
     alerts.iter().map(|a| a.id()).collect()
 }
@@ -86,17 +107,7 @@ fn simulator_to_mqtt_through_the_bridge_to_kafka_and_two_workers_matches_the_dir
 
     let prefix = unique("sensors");
     let topic = unique("e2e");
-    let mut b = BridgeConfig::new(&mqtt(), &format!("{prefix}/#"), &kafka(), &topic);
-    b.template = Some(format!("{prefix}/{{device}}/{{metric}}"));
-    b.client_id = unique("bridge");
-    b.until_idle = Some(Duration::from_secs(8));
-    let subscribed = b.subscribed.clone();
-    let bridge = std::thread::spawn(move || run_bridge(&b, Arc::new(AtomicBool::new(false))));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !subscribed.load(Ordering::Relaxed) {
-        assert!(Instant::now() < deadline, "the bridge did not subscribe");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let bridge = start_bridge(&mqtt(), &prefix, &topic);
 
     let out = Output::Mqtt { broker: mqtt(), template: format!("{prefix}/{{device}}/{{metric}}") };
     let written = simulate_to(&sim, &out, &dir.path().join("labels.json"), None, None).unwrap();
@@ -404,17 +415,7 @@ fn a_restarted_mqtt_broker_loses_nothing_between_devices_and_kafka() {
     let mut broker = OwnMosquitto::start(dir.path(), port);
     let addr = format!("127.0.0.1:{port}");
     let topic = unique("restart");
-    let mut b = BridgeConfig::new(&addr, "dev/#", &kafka(), &topic);
-    b.template = Some("dev/{device}/{metric}".into());
-    b.client_id = unique("bridge");
-    b.until_idle = Some(Duration::from_secs(8));
-    let subscribed = b.subscribed.clone();
-    let bridge = std::thread::spawn(move || run_bridge(&b, Arc::new(AtomicBool::new(false))));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !subscribed.load(Ordering::Relaxed) {
-        assert!(Instant::now() < deadline, "the bridge did not subscribe");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let bridge = start_bridge(&addr, "dev", &topic);
     // 5 s of devices publishing in real time (3,000 events/s), the broker down for half a
     // second in the middle. Re-sent messages arrive out of order: within the allowed lateness.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;

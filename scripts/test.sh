@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run every test"; .ci/run calls exactly this).
 # It installs and starts whatever the tests need, then runs every test of the workspace.
-# The tests need the Rust toolchain, ../shared/datasets (the NAB corpus), and two real brokers:
+# The tests need the Rust toolchain, ../shared/datasets (the NAB corpus), headless Chromium
+# with chromedriver (installed from apt if missing), and two real brokers:
 # Mosquitto and tansu (Kafka protocol), which scripts/brokers.sh installs, starts on free
 # loopback ports and stops on exit. Broker tests fail (not skip) if the brokers are missing.
 set -euo pipefail
@@ -17,6 +18,14 @@ fi
 if [ ! -d "${SENSORFLOW_NAB_DIR:-/nonexistent}/data" ]; then
   echo "test.sh: the NAB corpus was not found (../shared/datasets/nab; set SENSORFLOW_NAB_DIR)" >&2
   exit 1
+fi
+
+# Headless Chromium and its WebDriver for the dashboard test (tests/integration/dashboard.rs).
+if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
+  echo "test.sh: installing chromium and chromium-driver (apt)" >&2
+  if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
+  $APT install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+    || { $APT update -q >/dev/null && $APT install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
 fi
 
 # Real brokers for the connector tests (exports SENSORFLOW_MQTT and SENSORFLOW_KAFKA).

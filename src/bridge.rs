@@ -169,7 +169,7 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
         if last_report.elapsed() >= cfg.report_every {
             last_report = Instant::now();
             let rate = stats.forwarded as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!("bridge: {stats} ({rate:.0} msg/s)");
+            tracing::info!("bridge: {stats} ({rate:.0} msg/s)");
         }
     }
     if let Some((w, p)) = dead.as_mut() {
@@ -225,7 +225,7 @@ fn network_loop(
             Ok(Ok(_)) | Err(rumqttc::RecvTimeoutError::Timeout) => {}
             Err(rumqttc::RecvTimeoutError::Disconnected) => return,
             Ok(Err(e)) => {
-                eprintln!("bridge: mqtt: {e}; reconnecting in {backoff:?}");
+                tracing::warn!("bridge: mqtt: {e}; reconnecting in {backoff:?}");
                 backlog.push_back(Incoming::ConnectionError);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -280,7 +280,7 @@ fn forward(
                     let line = dead_letter_json(&letter);
                     match dead {
                         Some((w, path)) => writeln!(w, "{line}").map_err(|e| Error::io(path, e))?,
-                        None => eprintln!("bridge: dead letter: {line}"),
+                        None => tracing::warn!("bridge: dead letter: {line}"),
                     }
                 }
                 continue;
@@ -312,7 +312,7 @@ fn forward(
                         "bridge: giving up after {attempt} attempts: {e}"
                     ))));
                 }
-                eprintln!("bridge: {e}; producing the batch again (attempt {attempt})");
+                tracing::warn!("bridge: {e}; producing the batch again (attempt {attempt})");
                 std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
             }
         }

@@ -122,6 +122,10 @@ pub struct EvaluateArgs {
     /// Also write the model's per-row outputs in NAB's results layout under this directory.
     #[arg(long)]
     pub write_results: Option<PathBuf>,
+    /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
+    /// `report.png` from the optimization report (`--dir`/report.json) when there is one.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Input kinds.
@@ -358,6 +362,12 @@ pub struct RunArgs {
     /// Kafka/MQTT: finish once no message has arrived for this long (e.g. 5s).
     #[arg(long, value_parser = parse_ms)]
     pub until_idle: Option<u64>,
+    /// Serve metrics, alerts and the dashboard on this address (e.g. 127.0.0.1:9898).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Export traces (source batches, scoring batches, alerts) to this OTLP/HTTP endpoint.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Bad-record policies.
@@ -459,6 +469,12 @@ impl RunArgs {
         }
         if let Some(v) = self.checkpoint {
             c.checkpoint = Some(v);
+        }
+        if let Some(v) = self.http {
+            c.http = Some(v);
+        }
+        if let Some(v) = self.otlp_endpoint {
+            c.otlp_endpoint = Some(v);
         }
         if let Some(v) = self.workers {
             c.workers = v;

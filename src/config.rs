@@ -124,6 +124,12 @@ pub struct RunConfig {
     pub model: String,
     /// Print the summary table at the end.
     pub summary: bool,
+    /// Serve `/metrics`, `/alerts`, `/healthz` and the dashboard on this address while the
+    /// run lasts (`127.0.0.1:9898`; port 0 picks one). In a cluster, process I uses port + I.
+    pub http: Option<String>,
+    /// Export `source_batch`, `score_batch` and `alert` spans to this OTLP/HTTP endpoint
+    /// (`http://host:4318`, or the full `…/v1/traces` URL).
+    pub otlp_endpoint: Option<String>,
 }
 
 fn opt_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -154,6 +160,8 @@ impl Default for RunConfig {
             duration: None,
             model: "default".into(),
             summary: true,
+            http: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -162,6 +170,18 @@ impl RunConfig {
     /// Reads a TOML config file over the defaults.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
         toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))
+    }
+
+    /// The address this process's HTTP server listens on, if any.
+    pub fn http_addr(&self) -> Result<Option<String>, Error> {
+        let Some(addr) = &self.http else { return Ok(None) };
+        if self.processes <= 1 {
+            return Ok(Some(addr.clone()));
+        }
+        let sock: std::net::SocketAddr =
+            addr.parse().map_err(|e| Error::Config(format!("--http {addr}: expected IP:PORT ({e})")))?;
+        let port = if sock.port() == 0 { 0 } else { sock.port() + self.process as u16 };
+        Ok(Some(std::net::SocketAddr::new(sock.ip(), port).to_string()))
     }
 
     /// The window shape.

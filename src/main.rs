@@ -63,6 +63,9 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
             s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
         );
     }
+    if let Some(dir) = &args.plot {
+        plot_evaluation(dir, &args.dir, &outputs, &windows, scores.first().map(|s| s.threshold))?;
+    }
     if let Some(out) = &args.write_results {
         let with: Vec<(nab::Profile, f64)> =
             profiles.iter().cloned().zip(scores.iter().map(|s| s.threshold)).collect();
@@ -70,6 +73,41 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
         nab::write_results(out, &detector, &outputs, &windows, &with)?;
         println!("per-row results written under {}", out.join(&detector).display());
     }
+    Ok(())
+}
+
+/// `evaluate --plot DIR`: one PNG per file and the optimization report's chart.
+fn plot_evaluation(
+    dir: &std::path::Path,
+    model_dir: &std::path::Path,
+    outputs: &[sensorflow_models::nab::FileOutput],
+    windows: &sensorflow_models::nab::Windows,
+    threshold: Option<f64>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut meter = sensorflow_operators::progress::Meter::new(
+        "plot",
+        Some(outputs.len() as u64),
+        "files",
+        std::time::Duration::from_secs(5),
+    );
+    for (i, out) in outputs.iter().enumerate() {
+        let labelled = windows.get(&out.file).map(Vec::as_slice).unwrap_or(&[]);
+        sensorflow::plot::plot_file(dir, out, labelled, threshold)?;
+        meter.set(i as u64 + 1, String::new);
+    }
+    meter.finish();
+    let report = model_dir.join("report.json");
+    let mut drawn = outputs.len();
+    if report.exists() {
+        let text =
+            std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
+        let rows: Vec<sensorflow_models::detector::evaluate::ReportRow> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an optimization report", report.display()))?;
+        sensorflow::plot::plot_report(&dir.join("report.png"), &rows)?;
+        drawn += 1;
+    }
+    println!("{drawn} plots written to {}", dir.display());
     Ok(())
 }
 
@@ -99,7 +137,16 @@ fn bench(args: cli::BenchArgs) -> Result<()> {
     use sensorflow::connectors::SourceConfig;
     let mut rows = Vec::new();
     let rules = bench::hot_rules(&args.dir)?;
+    let planned: usize =
+        args.workloads.iter().map(|w| if w == "l" { args.rates.len() } else { args.workers.len() }).sum();
+    let mut meter = sensorflow_operators::progress::Meter::new(
+        "bench",
+        Some(planned as u64),
+        "rows",
+        std::time::Duration::ZERO,
+    );
     for w in &args.workloads {
+        let before = rows.len();
         match w.as_str() {
             "w1" => {
                 let path = bench::log_dataset(&args.dir, args.events)?;
@@ -127,7 +174,11 @@ fn bench(args: cli::BenchArgs) -> Result<()> {
             }
             other => anyhow::bail!("unknown workload {other:?} (w1, w2, w3, l)"),
         }
+        if rows.len() > before {
+            meter.set(rows.len() as u64, || format!("{w} done"));
+        }
     }
+    meter.finish();
     bench::print_table("sensorflow bench", &rows);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -239,9 +290,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    // Runs install logging once their config (which may name an OTLP endpoint) is known.
+    let _logging = match &cli.command {
+        Command::Run(_) | Command::Replay(_) => None,
+        _ => Some(sensorflow::logging::init(None)?),
+    };
     match cli.command {
         Command::Run(args) => {
             let config = (*args).into_config()?;
+            let _logging = sensorflow::logging::init(config.otlp_endpoint.as_deref())?;
             let summary = sensorflow::run(&config)?;
             if config.summary {
                 eprint!("{summary}");
@@ -329,6 +386,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             args.run.input = vec![args.file.clone()];
             args.run.realtime = args.speed;
             let config = args.run.into_config()?;
+            let _logging = sensorflow::logging::init(config.otlp_endpoint.as_deref())?;
             let summary = sensorflow::run(&config)?;
             if config.summary {
                 eprint!("{summary}");

@@ -4,10 +4,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sensorflow_models::detector::artifact::{default_scorer, load_scorer};
+use sensorflow_models::detector::artifact::{default_model_files, default_scorer, load_scorer};
 use sensorflow_operators::{Scorer, ScorerFactory, ScorerReload};
 
+use crate::observe::{ModelInfo, Telemetry};
 use crate::Error;
+
+/// A model's version: the first 16 hex digits of the XXH3 hash of its card and weights.
+fn version(card: &[u8], weights: &[u8]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(card);
+    h.update(weights);
+    format!("{:016x}", h.digest())
+}
+
+fn version_of_card(path: &Path) -> String {
+    let (dir, name) = card_parts(path);
+    let card = std::fs::read(path).unwrap_or_default();
+    let weights = std::fs::read(dir.join(format!("{name}.bpk"))).unwrap_or_default();
+    version(&card, &weights)
+}
+
+/// Name and version of the model `choice` names (empty for `none`), for metrics.
+pub fn model_info(choice: &str, factory: Option<&ScorerFactory>) -> ModelInfo {
+    let Some(factory) = factory else { return ModelInfo::default() };
+    let name = factory().0.name().to_string();
+    let version = match choice {
+        "default" => {
+            let (card, weights) = default_model_files();
+            version(card.as_bytes(), weights)
+        }
+        path => version_of_card(Path::new(path)),
+    };
+    ModelInfo { name, version, reloads: 0 }
+}
 
 /// Splits a card path `dir/name.json` into (dir, name).
 fn card_parts(path: &Path) -> (PathBuf, String) {
@@ -26,7 +56,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 /// A reload hook: at most every 500 ms, checks the card and weights; when either changed and
 /// the new model loads, returns it (a model that fails to load is reported and skipped).
-fn reload_hook(path: PathBuf) -> ScorerReload {
+fn reload_hook(path: PathBuf, telemetry: Option<Arc<Telemetry>>) -> ScorerReload {
     let mut seen = modified(&path);
     let mut last_check = Instant::now();
     Box::new(move || {
@@ -42,11 +72,17 @@ fn reload_hook(path: PathBuf) -> ScorerReload {
         let (dir, name) = card_parts(&path);
         match load_scorer(&dir, &name) {
             Ok(s) => {
-                eprintln!("anomaly model reloaded from {}", path.display());
+                tracing::info!(target: "sensorflow::model", model = %path.display(), "anomaly model reloaded");
+                if let Some(t) = &telemetry {
+                    let mut m = t.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    m.name = sensorflow_operators::Scorer::name(&s).to_string();
+                    m.version = version_of_card(&path);
+                    m.reloads += 1;
+                }
                 Some(Box::new(s) as Box<dyn Scorer>)
             }
             Err(e) => {
-                eprintln!("anomaly model reload failed, keeping the previous one: {e}");
+                tracing::warn!(target: "sensorflow::model", model = %path.display(), error = %e, "anomaly model reload failed, keeping the previous one");
                 None
             }
         }
@@ -56,6 +92,14 @@ fn reload_hook(path: PathBuf) -> ScorerReload {
 /// The scorer factory for `choice` (`default`, `none`, or a card path), checking that the
 /// model loads before the run starts.
 pub fn scorer_factory(choice: &str) -> Result<Option<ScorerFactory>, Error> {
+    scorer_factory_with(choice, None)
+}
+
+/// [`scorer_factory`], reporting reloads to `telemetry`.
+pub fn scorer_factory_with(
+    choice: &str,
+    telemetry: Option<Arc<Telemetry>>,
+) -> Result<Option<ScorerFactory>, Error> {
     match choice {
         "none" => Ok(None),
         "default" => {
@@ -74,7 +118,10 @@ pub fn scorer_factory(choice: &str) -> Result<Option<ScorerFactory>, Error> {
             let (dir, name) = card_parts(&path);
             let scorer = load_scorer(&dir, &name).map_err(Error::Model)?;
             Ok(Some(Arc::new(move || {
-                (Box::new(scorer.clone()) as Box<dyn Scorer>, Some(reload_hook(path.clone())))
+                (
+                    Box::new(scorer.clone()) as Box<dyn Scorer>,
+                    Some(reload_hook(path.clone(), telemetry.clone())),
+                )
             })))
         }
     }

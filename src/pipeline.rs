@@ -29,6 +29,9 @@ use crate::config::{AlertOutput, RunConfig};
 use crate::connectors::parse::Limits;
 use crate::connectors::simulator::{Label, Labels};
 use crate::connectors::{self, ReaderContext};
+use crate::http::HttpServer;
+use crate::logging::BatchLedger;
+use crate::observe::Telemetry;
 use crate::rules_file::{load_rules, parse_rules, DEFAULT_RULES};
 use crate::sinks::{dead_letter_json, late_json, AlertWriter, LineFile};
 use crate::summary::{LatencySummary, Summary};
@@ -81,6 +84,8 @@ impl Collected {
 pub struct RunHandle {
     /// Set to stop the sources; the run then drains and finishes.
     pub stop: Arc<AtomicBool>,
+    /// The HTTP server's address, once it listens (with `RunConfig::http`).
+    pub http: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 struct Shared {
@@ -102,6 +107,10 @@ struct Shared {
     committers: Mutex<Vec<Arc<dyn connectors::Committer>>>,
     /// Alerts below this dataflow time were written by an earlier run (Kafka resume point).
     suppress_below: u64,
+    /// Live state for the HTTP server, when there is one.
+    telemetry: Option<Arc<Telemetry>>,
+    /// Where source batches are remembered for tracing alerts back, when exporting spans.
+    ledger: Option<Arc<BatchLedger>>,
 }
 
 impl Shared {
@@ -153,10 +162,20 @@ pub fn run_with(
     let dead_file = config.dead_letters.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
     let late_file = config.late_events.as_deref().map(LineFile::create).transpose()?.map(Mutex::new);
     let labels = collected.as_ref().map(|c| c.labels.clone()).unwrap_or_default();
+    let counters = Counters::for_workers(config.workers);
+    let http_addr = config.http_addr()?;
+    let telemetry = http_addr.as_ref().map(|_| {
+        Telemetry::new(counters.clone(), config.source.name().to_string(), config.workers, config.process)
+    });
+    let scorers = crate::model::scorer_factory_with(&config.model, telemetry.clone())?;
+    if let Some(t) = &telemetry {
+        *t.model.lock().unwrap_or_else(PoisonError::into_inner) =
+            crate::model::model_info(&config.model, scorers.as_ref());
+    }
     let mut shared = Arc::new(Shared {
         config: config.clone(),
         dict: Dictionary::default(),
-        counters: Counters::shared(),
+        counters,
         clock: WatermarkClock::new(config.workers),
         errors: ErrorSlot::default(),
         failure: Arc::default(),
@@ -167,7 +186,7 @@ pub fn run_with(
         collected,
         labels,
         initial_rules,
-        scorers: crate::model::scorer_factory(&config.model)?,
+        scorers,
         committers: Mutex::default(),
         suppress_below: match &config.source {
             crate::connectors::SourceConfig::Kafka(k) => {
@@ -176,6 +195,8 @@ pub fn run_with(
             }
             _ => 0,
         },
+        telemetry: telemetry.clone(),
+        ledger: config.otlp_endpoint.as_ref().map(|_| Arc::new(BatchLedger::default())),
     });
     if shared.suppress_below > 0 {
         if let AlertOutput::File(path) = &config.process_alerts() {
@@ -191,11 +212,23 @@ pub fn run_with(
                 s.initial_rules = rules;
             }
         }
-        eprintln!(
+        tracing::info!(
             "resuming consumer group: alerts before {} were written by an earlier run",
             crate::timefmt::format_datetime(shared.suppress_below)
         );
     }
+    // The server lives as long as this function: dropping it lets SSE readers drain.
+    let server = match (&http_addr, &telemetry) {
+        (Some(addr), Some(t)) => {
+            let server = HttpServer::start(addr, t.clone())?;
+            // Plain stderr too: the one line a user (or a script starting the run) looks for.
+            eprintln!("http: serving http://{}/ (metrics on /metrics, alerts on /alerts)", server.addr());
+            let _ = handle.http.set(server.addr());
+            Some(server)
+        }
+        _ => None,
+    };
+    let progress = config.summary.then(|| RunProgress::start(shared.counters.clone(), config.source.name()));
     let started = Instant::now();
     let worker_shared = shared.clone();
     let guards =
@@ -216,9 +249,16 @@ pub fn run_with(
         }
     }
     let elapsed = started.elapsed();
+    drop(progress);
     shared.alerts.lock().unwrap_or_else(PoisonError::into_inner).flush()?;
     for file in [&shared.dead_file, &shared.late_file].into_iter().flatten() {
         file.lock().unwrap_or_else(PoisonError::into_inner).flush()?;
+    }
+    if let Some(t) = &shared.telemetry {
+        t.finish();
+    }
+    if let Some(server) = server {
+        server.shutdown();
     }
     if let Some(e) = shared.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
         return Err(e);
@@ -300,6 +340,8 @@ fn run_worker(
             clock: Some((shared.clock.clone(), local)),
             errors: shared.errors.clone(),
             stop: shared.stop.clone(),
+            worker: local,
+            batch_hook: shared.ledger.clone().map(|l| l as Arc<dyn sensorflow_operators::BatchHook>),
         };
         let name = format!("Source({})", shared.config.source.name());
         let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);
@@ -328,11 +370,19 @@ fn run_worker(
         let r = report.clone();
         let events = streams.events.probe_with(&source_probe).dedupe(counters.clone());
         let control_stream = control.consolidate().inner.broadcast();
-        let rule_alerts = events.clone().windows_core(Pipeline, spec, counters.clone()).apply_rules(
-            control_stream.clone(),
-            shared.dict.clone(),
-            counters.clone(),
-        );
+        let windows = events.clone().windows_core(Pipeline, spec, counters.clone());
+        let windows = match &shared.telemetry {
+            Some(t) => {
+                let t = t.clone();
+                windows.inspect_core(move |batch| {
+                    if let Ok((_, w)) = batch {
+                        t.windows_closed(w);
+                    }
+                })
+            }
+            None => windows,
+        };
+        let rule_alerts = windows.apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone());
         let alerts = match &shared.scorers {
             Some(factory) => {
                 let model_alerts = events.anomalies(factory.clone(), shared.dict.clone(), counters.clone());
@@ -544,10 +594,31 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
         return;
     }
     let now = shared.clock.now_nanos();
+    let emit = tracing::info_span!(target: "sensorflow::alerts", "emit_alerts", alerts = alerts.len());
+    let _emit = emit.enter();
+    let mut written: Vec<&Alert> = Vec::new();
     let mut writer = shared.alerts.lock().unwrap_or_else(PoisonError::into_inner);
     for a in alerts {
+        let span = shared.ledger.as_ref().map(|l| crate::logging::alert_span(l, a));
+        let _span = span.as_ref().map(|s| s.enter());
         match writer.write(a) {
-            Ok(true) => {}
+            Ok(true) => {
+                tracing::info!(
+                    target: "sensorflow::alerts",
+                    id = %a.id(),
+                    kind = ?a.kind,
+                    device = &*a.device,
+                    metric = &*a.metric,
+                    rule = &*a.key.source,
+                    value = a.value,
+                    threshold = a.threshold,
+                    severity = &*a.severity,
+                    "alert"
+                );
+                if shared.telemetry.is_some() {
+                    written.push(a);
+                }
+            }
             Ok(false) => {
                 Counters::add(&shared.counters.alerts_deduplicated, 1);
                 continue;
@@ -576,8 +647,16 @@ fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut WorkerReport) {
             AlertKind::Cleared => e.1 += 1,
         }
         if let Some(ingested) = shared.clock.passed_at(a.window_end) {
-            let _ = report.latency.record(now.saturating_sub(ingested) / 1000);
+            let us = now.saturating_sub(ingested) / 1000;
+            let _ = report.latency.record(us);
+            if let Some(t) = &shared.telemetry {
+                t.latency.record(us);
+            }
         }
+    }
+    // Still under the writer's lock, so `/alerts` has the alerts in alert-file order.
+    if let Some(t) = &shared.telemetry {
+        t.alerts_written(&written);
     }
     drop(writer);
     if let Some(c) = &shared.collected {
@@ -606,7 +685,7 @@ fn write_dead_letters(shared: &Shared, letters: &[DeadLetter], seen: &mut u64) {
             for d in letters {
                 *seen += 1;
                 if *seen <= STDERR_DEAD_LETTERS {
-                    eprintln!("dead letter: {}", dead_letter_json(d));
+                    tracing::warn!(target: "sensorflow::dead_letters", "dead letter: {}", dead_letter_json(d));
                 }
             }
         }
@@ -665,10 +744,63 @@ impl RulesWatch {
                 for c in &new {
                     input.insert(c.clone());
                 }
-                eprintln!("rules reloaded from {} at event time {}", path.display(), input.time());
+                tracing::info!("rules reloaded from {} at event time {}", path.display(), input.time());
                 self.current = new;
             }
-            Err(e) => eprintln!("rules reload failed, keeping the previous rules: {e}"),
+            Err(e) => tracing::warn!("rules reload failed, keeping the previous rules: {e}"),
+        }
+    }
+}
+
+/// Shows a run's progress (records read, rate, alerts) from a thread of its own, reading the
+/// counters the workers already keep; stops when dropped.
+struct RunProgress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunProgress {
+    fn start(counters: Arc<Counters>, source: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let label = format!("run ({source})");
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sensorflow-progress".into())
+            .spawn(move || {
+                let mut meter = sensorflow_operators::progress::Meter::new(
+                    &label,
+                    None,
+                    "records",
+                    Duration::from_secs(10),
+                );
+                let (mut last, mut last_n) = (Instant::now(), 0u64);
+                let mut rate = 0.0;
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let n = Counters::get(&counters.records_in);
+                    let dt = last.elapsed().as_secs_f64();
+                    if dt >= 1.0 {
+                        rate = n.saturating_sub(last_n) as f64 / dt;
+                        (last, last_n) = (Instant::now(), n);
+                    }
+                    let alerts = Counters::get(&counters.alerts);
+                    let dead = Counters::get(&counters.dead_lettered);
+                    meter.set(n, || {
+                        format!("{:.2}M records/s, {alerts} alerts, {dead} dead letters", rate / 1e6)
+                    });
+                }
+                meter.finish();
+            })
+            .ok();
+        RunProgress { stop, thread }
+    }
+}
+
+impl Drop for RunProgress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

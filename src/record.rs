@@ -41,6 +41,9 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
     let mut pending: Vec<sensorflow_operators::Event> = Vec::with_capacity(1 << 16);
     let mut stats = Recorded::default();
     let mut last_report = Instant::now();
+    let meter_started = Instant::now();
+    let mut meter =
+        sensorflow_operators::progress::Meter::new("record", None, "events", Duration::from_secs(5));
     while done.iter().any(|d| !d) {
         let mut progressed = false;
         for (i, reader) in readers.iter_mut().enumerate() {
@@ -57,7 +60,7 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
             for d in &batch.dead {
                 stats.dead_lettered += 1;
                 if stats.dead_lettered <= 10 {
-                    eprintln!("record: skipped bad record: {}", crate::sinks::dead_letter_json(d));
+                    tracing::warn!("record: skipped bad record: {}", crate::sinks::dead_letter_json(d));
                 }
             }
             pending.extend_from_slice(&batch.events);
@@ -70,13 +73,16 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
         if !progressed {
             std::thread::sleep(Duration::from_millis(1));
         }
-        if last_report.elapsed() >= Duration::from_secs(5) {
+        if last_report.elapsed() >= Duration::from_millis(200) {
             last_report = Instant::now();
-            eprintln!("record: {} events so far", stats.events + pending.len() as u64);
+            let secs = meter_started.elapsed().as_secs_f64().max(1e-3);
+            let n = stats.events + pending.len() as u64;
+            meter.set(n, || format!("{:.2}M events/s", n as f64 / secs / 1e6));
         }
     }
     writer.write(&pending, &dict)?;
     stats.events += pending.len() as u64;
+    meter.finish();
     let (_, chunks) = writer.finish()?;
     stats.chunks = chunks;
     stats.bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();

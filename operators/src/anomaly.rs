@@ -120,7 +120,16 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         }
                     }
                     if !rows.is_empty() {
-                        scorer.score_batch(&inputs, &mut scores);
+                        let span = tracing::info_span!(
+                            target: "sensorflow::score",
+                            "score_batch",
+                            model = scorer.name(),
+                            windows = rows.len(),
+                            event_time = bound,
+                        );
+                        let started = std::time::Instant::now();
+                        span.in_scope(|| scorer.score_batch(&inputs, &mut scores));
+                        counters.scoring_us.record(started.elapsed().as_micros() as u64);
                         Counters::add(&counters.windows_scored, rows.len() as u64);
                         let threshold = scorer.threshold();
                         let model: Arc<str> = Arc::from(scorer.name());

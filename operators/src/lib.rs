@@ -18,6 +18,7 @@ pub mod hash;
 pub mod metrics;
 pub mod names;
 pub mod normalize;
+pub mod progress;
 pub mod record;
 pub mod resolve;
 pub mod rules;
@@ -32,15 +33,15 @@ pub use anomaly::{Anomalies, Scorer, ScorerFactory, ScorerReload, CLEAR_MARGIN};
 pub use clock::WatermarkClock;
 pub use dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
 pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
-pub use metrics::Counters;
+pub use metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
 pub use names::{Dictionary, Interner, Names};
 pub use normalize::{OnlineNormalizer, SeriesWindow};
 pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
 pub use resolve::ResolveNames;
 pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use source::{
-    partitioned_source, BadRecordPolicy, ErrorSlot, PartitionReader, Poll, SourceBatch, SourceContext,
-    SourceError, SourceOptions, SourceStreams, VecReader,
+    partitioned_source, BadRecordPolicy, BatchHook, BatchInfo, ErrorSlot, PartitionReader, Poll, SourceBatch,
+    SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
 };
 pub use watermark::Watermarks;
 pub use window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};

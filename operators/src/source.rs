@@ -60,6 +60,33 @@ pub struct SourceBatch {
 pub trait PartitionReader: 'static {
     /// Reads a bounded amount (a chunk of a file, a batch of messages) into `out`.
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError>;
+
+    /// A name for metrics and traces (`kafka:topic/3`, a file path); empty if the reader
+    /// has none, in which case the source names it by worker and position.
+    fn name(&self) -> String {
+        String::new()
+    }
+}
+
+/// One source batch as a [`BatchHook`] sees it.
+#[derive(Debug)]
+pub struct BatchInfo<'a> {
+    /// The partition's name.
+    pub partition: &'a str,
+    /// This process's sequence number of the batch (unique within the process).
+    pub batch: u64,
+    /// The distinct devices with an on-time event in the batch, sorted.
+    pub devices: &'a [u64],
+    /// Least and greatest event time of its on-time events.
+    pub ts_range: (u64, u64),
+}
+
+/// Called for every source batch with on-time events, inside the batch's `source_batch`
+/// span, so a tracer can remember which batch and partition carried which device's events.
+/// Only installed when tracing is exported: gathering `devices` costs a sort per batch.
+pub trait BatchHook: Send + Sync + 'static {
+    /// Records one batch.
+    fn batch(&self, span: &tracing::Span, info: BatchInfo<'_>);
 }
 
 /// What to do with a record that fails to parse.
@@ -119,7 +146,20 @@ pub struct SourceContext {
     pub errors: ErrorSlot,
     /// Set to end the source early (run time limit, shutdown): it drops its capabilities.
     pub stop: Arc<AtomicBool>,
+    /// This worker's index within its process (for per-worker counters).
+    pub worker: usize,
+    /// Sees every batch, when traces are exported.
+    pub batch_hook: Option<Arc<dyn BatchHook>>,
 }
+
+impl std::fmt::Debug for dyn BatchHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchHook")
+    }
+}
+
+/// Process-wide batch numbers for [`BatchInfo::batch`].
+static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Builds a source operator reading `readers` (this worker's partitions).
 ///
@@ -135,7 +175,17 @@ pub fn partitioned_source<'scope>(
     options: SourceOptions,
     ctx: SourceContext,
 ) -> SourceStreams<'scope> {
-    let SourceContext { counters, clock, errors, stop } = ctx;
+    let SourceContext { counters, clock, errors, stop, worker, batch_hook } = ctx;
+    let source = name.trim_start_matches("Source(").trim_end_matches(')');
+    let gauges: Vec<_> = readers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let name = r.name();
+            let name = if name.is_empty() { format!("{source}/w{worker}p{i}") } else { name };
+            counters.register_partition(name, worker)
+        })
+        .collect();
     let mut builder = OperatorBuilder::new(name.to_owned(), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(info.address);
@@ -151,6 +201,7 @@ pub fn partitioned_source<'scope>(
         let mut marks = Watermarks::new(readers.len(), options.lateness_ms, options.idle_timeout);
         let mut batch = SourceBatch::default();
         let mut late_buf: Vec<LateEvent> = Vec::new();
+        let mut devices: Vec<u64> = Vec::new();
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             let started = Instant::now();
@@ -167,13 +218,28 @@ pub fn partitioned_source<'scope>(
                     }
                     batch.events.clear();
                     batch.dead.clear();
+                    let gauge = &gauges[part];
+                    let span = tracing::info_span!(
+                        target: "sensorflow::source",
+                        "source_batch",
+                        partition = gauge.name.as_str(),
+                        worker,
+                        batch = tracing::field::Empty,
+                        events = tracing::field::Empty,
+                        dead = tracing::field::Empty,
+                        late = tracing::field::Empty,
+                    );
+                    let _entered = span.enter();
                     match reader.poll(&mut batch) {
                         Ok(Poll::Ready) => {
                             marks.active(part);
                             progressed = true;
                         }
                         Ok(Poll::Pending) => marks.quiet(part, started),
-                        Ok(Poll::Done) => marks.finish(part),
+                        Ok(Poll::Done) => {
+                            marks.finish(part);
+                            gauge.done.store(true, Ordering::Relaxed);
+                        }
                         Err(e) => {
                             failure = Some(e);
                             break;
@@ -181,6 +247,13 @@ pub fn partitioned_source<'scope>(
                     }
                     let read = (batch.events.len() + batch.dead.len()) as u64;
                     Counters::add(&counters.records_in, read);
+                    if let Some(w) = counters.worker(worker) {
+                        Counters::add(&w.records_in, read);
+                    }
+                    if read > 0 && !span.is_disabled() {
+                        span.record("events", batch.events.len());
+                        span.record("dead", batch.dead.len());
+                    }
                     if !batch.dead.is_empty() {
                         let fail = (options.policy == BadRecordPolicy::Fail).then(|| {
                             let d = &batch.dead[0];
@@ -220,6 +293,32 @@ pub fn partitioned_source<'scope>(
                     batch.events.truncate(kept);
                     if kept > 0 {
                         marks.observe(part, max_ts);
+                        gauge.max_ts_ms.store(max_ts, Ordering::Relaxed);
+                        gauge.watermark_ms.store(marks.watermark(part).max(floor), Ordering::Relaxed);
+                        if let Some(w) = counters.worker(worker) {
+                            Counters::add(&w.events_out, kept as u64);
+                        }
+                        if !span.is_disabled() {
+                            let number = BATCHES.fetch_add(1, Ordering::Relaxed);
+                            span.record("batch", number);
+                            span.record("late", late_buf.len());
+                            if let Some(hook) = &batch_hook {
+                                devices.clear();
+                                devices.extend(batch.events.iter().map(|e| e.device.0));
+                                devices.sort_unstable();
+                                devices.dedup();
+                                let lo = batch.events.iter().map(|e| e.ts).min().unwrap_or(0);
+                                hook.batch(
+                                    &span,
+                                    BatchInfo {
+                                        partition: &gauge.name,
+                                        batch: number,
+                                        devices: &devices,
+                                        ts_range: (lo, max_ts),
+                                    },
+                                );
+                            }
+                        }
                         ev_out.session(&held[0]).give_container(&mut batch.events);
                     }
                     if !late_buf.is_empty() {

@@ -422,6 +422,10 @@ impl LogReader {
 }
 
 impl PartitionReader for LogReader {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         if self.file.is_none() {
             self.open()?;

@@ -251,6 +251,10 @@ struct KafkaReader {
 }
 
 impl PartitionReader for KafkaReader {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         let mut next_offset = None;
         for _ in 0..BATCH {
@@ -260,7 +264,7 @@ impl PartitionReader for KafkaReader {
                 // librdkafka retries broker errors itself; they are reported here for information.
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => {
-                    eprintln!("{}: {e} (retrying)", self.name);
+                    tracing::warn!("{}: {e} (retrying)", self.name);
                     break;
                 }
             };
@@ -346,7 +350,7 @@ impl Committer for PartitionCommitter {
         }
         let mode = if last { CommitMode::Sync } else { CommitMode::Async };
         if let Err(e) = self.consumer.commit(&tpl, mode) {
-            eprintln!("kafka: committing {}/{} at {offset}: {e}", self.topic, self.partition);
+            tracing::error!("kafka: committing {}/{} at {offset}: {e}", self.topic, self.partition);
         }
     }
 }
@@ -372,7 +376,7 @@ impl ProducerContext for Counting {
         match result {
             Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                eprintln!("kafka: delivery failed: {e}");
+                tracing::warn!("kafka: delivery failed: {e}");
                 self.0.failed.fetch_add(1, Ordering::Relaxed)
             }
         };

@@ -130,6 +130,14 @@ fn emit<P: LineParser>(
 const BATCH: usize = 16_384;
 
 impl<P: LineParser> PartitionReader for LineReader<P> {
+    fn name(&self) -> String {
+        if self.start == 0 {
+            self.name.clone()
+        } else {
+            format!("{}@{}", self.name, self.start)
+        }
+    }
+
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         if self.file.is_none() {
             if self.eof || self.start >= self.end {

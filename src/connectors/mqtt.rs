@@ -266,7 +266,7 @@ fn network_loop(
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
-                    eprintln!("{name}: {e}; reconnecting in {backoff:?} (attempt {failures})");
+                    tracing::warn!("{name}: {e}; reconnecting in {backoff:?} (attempt {failures})");
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -293,6 +293,10 @@ impl Drop for MqttReader {
 }
 
 impl PartitionReader for MqttReader {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         let mut got = false;
         for _ in 0..4096 {
@@ -374,7 +378,9 @@ impl MqttPublisher {
                             if s.load(Ordering::Relaxed) {
                                 return;
                             }
-                            eprintln!("mqtt publisher ({broker_name}): {e}; reconnecting in {backoff:?}");
+                            tracing::warn!(
+                                "mqtt publisher ({broker_name}): {e}; reconnecting in {backoff:?}"
+                            );
                             std::thread::sleep(backoff);
                             backoff = (backoff * 2).min(Duration::from_secs(5));
                         }

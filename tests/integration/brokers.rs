@@ -26,7 +26,7 @@ fn broker(var: &str) -> String {
     })
 }
 
-fn kafka() -> String {
+pub(crate) fn kafka() -> String {
     broker("SENSORFLOW_KAFKA")
 }
 
@@ -35,7 +35,7 @@ fn mqtt() -> String {
 }
 
 /// A name no other test (or earlier run against the same broker) uses.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
@@ -53,7 +53,7 @@ fn sim(devices: u64, minutes: u64, seed: u64) -> SimConfig {
 
 /// A Kafka source that ends the run once the topic has been quiet for 6 s (generous: a loaded
 /// CI machine can stall a fetch for seconds, and ending early would close windows early).
-fn kafka_source(topic: &str) -> KafkaSourceConfig {
+pub(crate) fn kafka_source(topic: &str) -> KafkaSourceConfig {
     let mut k = KafkaSourceConfig::new(&kafka(), topic);
     k.group = unique("group");
     k.until_idle_ms = Some(6000);

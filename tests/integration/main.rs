@@ -7,5 +7,8 @@ mod brokers;
 mod cli;
 mod cluster;
 mod common;
+mod dashboard;
+mod http_client;
+mod ops;
 mod pipeline;
 mod sources;

@@ -218,5 +218,10 @@ pub fn default_scorer() -> Result<StudentScorer, String> {
     Ok(StudentScorer { mlp: PlainMlp::from_student(&student), threshold: card.threshold, name: card.name })
 }
 
+/// The default model's card and weights, as shipped (for version hashes).
+pub fn default_model_files() -> (&'static str, &'static [u8]) {
+    (DEFAULT_CARD, DEFAULT_WEIGHTS)
+}
+
 const DEFAULT_CARD: &str = include_str!("../../artifacts/student-int8.json");
 const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../artifacts/student-int8.bpk");

@@ -115,15 +115,29 @@ fn data(opts: &Options) -> Data {
     Data { config, train, held }
 }
 
+/// Training progress: a bar over the epochs on a terminal, otherwise one line per epoch.
 fn progress(step: &str) -> impl FnMut(Progress) + '_ {
+    let mut meter: Option<sensorflow_operators::progress::Meter> = None;
     move |p: Progress| {
-        println!(
-            "{step}: epoch {}/{} loss {:.4} ({:.1} s)",
-            p.epoch,
-            p.epochs,
-            p.loss,
-            p.elapsed.as_secs_f64()
-        )
+        let m = meter.get_or_insert_with(|| {
+            sensorflow_operators::progress::Meter::new(step, Some(p.epochs as u64), "epochs", Duration::ZERO)
+        });
+        if m.is_bar() {
+            m.set(p.epoch as u64, || format!("loss {:.4}", p.loss));
+            if p.epoch >= p.epochs {
+                if let Some(m) = meter.take() {
+                    m.finish();
+                }
+            }
+        } else {
+            println!(
+                "{step}: epoch {}/{} loss {:.4} ({:.1} s)",
+                p.epoch,
+                p.epochs,
+                p.loss,
+                p.elapsed.as_secs_f64()
+            )
+        }
     }
 }
 

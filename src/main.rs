@@ -64,7 +64,8 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
         );
     }
     if let Some(dir) = &args.plot {
-        plot_evaluation(dir, &args.dir, &outputs, &windows, scores.first().map(|s| s.threshold))?;
+        let standard = scores.iter().find(|s| s.profile == "standard").map(|s| s.threshold);
+        plot_evaluation(dir, &args.dir, &outputs, &windows, standard)?;
     }
     if let Some(out) = &args.write_results {
         let with: Vec<(nab::Profile, f64)> =

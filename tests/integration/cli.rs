@@ -115,3 +115,35 @@ fn bench_runs_the_workloads_and_writes_json() {
     assert!(rows[..4].iter().all(|r| r["alerts"] == rows[0]["alerts"]), "{rows:?}");
     assert!(rows[4]["latency"]["p99_us"].as_u64().is_some(), "{}", rows[4]);
 }
+
+#[test]
+fn evaluate_plot_draws_a_png_per_nab_file_and_the_report_chart() {
+    let nab = nab_root();
+    let results = nab.join("results/windowedGaussian");
+    let files = std::fs::read_dir(nab.join("data"))
+        .unwrap()
+        .flatten()
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum::<usize>();
+    let dir = tmp();
+    let plots = dir.path().join("plots");
+    let out = sensorflow()
+        .args(["evaluate", "--nab"])
+        .arg(&nab)
+        .arg("--results")
+        .arg(&results)
+        .arg("--plot")
+        .arg(&plots)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pngs: Vec<_> = std::fs::read_dir(&plots).unwrap().flatten().map(|d| d.path()).collect();
+    assert_eq!(pngs.len(), files + 1, "one per data file plus report.png");
+    for p in &pngs {
+        let bytes = std::fs::read(p).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+        assert!(bytes.len() > 10_000, "{} is nearly empty", p.display());
+    }
+    assert!(plots.join("report.png").is_file());
+    assert!(plots.join("realKnownCause__machine_temperature_system_failure.png").is_file());
+}

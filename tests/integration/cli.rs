@@ -123,7 +123,14 @@ fn evaluate_plot_draws_a_png_per_nab_file_and_the_report_chart() {
     let files = std::fs::read_dir(nab.join("data"))
         .unwrap()
         .flatten()
-        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .filter(|d| d.path().is_dir())
+        .map(|d| {
+            std::fs::read_dir(d.path())
+                .unwrap()
+                .flatten()
+                .filter(|f| f.path().extension().is_some_and(|e| e == "csv"))
+                .count()
+        })
         .sum::<usize>();
     let dir = tmp();
     let plots = dir.path().join("plots");

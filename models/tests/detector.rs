@@ -89,6 +89,7 @@ fn card(name: &str, hidden: usize, quantized: bool) -> ModelCard {
             pruning: None,
         },
         metrics: None,
+        compression: None,
     }
 }
 
@@ -145,6 +146,43 @@ fn missing_or_corrupt_model_files_are_clear_errors() {
     assert!(read_card(&json).unwrap_err().to_string().contains("format 99"));
     std::fs::write(&json, "{ not json").unwrap();
     assert!(matches!(read_card(&json).unwrap_err(), ModelError::Card { .. }));
+}
+
+#[test]
+fn zlib_model_files_round_trip_shrink_pruned_int8_weights_and_fail_clearly_when_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny(6);
+    let student = train_student(&data, 16, None, &cfg(1), &mut |_| {});
+    let zlib = |name: &str, quantized: bool| ModelCard {
+        compression: Some("zlib".into()),
+        ..card(name, 16, quantized)
+    };
+    let f32_bytes = save_student(dir.path(), &student, &zlib("f", false)).unwrap();
+    let pruned = prune_student(student.clone(), &data, None, (0.2, 0.8), &cfg(1), &mut |_| {});
+    let q = quantize(&pruned);
+    let int8_bytes = save_student(dir.path(), &q, &zlib("q", true)).unwrap();
+    // 80 % zeros at one byte each compress far below a quarter of the dense f32 file.
+    assert!(int8_bytes * 100 <= f32_bytes * 30, "int8 {int8_bytes} vs f32 {f32_bytes}");
+    let (back, c) = load_student(dir.path(), "f").unwrap();
+    assert_eq!(c.compression.as_deref(), Some("zlib"));
+    assert_eq!(
+        predict_dataset(&PlainMlp::from_student(&student), &data),
+        predict_dataset(&PlainMlp::from_student(&back), &data),
+        "compressed f32 weights load back exactly"
+    );
+    let scorer = load_scorer(dir.path(), "q").unwrap();
+    let expected = predict_dataset(&PlainMlp::from_student(&q), &data);
+    assert!(max_abs_diff(&predict_dataset(&scorer.mlp, &data), &expected) < 1e-6);
+    // Truncated compressed data, and a card naming an unknown compression.
+    let bpk = dir.path().join("q.bpk");
+    let bytes = std::fs::read(&bpk).unwrap();
+    std::fs::write(&bpk, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_student(dir.path(), "q").unwrap_err();
+    assert!(matches!(err, ModelError::Weights { .. }) && err.to_string().contains("zlib"), "{err}");
+    let json = dir.path().join("f.json");
+    let text = std::fs::read_to_string(&json).unwrap().replace("\"zlib\"", "\"lz4\"");
+    std::fs::write(&json, text).unwrap();
+    assert!(load_student(dir.path(), "f").unwrap_err().to_string().contains("lz4"));
 }
 
 #[test]

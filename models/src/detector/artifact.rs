@@ -97,6 +97,23 @@ pub struct ModelCard {
     pub provenance: Provenance,
     /// Metrics measured at export (one optimization-report row).
     pub metrics: Option<serde_json::Value>,
+    /// `zlib` when the weights file is a zlib-compressed burnpack (pruned, quantized weights
+    /// are mostly zeros and compress well); absent for a plain burnpack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+}
+
+/// Largest weights file, decompressed, a card may describe.
+const MAX_WEIGHTS: usize = 256 << 20;
+
+/// The burnpack bytes of a weights file as the card describes it.
+fn unpack(card: &ModelCard, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    match card.compression.as_deref() {
+        None => Ok(bytes),
+        Some("zlib") => miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&bytes, MAX_WEIGHTS)
+            .map_err(|e| format!("the weights are not valid zlib data ({:?})", e.status)),
+        Some(other) => Err(format!("compression {other:?} is not supported (expected zlib)")),
+    }
 }
 
 fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -133,10 +150,16 @@ pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
 pub fn save_model<M: Module + Clone>(dir: &Path, model: &M, card: &ModelCard) -> Result<u64, ModelError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.into(), source })?;
     let (bpk, json) = paths(dir, &card.name);
-    model
+    let plain = model
         .clone()
-        .save_file(&bpk)
+        .into_record()
+        .into_bytes()
         .map_err(|e| ModelError::Weights { path: bpk.clone(), message: format!("{e:?}") })?;
+    let bytes = match card.compression.as_deref() {
+        Some("zlib") => miniz_oxide::deflate::compress_to_vec_zlib(&plain, 10),
+        _ => plain.to_vec(),
+    };
+    std::fs::write(&bpk, bytes).map_err(|source| ModelError::Io { path: bpk.clone(), source })?;
     write_card(&json, card)?;
     std::fs::metadata(&bpk).map(|m| m.len()).map_err(|source| ModelError::Io { path: bpk, source })
 }
@@ -173,6 +196,7 @@ pub fn student_from_bytes(card: &ModelCard, bytes: Vec<u8>) -> Result<Student, S
     if hidden == 0 || hidden > super::inference::MAX_HIDDEN {
         return Err(format!("hidden size {hidden} is outside 1..={}", super::inference::MAX_HIDDEN));
     }
+    let bytes = unpack(card, bytes)?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| format!("{e:?}"))?;
     let fresh = Student::new(card.window, hidden, &device());
@@ -190,8 +214,12 @@ pub fn load_teacher(dir: &Path, name: &str) -> Result<(Teacher, ModelCard), Mode
     let (bpk, json) = paths(dir, name);
     let card = read_card(&json)?;
     check_kind(&card, &json, "teacher-cnn")?;
+    let bytes = std::fs::read(&bpk).map_err(|source| ModelError::Io { path: bpk.clone(), source })?;
+    let bytes = unpack(&card, bytes).map_err(|message| ModelError::Weights { path: bpk.clone(), message })?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| ModelError::Weights { path: bpk.clone(), message: format!("{e:?}") })?;
     let teacher = Teacher::new(card.window, &device())
-        .try_load_file(&bpk)
+        .try_load_record(record)
         .map_err(|e| ModelError::Weights { path: bpk, message: format!("{e:?}") })?;
     Ok((teacher, card))
 }

@@ -205,6 +205,7 @@ fn card(
         threshold,
         provenance,
         metrics: serde_json::to_value(row).ok(),
+        compression: Some("zlib".into()),
     }
 }
 

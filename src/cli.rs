@@ -122,10 +122,30 @@ pub struct EvaluateArgs {
     /// Also write the model's per-row outputs in NAB's results layout under this directory.
     #[arg(long)]
     pub write_results: Option<PathBuf>,
+    /// Episode threshold for the model's (calibrated) scores instead of the card's.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB.
+    #[arg(long, value_name = "SEED")]
+    pub synthetic: Option<u64>,
+    /// Calibration of the model's scores: as its card says, none, or anomaly likelihood.
+    #[arg(long, value_enum, default_value = "card")]
+    pub calibration: CalibrationArg,
     /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
     /// `report.png` from the optimization report (`--dir`/report.json) when there is one.
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+}
+
+/// `evaluate --calibration`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CalibrationArg {
+    /// Whatever the model card says.
+    Card,
+    /// Raw probabilities.
+    None,
+    /// Per-series anomaly likelihood with default settings.
+    Likelihood,
 }
 
 /// Input kinds.

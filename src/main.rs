@@ -42,11 +42,41 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
         None => {
             let scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
             let window = scorer.mlp.window;
+            let mut scorer = scorer;
+            if let Some(t) = args.threshold {
+                scorer.threshold = t;
+            }
+            let calibration = match args.calibration {
+                cli::CalibrationArg::Card => scorer.calibration,
+                cli::CalibrationArg::None => None,
+                cli::CalibrationArg::Likelihood => Some(Default::default()),
+            };
+            if let Some(seed) = args.synthetic {
+                let scores = sensorflow_models::detector::evaluate::synthetic_nab_scores(
+                    &scorer.mlp,
+                    window,
+                    scorer.threshold,
+                    calibration,
+                    seed,
+                );
+                println!(
+                    "synthetic NAB-like corpus (seed {seed}), model {}, calibration {calibration:?}:",
+                    args.model
+                );
+                for s in &scores {
+                    println!(
+                        "{:<22} {:>10.2} {:>10.3} {:>10.4}",
+                        s.profile, s.normalized, s.raw, s.threshold
+                    );
+                }
+                return Ok(());
+            }
             let outputs = sensorflow_models::detector::evaluate::nab_outputs(
                 &scorer.mlp,
                 &root,
                 window,
                 scorer.threshold,
+                calibration,
             )?;
             (args.model.clone(), outputs)
         }

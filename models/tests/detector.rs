@@ -90,6 +90,7 @@ fn card(name: &str, hidden: usize, quantized: bool) -> ModelCard {
         },
         metrics: None,
         compression: None,
+        calibration: None,
     }
 }
 
@@ -189,6 +190,7 @@ fn zlib_model_files_round_trip_shrink_pruned_int8_weights_and_fail_clearly_when_
 fn the_shipped_default_model_loads() {
     let s = sensorflow_models::detector::artifact::default_scorer().unwrap();
     assert_eq!(s.mlp.window, 64);
-    assert!(s.threshold > 0.5 && s.threshold < 1.0);
+    assert!(s.threshold > 0.0 && s.threshold < 1.0);
+    assert!(s.calibration.is_some(), "the default model calibrates its scores per series");
     assert!(s.mlp.nonzero() < s.mlp.params() / 2, "the default model is the pruned int8 student");
 }

@@ -26,6 +26,11 @@ pub trait Scorer: 'static {
     fn threshold(&self) -> f32;
     /// Model name, used in alert keys.
     fn name(&self) -> &str;
+    /// Per-series calibration of the raw scores, if the model has one: the threshold then
+    /// applies to the calibrated score.
+    fn calibration(&self) -> Option<crate::likelihood::LikelihoodParams> {
+        None
+    }
 }
 
 /// Called before each batch; returns a new scorer when the model changed (e.g. its file was
@@ -57,6 +62,7 @@ pub trait Anomalies<'scope> {
 struct KeyState {
     window: SeriesWindow,
     active_since: Option<u64>,
+    likelihood: Option<crate::likelihood::Likelihood>,
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -105,13 +111,16 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         keys.clear();
                     }
                     let w = scorer.window();
+                    let calibration = scorer.calibration();
                     ready.sort_unstable_by_key(|e| (e.ts, e.device, e.metric, e.seq));
                     inputs.clear();
                     rows.clear();
                     for (idx, e) in ready.iter().enumerate() {
-                        let state = keys
-                            .entry((e.device.0, e.metric.0))
-                            .or_insert_with(|| KeyState { window: SeriesWindow::new(w), active_since: None });
+                        let state = keys.entry((e.device.0, e.metric.0)).or_insert_with(|| KeyState {
+                            window: SeriesWindow::new(w),
+                            active_since: None,
+                            likelihood: calibration.map(crate::likelihood::Likelihood::new),
+                        });
                         if state.window.push(e.value) {
                             let at = inputs.len();
                             inputs.resize(at + w, 0.0);
@@ -133,9 +142,13 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         Counters::add(&counters.windows_scored, rows.len() as u64);
                         let threshold = scorer.threshold();
                         let model: Arc<str> = Arc::from(scorer.name());
-                        for (&idx, &score) in rows.iter().zip(scores.iter()) {
+                        for (&idx, &raw) in rows.iter().zip(scores.iter()) {
                             let e = ready[idx];
                             let Some(state) = keys.get_mut(&(e.device.0, e.metric.0)) else { continue };
+                            let score = match state.likelihood.as_mut() {
+                                Some(l) => l.update(f64::from(raw)) as f32,
+                                None => raw,
+                            };
                             let kind = match state.active_since {
                                 None if score > threshold => {
                                     state.active_since = Some(e.ts);

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod dedupe;
 pub mod event;
 pub mod hash;
+pub mod likelihood;
 pub mod metrics;
 pub mod names;
 pub mod normalize;

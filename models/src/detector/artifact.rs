@@ -101,6 +101,10 @@ pub struct ModelCard {
     /// are mostly zeros and compress well); absent for a plain burnpack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// Per-series calibration of raw scores (anomaly likelihood); `threshold` applies to the
+    /// calibrated score when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<sensorflow_operators::likelihood::LikelihoodParams>,
 }
 
 /// Largest weights file, decompressed, a card may describe.
@@ -236,14 +240,24 @@ pub fn quantize(student: &Student) -> Student {
 /// Loads a student as the engine's scorer (weights exported, dequantized once).
 pub fn load_scorer(dir: &Path, name: &str) -> Result<StudentScorer, ModelError> {
     let (student, card) = load_student(dir, name)?;
-    Ok(StudentScorer { mlp: PlainMlp::from_student(&student), threshold: card.threshold, name: card.name })
+    Ok(StudentScorer {
+        mlp: PlainMlp::from_student(&student),
+        threshold: card.threshold,
+        name: card.name,
+        calibration: card.calibration,
+    })
 }
 
 /// The default model shipped in the binary (`models/artifacts/student-int8`).
 pub fn default_scorer() -> Result<StudentScorer, String> {
     let card: ModelCard = serde_json::from_str(DEFAULT_CARD).map_err(|e| e.to_string())?;
     let student = student_from_bytes(&card, DEFAULT_WEIGHTS.to_vec())?;
-    Ok(StudentScorer { mlp: PlainMlp::from_student(&student), threshold: card.threshold, name: card.name })
+    Ok(StudentScorer {
+        mlp: PlainMlp::from_student(&student),
+        threshold: card.threshold,
+        name: card.name,
+        calibration: card.calibration,
+    })
 }
 
 /// The default model's card and weights, as shipped (for version hashes).

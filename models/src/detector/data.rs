@@ -134,9 +134,104 @@ pub fn generate(cfg: &DataConfig) -> Dataset {
     out
 }
 
+/// One file of the synthetic NAB-like corpus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticFile {
+    /// `synthetic/series_NNN.csv`.
+    pub name: String,
+    /// Row timestamps, ms.
+    pub timestamps: Vec<u64>,
+    /// Values.
+    pub values: Vec<f64>,
+    /// Rows where an anomaly began.
+    pub onsets: Vec<usize>,
+}
+
+/// A corpus shaped like NAB, from the same generator as the training data but other seeds:
+/// `files` series of `rows` rows each (random shapes and sample intervals, 0–4 anomalies of
+/// every kind but dropouts; those starting in the first 15 % of rows, NAB's probationary
+/// period, are not labelled, as NAB's scorer ignores that period), and
+/// NAB's labelling rule for the windows: 10 % of the file's length divided among its
+/// anomalies, centred on each onset, overlapping windows merged.
+pub fn synthetic_nab(seed: u64, files: usize, rows: usize) -> (Vec<SyntheticFile>, crate::nab::Windows) {
+    let mut rng = SplitMix64::new(seed ^ 0x4E_4142_5359_4E54);
+    let kinds: Vec<AnomalyKind> =
+        AnomalyKind::ALL.into_iter().filter(|k| *k != AnomalyKind::Dropout).collect();
+    let mut out = Vec::with_capacity(files);
+    let mut windows = crate::nab::Windows::new();
+    let probation = crate::nab::probation_length(rows);
+    for f in 0..files {
+        let profile = random_profile(&mut rng);
+        let interval_ms = (10f64.powf(rng.range(3.0, 5.78)) as u64).max(1000);
+        let per_hour = 3_600_000.0 / interval_ms as f64;
+        // About two anomalies per file after the probationary period.
+        let plan = AnomalyPlan {
+            rate_per_hour: per_hour * 2.0 / rows as f64,
+            kinds: kinds.clone(),
+            severity: rng.range(0.35, 1.3),
+        };
+        let start = 1_600_000_000_000 + rng.next_u64() % 31_536_000_000;
+        let mut series = Series::new(seed ^ 0x5EED, f as u64, profile, plan, start);
+        let (mut timestamps, mut values, mut onsets) =
+            (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::new());
+        let mut i = 0u64;
+        while values.len() < rows {
+            let ts = start + i * interval_ms;
+            i += 1;
+            let (sample, started) = series.sample(ts, interval_ms);
+            let Some(v) = sample.value else { continue };
+            if started.is_some() && values.len() >= probation {
+                onsets.push(values.len());
+            }
+            timestamps.push(ts);
+            values.push(v);
+        }
+        let name = format!("synthetic/series_{f:03}.csv");
+        if !onsets.is_empty() {
+            let half = (rows as f64 * 0.1 / onsets.len() as f64 / 2.0) as usize;
+            let spans: Vec<(u64, u64)> = onsets
+                .iter()
+                .map(|&o| (timestamps[o.saturating_sub(half)], timestamps[(o + half).min(rows - 1)]))
+                .collect();
+            windows.insert(name.clone(), crate::nab::merge_windows(spans));
+        } else {
+            windows.insert(name.clone(), Vec::new());
+        }
+        out.push(SyntheticFile { name, timestamps, values, onsets });
+    }
+    (out, windows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_synthetic_nab_corpus_is_seeded_and_labelled_like_nab() {
+        let (a, wa) = synthetic_nab(5, 12, 3000);
+        let (b, _) = synthetic_nab(5, 12, 3000);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 12);
+        let probation = crate::nab::probation_length(3000);
+        let mut labelled = 0;
+        for f in &a {
+            assert_eq!(f.values.len(), 3000);
+            assert!(f.timestamps.windows(2).all(|w| w[0] < w[1]));
+            assert!(f.onsets.iter().all(|&o| o >= probation), "{:?}", f.onsets);
+            let w = &wa[&f.name];
+            labelled += f.onsets.len();
+            // Every onset lies inside a window; windows total about 10 % of the file.
+            for &o in &f.onsets {
+                assert!(w.iter().any(|&(s, e)| s <= f.timestamps[o] && f.timestamps[o] <= e));
+            }
+            if !f.onsets.is_empty() {
+                let covered: u64 = w.iter().map(|(s, e)| e - s).sum();
+                let span = f.timestamps[2999] - f.timestamps[0];
+                assert!(covered <= span / 9, "windows cover {covered} of {span}");
+            }
+        }
+        assert!(labelled >= 12, "about two anomalies per file: {labelled}");
+    }
 
     #[test]
     fn seeded_balanced_and_finite() {

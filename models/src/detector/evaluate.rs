@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use sensorflow_operators::likelihood::{Likelihood, LikelihoodParams};
 use sensorflow_operators::timefmt::parse_datetime;
 use sensorflow_operators::SeriesWindow;
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,54 @@ pub fn episode_onsets(probs: &[f64], threshold: f32) -> Vec<f64> {
         .collect()
 }
 
+/// Scores one series as the engine does: the same normalisation and windows (rows before
+/// the first full window score 0), the raw probability calibrated per series when the model
+/// has a calibration, then episode onsets at `threshold` (see [`episode_onsets`]).
+pub fn series_scores(
+    detector: &dyn Detector,
+    window: usize,
+    threshold: f32,
+    calibration: Option<LikelihoodParams>,
+    values: &[f64],
+) -> Vec<f64> {
+    calibrated_scores(detector, window, calibration, values)
+        .map_or_else(|| vec![0.0; values.len()], |scores| episode_onsets(&scores, threshold))
+}
+
+/// Per-row scores before episode detection: raw probabilities, or their per-series
+/// likelihood with `calibration`; `None` if the series is shorter than one window.
+pub fn calibrated_scores(
+    detector: &dyn Detector,
+    window: usize,
+    calibration: Option<LikelihoodParams>,
+    values: &[f64],
+) -> Option<Vec<f64>> {
+    let mut row = vec![0.0f32; window];
+    let mut w = SeriesWindow::new(window);
+    let mut inputs = Vec::new();
+    let mut first_full = None;
+    for (i, &v) in values.iter().enumerate() {
+        if w.push(v) {
+            first_full.get_or_insert(i);
+            w.write_normalized(&mut row);
+            inputs.extend_from_slice(&row);
+        }
+    }
+    let start = first_full?;
+    let mut probs = Vec::new();
+    detector.predict(&inputs, &mut probs);
+    let mut likelihood = calibration.map(Likelihood::new);
+    let mut scores = vec![0.0; values.len()];
+    for (s, p) in scores[start..].iter_mut().zip(&probs) {
+        let p = f64::from(*p);
+        *s = match likelihood.as_mut() {
+            Some(l) => l.update(p),
+            None => p,
+        };
+    }
+    Some(scores)
+}
+
 /// Runs `detector` over every NAB data file under `root/data` as a stream (the same
 /// normalisation and windows as the engine; rows before the first full window score 0),
 /// reporting episode onsets at `threshold` (see [`episode_onsets`]).
@@ -134,6 +183,7 @@ pub fn nab_outputs(
     root: &Path,
     window: usize,
     threshold: f32,
+    calibration: Option<LikelihoodParams>,
 ) -> Result<Vec<FileOutput>, NabError> {
     let data = root.join("data");
     let mut files = Vec::new();
@@ -150,28 +200,9 @@ pub fn nab_outputs(
     }
     files.sort();
     let mut outputs = Vec::new();
-    let mut row = vec![0.0f32; window];
     for f in files {
         let (timestamps, values) = read_nab_file(&f)?;
-        let mut w = SeriesWindow::new(window);
-        let mut inputs = Vec::new();
-        let mut first_full = None;
-        for (i, &v) in values.iter().enumerate() {
-            if w.push(v) {
-                first_full.get_or_insert(i);
-                w.write_normalized(&mut row);
-                inputs.extend_from_slice(&row);
-            }
-        }
-        let mut probs = Vec::new();
-        detector.predict(&inputs, &mut probs);
-        let mut scores = vec![0.0; values.len()];
-        if let Some(start) = first_full {
-            for (s, p) in scores[start..].iter_mut().zip(&probs) {
-                *s = f64::from(*p);
-            }
-        }
-        let scores = episode_onsets(&scores, threshold);
+        let scores = series_scores(detector, window, threshold, calibration, &values);
         let category = f
             .parent()
             .and_then(|p| p.file_name())
@@ -189,11 +220,33 @@ pub fn nab_scores(
     root: &Path,
     window: usize,
     threshold: f32,
+    calibration: Option<LikelihoodParams>,
 ) -> Result<Vec<ProfileScore>, NabError> {
-    let outputs = nab_outputs(detector, root, window, threshold)?;
+    let outputs = nab_outputs(detector, root, window, threshold, calibration)?;
     let windows = load_windows(&root.join("labels/combined_windows.json"))?;
     let profiles = load_profiles(&root.join("config/profiles.json"))?;
     Ok(score_corpus(&outputs, &windows, &profiles))
+}
+
+/// NAB's scores on the synthetic NAB-like corpus of [`super::data::synthetic_nab`] (labelled
+/// the way NAB labels its files, scored by the same algorithm with the standard profiles).
+/// This is where thresholds and calibration are chosen: NAB itself is only for reporting.
+pub fn synthetic_nab_scores(
+    detector: &dyn Detector,
+    window: usize,
+    threshold: f32,
+    calibration: Option<LikelihoodParams>,
+    seed: u64,
+) -> Vec<ProfileScore> {
+    let (files, windows) = super::data::synthetic_nab(seed, 60, 4000);
+    let outputs: Vec<FileOutput> = files
+        .into_iter()
+        .map(|f| {
+            let scores = series_scores(detector, window, threshold, calibration, &f.values);
+            FileOutput { file: f.name, timestamps: f.timestamps, values: f.values, scores }
+        })
+        .collect();
+    score_corpus(&outputs, &windows, &crate::nab::standard_profiles())
 }
 
 /// Fills the NAB fields of `row` from `scores`.

@@ -222,6 +222,8 @@ pub struct StudentScorer {
     pub threshold: f32,
     /// Name in alert keys.
     pub name: String,
+    /// Per-series calibration the threshold applies after.
+    pub calibration: Option<sensorflow_operators::likelihood::LikelihoodParams>,
 }
 
 impl Scorer for StudentScorer {
@@ -239,6 +241,10 @@ impl Scorer for StudentScorer {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
+        self.calibration
     }
 }
 

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sensorflow_operators::likelihood::{LikelihoodParams, LIKELIHOOD_THRESHOLD};
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 
@@ -38,6 +40,8 @@ pub struct Options {
     pub budget: Duration,
     /// Small data and few epochs (tests, smoke runs).
     pub quick: bool,
+    /// Per-series calibration of the models' scores (`None`: raw probabilities).
+    pub calibration: Option<sensorflow_operators::likelihood::LikelihoodParams>,
 }
 
 impl Options {
@@ -51,7 +55,14 @@ impl Options {
             nab: None,
             budget: Duration::from_secs(240),
             quick: false,
+            calibration: Some(LikelihoodParams::default()),
         }
+    }
+
+    /// What alerts compare with: the raw-probability threshold, or with a calibration the
+    /// calibrated one.
+    fn alert_threshold(&self, raw: f32) -> f32 {
+        self.calibration.map_or(raw, |_| LIKELIHOOD_THRESHOLD)
     }
 
     fn data(&self) -> (DataConfig, DataConfig) {
@@ -181,7 +192,8 @@ fn measure(
         ..ReportRow::default()
     };
     if let Some(root) = &opts.nab {
-        set_nab(&mut row, &nab_scores(det, root, opts.window, threshold)?);
+        let episodes = opts.alert_threshold(threshold);
+        set_nab(&mut row, &nab_scores(det, root, opts.window, episodes, opts.calibration)?);
     }
     Ok(row)
 }
@@ -202,10 +214,11 @@ fn card(
         hidden: (kind == "student-mlp").then_some(opts.hidden),
         quantization: name.ends_with("int8").then(|| "int8-symmetric".to_string()),
         normalization: Normalization::default(),
-        threshold,
+        threshold: opts.alert_threshold(threshold),
         provenance,
         metrics: serde_json::to_value(row).ok(),
         compression: Some("zlib".into()),
+        calibration: opts.calibration,
     }
 }
 

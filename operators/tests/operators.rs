@@ -453,3 +453,66 @@ fn anomaly_operator_scores_in_batches_and_is_worker_independent() {
 }
 
 const DEV_A_SPIKE: DeviceId = DeviceId(101);
+
+/// [`Stub`] with a per-series likelihood calibration (no short averaging, 20 warm-up scores).
+struct CalibratedStub;
+
+impl Scorer for CalibratedStub {
+    fn window(&self) -> usize {
+        8
+    }
+    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(inputs.chunks(8).map(|w| (w[7] / 10.0).clamp(0.0, 1.0)));
+    }
+    fn threshold(&self) -> f32 {
+        sensorflow_operators::likelihood::LIKELIHOOD_THRESHOLD
+    }
+    fn name(&self) -> &str {
+        "calibrated"
+    }
+    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
+        Some(sensorflow_operators::likelihood::LikelihoodParams {
+            short: 1,
+            long: 1000.0,
+            warmup: 20,
+            min_std: 0.1,
+        })
+    }
+}
+
+#[test]
+fn a_calibrated_model_alerts_on_calibrated_scores_after_its_warm_up_at_any_worker_count() {
+    // Device A spikes at sample 15 (inside the calibration's warm-up: 8 for the first window
+    // plus 20 scores) and at sample 70; device B never.
+    let devices = [DeviceId(101), DeviceId(202)];
+    let mut parts = vec![Vec::new(), Vec::new()];
+    for i in 0..120u64 {
+        for (d, dev) in devices.iter().enumerate() {
+            let spike = d == 0 && (i == 15 || i == 70);
+            let v = if spike { 100.0 } else { 10.0 + ((i * 7 + d as u64) % 5) as f64 * 0.1 };
+            parts[(i as usize + d) % 2].push(ev(*dev, TEMP, i * 1000, v, i));
+        }
+    }
+    let mut results = Vec::new();
+    for workers in [1, 2] {
+        let factory: ScorerFactory = Arc::new(|| (Box::new(CalibratedStub) as Box<dyn Scorer>, None));
+        let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
+            s.anomalies(factory.clone(), Dictionary::default(), c)
+        });
+        let mut fired: Vec<(DeviceId, u64, u64)> = out
+            .data
+            .iter()
+            .filter(|(_, a)| a.kind == AlertKind::Fired)
+            .map(|(_, a)| {
+                assert!((0.5..=1.0).contains(&a.value), "alerts carry the calibrated score: {}", a.value);
+                (a.key.device, a.key.window_start, (a.value * 1e6) as u64)
+            })
+            .collect();
+        fired.sort();
+        results.push(fired);
+    }
+    assert_eq!(results[0], results[1]);
+    let starts: Vec<(DeviceId, u64)> = results[0].iter().map(|f| (f.0, f.1)).collect();
+    assert_eq!(starts, vec![(DEV_A_SPIKE, 70_000)], "only the spike after the warm-up alerts");
+}

@@ -79,7 +79,6 @@ impl HttpServer {
             .name("sensorflow-http".into())
             .spawn(move || runtime.block_on(serve(listener, telemetry, stopped)))
             .map_err(|e| Error::Runtime(format!("HTTP server thread: {e}")))?;
-        tracing::info!(target: "sensorflow::http", "serving http://{local}/ (metrics on /metrics)");
         Ok(HttpServer { addr: local, stop: Some(stop), thread: Some(thread) })
     }
 

@@ -29,6 +29,9 @@ use crate::Error;
 pub const DEFAULT_FILTER: &str =
     "warn,sensorflow=info,sensorflow::alerts=off,sensorflow::source=off,sensorflow::score=off";
 
+/// Spans waiting for export at most (beyond this, new spans are dropped).
+const SPAN_QUEUE: usize = 65_536;
+
 /// Keeps the trace exporter alive; dropping it flushes the spans still queued.
 #[derive(Debug, Default)]
 pub struct Logging {
@@ -80,8 +83,17 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Logging, Error> {
         .with_timeout(std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| Error::Config(format!("--otlp-endpoint {endpoint}: {e}")))?;
+    // A replay makes thousands of source batches a second: queue generously (spans over the
+    // queue are dropped, never waited for) and export in large requests.
+    let batches = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+        .with_max_queue_size(SPAN_QUEUE)
+        .with_max_export_batch_size(2048)
+        .with_scheduled_delay(std::time::Duration::from_millis(500))
+        .build();
+    let processor =
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).with_batch_config(batches).build();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("sensorflow").build())
         .build();
     let tracer = provider.tracer("sensorflow");

@@ -14,6 +14,7 @@
 //! Batches are found through [`BatchLedger`], which the sources fill only while exporting.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry::trace::{SpanContext, TracerProvider as _};
@@ -90,6 +91,8 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Logging, Error> {
         .with_max_export_batch_size(2048)
         .with_scheduled_delay(std::time::Duration::from_millis(500))
         .build();
+    let exporter =
+        Reporting { inner: exporter, endpoint: traces_url(endpoint), failing: AtomicBool::new(false) };
     let processor =
         opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).with_batch_config(batches).build();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
@@ -102,6 +105,51 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Logging, Error> {
     let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans);
     let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
     Ok(Logging { provider: Some(provider) })
+}
+
+/// Wraps the OTLP exporter to say on stderr when exports start failing (collector down,
+/// wrong URL) and when they work again, once each time, instead of losing spans silently.
+/// Plain stderr, not `tracing`: the exporter runs inside the tracing pipeline.
+#[derive(Debug)]
+struct Reporting<E> {
+    inner: E,
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter for Reporting<E> {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                eprintln!(
+                    "sensorflow: exporting {n} spans to {} failed: {e}; dropping spans until it works",
+                    self.endpoint
+                );
+            }
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                eprintln!("sensorflow: exporting spans to {} works again", self.endpoint);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// Where each device's recent source batches came from, for tracing alerts back to them.

@@ -341,3 +341,18 @@ fn alert_spans_exported_over_otlp_lead_back_to_their_source_batch_and_partition(
         assert!(batch.attrs["partition"].starts_with("simulator/"), "{:?}", batch.attrs);
     }
 }
+
+#[test]
+fn an_unreachable_otlp_collector_is_reported_once_and_the_run_still_finishes() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+        .args(["run", "--source", "simulator", "--devices", "50", "--span", "10m", "-q", "--alerts", "none"])
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reports =
+        stderr.lines().filter(|l| l.contains("spans to http://127.0.0.1") && l.contains("failed")).count();
+    assert_eq!(reports, 1, "one report while it keeps failing: {stderr}");
+}

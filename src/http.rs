@@ -431,14 +431,9 @@ pub fn metrics_text(telemetry: &Arc<Telemetry>) -> Result<String, std::fmt::Erro
 #[derive(Debug)]
 struct PipelineCollector(Arc<Telemetry>);
 
-type Labels<'a> = Vec<(&'static str, String)>;
+type Labels = Vec<(&'static str, String)>;
 
-fn counter(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[(Labels<'_>, u64)],
-) -> std::fmt::Result {
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, u64)]) -> std::fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
         m.encode_family(labels)?.encode_counter::<NoLabelSet, _, u64>(v, None)?;
@@ -446,12 +441,7 @@ fn counter(
     Ok(())
 }
 
-fn gauge(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[(Labels<'_>, f64)],
-) -> std::fmt::Result {
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f64)]) -> std::fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in rows {
         m.encode_family(labels)?.encode_gauge(v)?;
@@ -463,7 +453,7 @@ fn histogram(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    labels: &Labels<'_>,
+    labels: &Labels,
     h: &sensorflow_operators::LogHistogram,
 ) -> std::fmt::Result {
     let (cumulative, sum, count) = h.snapshot();
@@ -553,14 +543,14 @@ impl Collector for PipelineCollector {
             "Alerts a sink had already written and skipped",
             &one(&c.alerts_deduplicated),
         )?;
-        let by: Vec<(Labels<'_>, u64)> = t
+        let by: Vec<(Labels, u64)> = t
             .alerts_by_source()
             .into_iter()
             .map(|((source, kind), n)| (vec![("rule", source), ("kind", kind.to_string())], n))
             .collect();
         counter(&mut enc, "sensorflow_alerts", "Alerts written, by rule or model and kind", &by)?;
         let parts = c.partitions();
-        let lag: Vec<(Labels<'_>, f64)> = parts
+        let lag: Vec<(Labels, f64)> = parts
             .iter()
             .filter(|p| !p.done.load(Ordering::Relaxed))
             .map(|p| {
@@ -577,7 +567,7 @@ impl Collector for PipelineCollector {
             "Event time between a partition's newest event and its watermark",
             &lag,
         )?;
-        let marks: Vec<(Labels<'_>, f64)> = parts
+        let marks: Vec<(Labels, f64)> = parts
             .iter()
             .map(|p| {
                 let l = vec![

@@ -166,9 +166,23 @@ pub fn simulate_to(
     let mut names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
     let mut line = String::with_capacity(128);
     let started = Instant::now();
+    // Every series samples once per interval over the span (or stops at max_events).
+    let planned =
+        config.devices * config.metrics.len() as u64 * config.span_ms.div_ceil(config.interval_ms.max(1));
+    let mut meter = sensorflow_operators::progress::Meter::new(
+        "simulate",
+        Some(max_events.map_or(planned, |m| m.min(planned))),
+        "events",
+        Duration::from_secs(5),
+    );
+    let mut shown = Instant::now();
     loop {
         batch.events.clear();
         let poll = reader.poll(&mut batch)?;
+        if shown.elapsed() >= Duration::from_millis(200) {
+            shown = Instant::now();
+            meter.set(events, String::new);
+        }
         for e in &batch.events {
             let device = names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device).to_string());
             let metric = dict.metric_name(e.metric);
@@ -189,6 +203,7 @@ pub fn simulate_to(
             Poll::Pending => std::thread::sleep(Duration::from_millis(2)),
         }
     }
+    meter.finish();
     writer.finish()?;
     let labels = labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let text = serde_json::to_string_pretty(&labels).map_err(|e| Error::Runtime(e.to_string()))?;

@@ -52,7 +52,7 @@ pub struct Telemetry {
     /// end to the moment the sink wrote the alert.
     pub latency: LogHistogram,
     /// Alerts written, by (rule or model, fired/cleared).
-    by_source: Mutex<BTreeMap<(String, &'static str), u64>>,
+    by_source: Mutex<BTreeMap<(Arc<str>, &'static str), u64>>,
     /// The model in use.
     pub model: Mutex<ModelInfo>,
     /// Recent alerts.
@@ -212,12 +212,7 @@ impl Telemetry {
                     AlertKind::Fired => "fired",
                     AlertKind::Cleared => "cleared",
                 };
-                match by.get_mut(&(a.key.source.to_string(), kind)) {
-                    Some(n) => *n += 1,
-                    None => {
-                        by.insert((a.key.source.to_string(), kind), 1);
-                    }
-                }
+                *by.entry((a.key.source.clone(), kind)).or_default() += 1;
             }
         }
         {
@@ -265,7 +260,8 @@ impl Telemetry {
 
     /// Alerts written so far by (rule or model, `fired`/`cleared`).
     pub fn alerts_by_source(&self) -> BTreeMap<(String, &'static str), u64> {
-        self.by_source.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let by = self.by_source.lock().unwrap_or_else(PoisonError::into_inner);
+        by.iter().map(|((source, kind), &n)| ((source.to_string(), *kind), n)).collect()
     }
 
     /// Marks the run finished and wakes every waiting reader.

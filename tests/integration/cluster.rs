@@ -21,6 +21,21 @@ fn free_ports(n: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// Waits for `child` to exit, killing it and failing the test after `limit`.
+fn exit_within(child: &mut std::process::Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn same_alerts_at_1x1_1x4_and_2x2() {
     let dir = tmp();
@@ -73,17 +88,7 @@ fn killing_one_process_stops_the_other_within_seconds() {
     assert!(p0.try_wait().unwrap().is_none() && p1.try_wait().unwrap().is_none(), "both should be running");
     p1.kill().unwrap();
     p1.wait().unwrap();
-    let killed = Instant::now();
-    let status = loop {
-        if let Some(s) = p0.try_wait().unwrap() {
-            break s;
-        }
-        if killed.elapsed() > Duration::from_secs(10) {
-            let _ = p0.kill();
-            panic!("the surviving process did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut p0, Duration::from_secs(10), "the surviving process");
     assert!(!status.success());
     let mut err = String::new();
     std::io::Read::read_to_string(&mut p0.stderr.take().unwrap(), &mut err).unwrap();
@@ -118,17 +123,7 @@ fn the_launcher_stops_when_one_of_its_processes_is_killed() {
     assert!(launcher.try_wait().unwrap().is_none(), "the cluster should be running: {said:?}");
     let killed = Command::new("kill").args(["-9", pid.as_deref().unwrap()]).status().unwrap();
     assert!(killed.success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = launcher.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = launcher.kill();
-            panic!("the launcher did not stop within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut launcher, Duration::from_secs(10), "the launcher");
     assert!(!status.success());
     std::thread::sleep(Duration::from_millis(200));
     let rest: Vec<String> = rx.try_iter().collect();

@@ -356,3 +356,21 @@ fn an_unreachable_otlp_collector_is_reported_once_and_the_run_still_finishes() {
         stderr.lines().filter(|l| l.contains("spans to http://127.0.0.1") && l.contains("failed")).count();
     assert_eq!(reports, 1, "one report while it keeps failing: {stderr}");
 }
+
+#[test]
+fn an_http_address_that_cannot_be_served_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (addr, expected) in
+        [(format!("127.0.0.1:{port}"), "cannot listen"), ("not-an-address".to_string(), "cannot listen")]
+    {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+            .args(["run", "--devices", "5", "--span", "1m", "-q", "--alerts", "none", "--http", &addr])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{addr}: {stderr}");
+        assert!(stderr.contains(&format!("--http {addr}")) && stderr.contains(expected), "{addr}: {stderr}");
+    }
+    drop(taken);
+}

@@ -9,6 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "test.sh: cargo is not installed" >&2; exit 1; }
+# A clean build of the workspace and its tests needs a few GiB; say so up front rather than
+# failing deep inside a C build with "No space left on device".
+avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kib:-0}" -lt 6000000 ]; then
+  echo "test.sh: only $((avail_kib / 1024)) MiB free here; the build and tests need about 6 GiB" >&2
+fi
 # The NAB corpus (read-only, never copied here): beside the checkout, or where CI keeps it.
 if [ -z "${SENSORFLOW_NAB_DIR:-}" ]; then
   for d in ../shared/datasets/nab /work/shared/datasets/nab; do

@@ -41,7 +41,7 @@ fn same_alerts_at_1x1_1x4_and_2x2() {
     let dir = tmp();
     let data = dir.path().join("sim.jsonl");
     let out = sensorflow()
-        .args(["simulate", "--devices", "60", "--span", "30m", "-o"])
+        .args(["simulate", "--devices", "100", "--span", "30m", "-o"])
         .arg(&data)
         .output()
         .unwrap();

@@ -1,14 +1,20 @@
 //! Training data: windows of normalised values from synthetic series with labelled anomalies.
 //!
 //! Each series draws its own shape (level, daily swing relative to the sample interval,
-//! random walk, noise, anomaly severity) so the model sees many base signals. A window is
+//! random walk, noise, anomaly severity) so the model sees many base signals; most of them
+//! also get normal behaviour that is not anomalous (cycles of 50–1,000 samples, square or
+//! sawtooth waveforms, routine bursts: [`crate::synth::Shape`]), and anomaly durations are
+//! counted in samples ([`crate::synth::Durations::Samples`]) so a level shift is a shift at
+//! any sample interval. A window is
 //! positive when an anomaly began within its last [`ONSET`] samples: the model learns to
 //! notice an anomaly as it starts, which is what streaming detection (and NAB) rewards.
 //! Dropouts produce no samples and so no windows; the engine's count rules cover them.
 
 use sensorflow_operators::SeriesWindow;
 
-use crate::synth::{AnomalyKind, AnomalyPlan, MetricProfile, Series, SplitMix64, PROFILES};
+use crate::synth::{
+    AnomalyKind, AnomalyPlan, Durations, MetricProfile, Series, Shape, SplitMix64, Waveform, PROFILES,
+};
 
 /// A window is positive if an anomaly began within this many of its newest samples.
 pub const ONSET: u64 = 8;
@@ -90,6 +96,29 @@ fn random_profile(rng: &mut SplitMix64) -> MetricProfile {
     }
 }
 
+/// Normal behaviour for one series: half keep the plain daily sine; the others get a cycle
+/// of 50–1,000 samples, a square or sawtooth waveform, and/or normal bursts, so that the
+/// model learns that recurring edges and frequent bursts are not anomalies by themselves.
+fn random_shape(rng: &mut SplitMix64) -> Shape {
+    let mut shape = Shape::default();
+    if rng.uniform() < 0.5 {
+        shape.period_samples = Some(50.0 * 20f64.powf(rng.uniform()));
+    }
+    let w = rng.uniform();
+    shape.waveform = if w < 0.5 {
+        Waveform::Sine
+    } else if w < 0.8 {
+        Waveform::Square { duty: rng.range(0.2, 0.8) }
+    } else {
+        Waveform::Sawtooth
+    };
+    if rng.uniform() < 0.35 {
+        shape.burst_rate = 10f64.powf(rng.range(-3.0, -1.3));
+        shape.burst_size = rng.range(0.3, 2.0);
+    }
+    shape
+}
+
 /// Generates a dataset.
 pub fn generate(cfg: &DataConfig) -> Dataset {
     let mut rng = SplitMix64::new(cfg.seed);
@@ -107,9 +136,11 @@ pub fn generate(cfg: &DataConfig) -> Dataset {
             rate_per_hour: per_hour / 400.0,
             kinds: kinds.clone(),
             severity: rng.range(0.35, 1.3),
+            durations: Durations::Samples,
         };
         let start = 1_600_000_000_000 + rng.next_u64() % 31_536_000_000;
-        let mut series = Series::new(cfg.seed, s as u64, profile, plan, start);
+        let shape = random_shape(&mut rng);
+        let mut series = Series::new(cfg.seed, s as u64, profile, plan, start).with_shape(shape);
         let mut window = SeriesWindow::new(cfg.window);
         let mut last_onset: Option<u64> = None;
         for i in 0..cfg.samples as u64 {
@@ -169,9 +200,11 @@ pub fn synthetic_nab(seed: u64, files: usize, rows: usize) -> (Vec<SyntheticFile
             rate_per_hour: per_hour * 2.0 / rows as f64,
             kinds: kinds.clone(),
             severity: rng.range(0.35, 1.3),
+            durations: Durations::Samples,
         };
         let start = 1_600_000_000_000 + rng.next_u64() % 31_536_000_000;
-        let mut series = Series::new(seed ^ 0x5EED, f as u64, profile, plan, start);
+        let shape = random_shape(&mut rng);
+        let mut series = Series::new(seed ^ 0x5EED, f as u64, profile, plan, start).with_shape(shape);
         let (mut timestamps, mut values, mut onsets) =
             (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::new());
         let mut i = 0u64;

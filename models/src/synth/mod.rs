@@ -1,6 +1,7 @@
 //! Synthetic sensor signals with labelled anomalies, seeded and reproducible.
 //!
-//! A series is `level + daily seasonality + mean-reverting random walk + sensor noise`,
+//! A series is `level + daily seasonality + mean-reverting random walk + sensor noise`
+//! (optionally another cycle length and waveform, and normal bursts: [`Shape`]),
 //! sampled at a fixed interval. Anomalies arrive as a Poisson process (rate per series-hour)
 //! and never overlap; each is one of [`AnomalyKind::ALL`] with a magnitude in units of the
 //! metric's typical scale. The same (seed, series id) always produces the same samples.
@@ -148,15 +149,83 @@ pub struct AnomalyPlan {
     pub kinds: Vec<AnomalyKind>,
     /// Magnitude multiplier (1.0 = standard; smaller = subtler anomalies).
     pub severity: f64,
+    /// How long anomalies last.
+    pub durations: Durations,
+}
+
+/// How anomaly durations are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durations {
+    /// Minutes of event time, whatever the sample interval (the simulator's fleet: a level
+    /// shift of 3–20 minutes is hundreds of samples at one per second).
+    #[default]
+    WallClock,
+    /// Numbers of samples, log-uniformly drawn (level shift 10–1,000, drift 20–500, stuck
+    /// sensor 10–300, noise burst 5–200): the same shapes whether a sample is a second or ten
+    /// minutes apart, which is what training data for any sensor needs. At a 5-minute
+    /// interval wall-clock durations would make every anomaly a blip of one to six samples.
+    Samples,
 }
 
 impl Default for AnomalyPlan {
     fn default() -> Self {
-        AnomalyPlan { rate_per_hour: 0.1, kinds: AnomalyKind::ALL.to_vec(), severity: 1.0 }
+        AnomalyPlan {
+            rate_per_hour: 0.1,
+            kinds: AnomalyKind::ALL.to_vec(),
+            severity: 1.0,
+            durations: Durations::WallClock,
+        }
     }
 }
 
 const DAY_MS: f64 = 86_400_000.0;
+
+/// The waveform of a series' cycle.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Waveform {
+    /// A sine wave.
+    #[default]
+    Sine,
+    /// On for `duty` of each cycle, off for the rest (schedules, duty-cycled machines).
+    Square {
+        /// Fraction of the cycle that is on.
+        duty: f64,
+    },
+    /// A ramp that falls back at the end of each cycle (fill and empty, batch jobs).
+    Sawtooth,
+}
+
+/// Normal behaviour beyond a sine-wave day: recurring shapes and bursts that real telemetry
+/// shows and that are not anomalies. The default is the simulator's plain series.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Shape {
+    /// The cycle's waveform.
+    pub waveform: Waveform,
+    /// Cycle length in samples; `None` for one day of wall-clock time.
+    pub period_samples: Option<f64>,
+    /// Probability per sample that a normal burst starts (request bursts, traffic).
+    pub burst_rate: f64,
+    /// Typical burst height in units of the profile's scale (heavy-tailed: Pareto, α = 2).
+    pub burst_size: f64,
+}
+
+impl Waveform {
+    /// The waveform at cycle phase `phase` (radians), in [−1, 1].
+    fn at(self, phase: f64) -> f64 {
+        let frac = (phase / std::f64::consts::TAU).rem_euclid(1.0);
+        match self {
+            Waveform::Sine => phase.sin(),
+            Waveform::Square { duty } => {
+                if frac < duty {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+            Waveform::Sawtooth => 2.0 * frac - 1.0,
+        }
+    }
+}
 
 /// One synthetic series, generated sample by sample in time order.
 #[derive(Clone, Debug)]
@@ -173,6 +242,9 @@ pub struct Series {
     current: Option<Anomaly>,
     stuck_value: Option<f64>,
     last_value: f64,
+    shape: Shape,
+    samples: u64,
+    burst: f64,
 }
 
 impl Series {
@@ -196,9 +268,18 @@ impl Series {
             current: None,
             stuck_value: None,
             last_value: level,
+            shape: Shape::default(),
+            samples: 0,
+            burst: 0.0,
         };
         s.next_anomaly_ms = start_ms + s.gap_ms();
         s
+    }
+
+    /// The same series with other normal behaviour.
+    pub fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
     }
 
     fn gap_ms(&mut self) -> u64 {
@@ -234,9 +315,23 @@ impl Series {
         // The normal signal evolves underneath any anomaly.
         let revert = 0.001;
         self.walk = self.walk * (1.0 - revert) + self.profile.walk_sigma * self.rng.normal();
-        let daily = self.amplitude * ((ts as f64 / DAY_MS) * std::f64::consts::TAU + self.phase).sin();
+        let cycles = match self.shape.period_samples {
+            Some(period) => self.samples as f64 / period,
+            None => ts as f64 / DAY_MS,
+        };
+        self.samples += 1;
+        let daily = self.amplitude * self.shape.waveform.at(cycles * std::f64::consts::TAU + self.phase);
         let mut noise = self.noise * self.rng.normal();
         let mut value = self.level + daily + self.walk;
+        if self.shape.burst_rate > 0.0 {
+            // A burst jumps up and decays over a few samples.
+            self.burst *= 0.5;
+            if self.rng.uniform() < self.shape.burst_rate {
+                let pareto = 1.0 / self.rng.uniform().max(1e-6).sqrt();
+                self.burst += self.shape.burst_size * self.profile.scale * pareto.min(20.0);
+            }
+            value += self.burst;
+        }
         let scale = self.profile.scale;
         let anomaly = self.current.map(|a| a.kind);
         if let Some(a) = self.current {
@@ -265,7 +360,22 @@ impl Series {
         let kinds = &self.plan.kinds;
         let kind = kinds[(self.rng.next_u64() % kinds.len() as u64) as usize];
         let sev = self.plan.severity;
-        let minutes = |rng: &mut SplitMix64, lo: f64, hi: f64| (rng.range(lo, hi) * 60_000.0) as u64;
+        let samples = self.plan.durations == Durations::Samples;
+        // `lo..hi` minutes of wall-clock time, or with sample durations `s_lo..s_hi` samples.
+        let minutes = |rng: &mut SplitMix64, lo: f64, hi: f64| {
+            if samples {
+                let (s_lo, s_hi): (f64, f64) = match kind {
+                    AnomalyKind::LevelShift => (10.0, 1000.0),
+                    AnomalyKind::Drift => (20.0, 500.0),
+                    AnomalyKind::StuckAt => (10.0, 300.0),
+                    _ => (5.0, 200.0),
+                };
+                let n: f64 = s_lo * (s_hi / s_lo).powf(rng.uniform());
+                (n * interval_ms as f64) as u64
+            } else {
+                (rng.range(lo, hi) * 60_000.0) as u64
+            }
+        };
         let (len, magnitude) = match kind {
             AnomalyKind::Spike => (interval_ms, sev * self.rng.range(6.0, 12.0)),
             AnomalyKind::Dip => (interval_ms, -sev * self.rng.range(6.0, 12.0)),
@@ -335,6 +445,63 @@ mod tests {
         for w in anomalies.windows(2) {
             assert!(w[0].end_ms <= w[1].start_ms);
         }
+    }
+
+    #[test]
+    fn sample_durations_do_not_depend_on_the_interval() {
+        // At a five-minute interval wall-clock durations make a level shift a blip of at most
+        // four samples; sample durations keep it 10–1,000 samples long.
+        let interval = 300_000;
+        let plan = |durations| AnomalyPlan {
+            rate_per_hour: 0.05,
+            kinds: vec![AnomalyKind::LevelShift],
+            durations,
+            ..AnomalyPlan::default()
+        };
+        for (durations, lo, hi) in [(Durations::WallClock, 1, 4), (Durations::Samples, 10, 1000)] {
+            let mut s = Series::new(9, 1, PROFILES[0], plan(durations), 0);
+            let mut lengths = Vec::new();
+            for i in 0..200_000u64 {
+                if let (_, Some(a)) = s.sample(i * interval, interval) {
+                    lengths.push((a.end_ms - a.start_ms).div_ceil(interval));
+                }
+            }
+            assert!(lengths.len() >= 20, "{durations:?}: {} shifts", lengths.len());
+            assert!(lengths.iter().all(|l| (lo..=hi).contains(l)), "{durations:?}: {lengths:?}");
+            if durations == Durations::Samples {
+                assert!(lengths.iter().any(|&l| l > 200), "long shifts occur: {lengths:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_give_square_cycles_and_normal_bursts() {
+        let quiet = MetricProfile { noise: 0.0, walk_sigma: 0.0, ..PROFILES[0] };
+        let plan = AnomalyPlan { rate_per_hour: 0.0, ..AnomalyPlan::default() };
+        let square = Shape {
+            waveform: Waveform::Square { duty: 0.25 },
+            period_samples: Some(100.0),
+            ..Shape::default()
+        };
+        let mut s = Series::new(1, 2, quiet, plan.clone(), 0).with_shape(square);
+        let values: Vec<f64> = (0..1000u64).map(|i| s.sample(i * 1000, 1000).0.value.unwrap()).collect();
+        let high = values.iter().copied().fold(f64::MIN, f64::max);
+        let low = values.iter().copied().fold(f64::MAX, f64::min);
+        let on = values.iter().filter(|&&v| (v - high).abs() < 1e-9).count();
+        let off = values.iter().filter(|&&v| (v - low).abs() < 1e-9).count();
+        assert_eq!(on + off, 1000, "a noiseless square wave has two values");
+        assert!((230..=270).contains(&on), "on for a quarter of each cycle: {on}");
+        assert!(high - low > 1.0, "{low}..{high}");
+
+        let bursty = Shape { burst_rate: 0.02, burst_size: 1.0, ..Shape::default() };
+        let flat = MetricProfile { daily_amplitude: 0.0, ..quiet };
+        let mut s = Series::new(1, 2, flat, plan, 0).with_shape(bursty);
+        let values: Vec<f64> = (0..20_000u64).map(|i| s.sample(i * 1000, 1000).0.value.unwrap()).collect();
+        let base = values.iter().copied().fold(f64::MAX, f64::min);
+        // Bursts of at least one scale unit (3.0) start about 400 times; each decays by half a
+        // sample, so a few samples per burst stand out.
+        let raised = values.iter().filter(|&&v| v > base + 1.5).count();
+        assert!((300..=2000).contains(&raised), "{raised} raised samples");
     }
 
     #[test]

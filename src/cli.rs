@@ -135,6 +135,10 @@ pub struct EvaluateArgs {
     /// `report.png` from the optimization report (`--dir`/report.json) when there is one.
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+    /// Also print, per file, the windows detected, false alarms and share of the raw score
+    /// (standard profile at its optimal threshold), worst files first.
+    #[arg(long)]
+    pub per_file: bool,
 }
 
 /// `evaluate --calibration`.

@@ -93,6 +93,29 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
             s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
         );
     }
+    if args.per_file {
+        if let Some((profile, best)) = profiles
+            .iter()
+            .zip(&scores)
+            .find(|(p, _)| p.name == "standard")
+            .or(profiles.iter().zip(&scores).next())
+        {
+            let mut files = nab::score_files(&outputs, &windows, profile, best.threshold);
+            files.sort_by(|a, b| a.raw.total_cmp(&b.raw));
+            println!("\nper file ({} profile, threshold {:.4}), worst first:", profile.name, best.threshold);
+            println!("{:<62} {:>7} {:>8} {:>12} {:>8}", "file", "windows", "detected", "false alarms", "raw");
+            for f in &files {
+                println!(
+                    "{:<62} {:>7} {:>8} {:>12} {:>8.3}",
+                    f.file, f.windows, f.detected, f.false_alarms, f.raw
+                );
+            }
+            let (w, d, fa) = files
+                .iter()
+                .fold((0, 0, 0), |(w, d, fa), f| (w + f.windows, d + f.detected, fa + f.false_alarms));
+            println!("{:<62} {w:>7} {d:>8} {fa:>12} {:>8.3}", "total", best.raw);
+        }
+    }
     if let Some(dir) = &args.plot {
         let standard = scores.iter().find(|s| s.profile == "standard").map(|s| s.threshold);
         plot_evaluation(dir, &args.dir, &outputs, &windows, standard)?;

@@ -154,3 +154,49 @@ fn evaluate_plot_draws_a_png_per_nab_file_and_the_report_chart() {
     assert!(plots.join("report.png").is_file());
     assert!(plots.join("realKnownCause__machine_temperature_system_failure.png").is_file());
 }
+
+#[test]
+fn evaluate_per_file_accounts_for_every_window_and_the_whole_raw_score() {
+    let nab = nab_root();
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nab.join("labels/combined_windows.json")).unwrap())
+            .unwrap();
+    let labelled: usize = labels.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+    let out = sensorflow()
+        .args(["evaluate", "--per-file", "--nab"])
+        .arg(&nab)
+        .arg("--results")
+        .arg(nab.join("results/windowedGaussian"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let standard_raw: f64 = text
+        .lines()
+        .find(|l| l.starts_with("standard "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no standard line in {text}"));
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("per file"))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (total, files) = table.split_last().expect("a total line");
+    assert_eq!(total[0], "total");
+    assert_eq!(files.len(), labels.as_object().unwrap().len(), "one line per labelled file");
+    let col = |row: &Vec<&str>, i: usize| row[i].parse::<f64>().unwrap();
+    assert_eq!(col(total, 1) as usize, labelled, "every labelled window is accounted for");
+    assert_eq!(files.iter().map(|f| col(f, 1)).sum::<f64>() as usize, labelled);
+    assert!(files.iter().all(|f| col(f, 2) <= col(f, 1)), "never more detected than there are windows");
+    let raw: Vec<f64> = files.iter().map(|f| col(f, 4)).collect();
+    assert!(raw.windows(2).all(|w| w[0] <= w[1]), "worst first: {raw:?}");
+    // The files' shares add up to the corpus's raw score (three decimals each).
+    assert!(
+        (raw.iter().sum::<f64>() - standard_raw).abs() < 0.05,
+        "{} vs {standard_raw}",
+        raw.iter().sum::<f64>()
+    );
+    assert!((col(total, 4) - standard_raw).abs() < 1e-3);
+}

@@ -347,6 +347,66 @@ pub fn score_corpus(outputs: &[FileOutput], windows: &Windows, profiles: &[Profi
         .collect()
 }
 
+/// One file's share of a corpus score at a given threshold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileScore {
+    /// `category/name.csv`.
+    pub file: String,
+    /// Labelled windows with scorable rows.
+    pub windows: usize,
+    /// Windows with at least one detection.
+    pub detected: usize,
+    /// Detections outside every window (after the probationary period).
+    pub false_alarms: usize,
+    /// The file's part of the raw score: best worth per window (−FN cost when missed) plus
+    /// the false alarms' (negative) worths.
+    pub raw: f64,
+}
+
+/// Where a corpus score comes from: per file, windows detected, false alarms and raw score
+/// for `profile` at `threshold` (rows scoring at or above it are detections). The files'
+/// `raw` values sum to the corpus's raw score at that threshold.
+pub fn score_files(
+    outputs: &[FileOutput],
+    windows: &Windows,
+    profile: &Profile,
+    threshold: f64,
+) -> Vec<FileScore> {
+    outputs
+        .iter()
+        .map(|out| {
+            let w = windows.get(&out.file).map(Vec::as_slice).unwrap_or(&[]);
+            let (rows, _) = sweep(out, w, &profile.costs, 0);
+            let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+            let (mut false_alarms, mut fp_sum) = (0, 0.0);
+            for r in &rows {
+                let hit = r.score >= threshold;
+                match r.window {
+                    Some(i) => {
+                        let b = best.entry(i).or_insert(-profile.costs.fn_);
+                        if hit && r.worth > *b {
+                            *b = r.worth;
+                        }
+                    }
+                    None if hit => {
+                        false_alarms += 1;
+                        fp_sum += r.worth;
+                    }
+                    None => {}
+                }
+            }
+            let detected = best.values().filter(|&&b| b > -profile.costs.fn_).count();
+            FileScore {
+                file: out.file.clone(),
+                windows: best.len(),
+                detected,
+                false_alarms,
+                raw: best.values().sum::<f64>() + fp_sum,
+            }
+        })
+        .collect()
+}
+
 /// Reads a detector's per-row result files: `dir/<category>/<detector>_<file>.csv` with at
 /// least `timestamp` and `anomaly_score` columns (NAB's results layout). The detector name
 /// is the directory's name.
@@ -471,6 +531,33 @@ mod tests {
 
     fn standard(out: &FileOutput, w: &Windows) -> ProfileScore {
         score_corpus(std::slice::from_ref(out), w, &standard_profiles()[..1]).remove(0)
+    }
+
+    #[test]
+    fn per_file_scores_count_windows_and_false_alarms_and_sum_to_the_corpus_score() {
+        let w = {
+            let mut w = windows(&[(400, 499)]);
+            w.insert("cat/g.csv".into(), vec![(300 * MIN, 349 * MIN), (600 * MIN, 649 * MIN)]);
+            w
+        };
+        // f: its window found at its left edge (worth 1) and one false alarm before any window
+        // (−0.11). g: one of two windows found at its left edge, one false alarm long after.
+        let f = file(1000, &[400, 200]);
+        let mut g = file(1000, &[300, 900]);
+        g.file = "cat/g.csv".into();
+        let profile = &standard_profiles()[0];
+        let files = score_files(&[f.clone(), g.clone()], &w, profile, 0.5);
+        assert_eq!(files.len(), 2);
+        assert_eq!((files[0].windows, files[0].detected, files[0].false_alarms), (1, 1, 1));
+        assert!((files[0].raw - (1.0 - 0.11)).abs() < 1e-9, "{:?}", files[0]);
+        assert_eq!((files[1].windows, files[1].detected, files[1].false_alarms), (2, 1, 1));
+        // Row 900 is 251 rows after a 50-row window: σ̃ at 5.1 saturates to −1 → −0.11.
+        assert!((files[1].raw - (1.0 - 1.0 - 0.11)).abs() < 1e-9, "{:?}", files[1]);
+        let corpus = score_corpus(&[f, g], &w, std::slice::from_ref(profile)).remove(0);
+        assert!((corpus.raw - (files[0].raw + files[1].raw)).abs() < 1e-9);
+        // Above every score nothing is detected: each window costs one missed window.
+        let none = score_files(&[file(1000, &[400])], &windows(&[(400, 499)]), profile, 2.0);
+        assert_eq!((none[0].detected, none[0].false_alarms, none[0].raw), (0, 0, -1.0));
     }
 
     #[test]

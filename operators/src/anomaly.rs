@@ -62,7 +62,7 @@ pub trait Anomalies<'scope> {
 struct KeyState {
     window: SeriesWindow,
     active_since: Option<u64>,
-    likelihood: Option<crate::likelihood::Likelihood>,
+    calibration: Option<crate::likelihood::Calibration>,
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -82,7 +82,8 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
             let mut ready: Vec<Event> = Vec::new();
             let mut keys: IdHashMap<(u64, u64), KeyState> = IdHashMap::default();
             let mut inputs: Vec<f32> = Vec::new();
-            let mut rows: Vec<usize> = Vec::new();
+            // Scored events: index in `ready`, and whether the value jumped beyond its series' range.
+            let mut rows: Vec<(usize, bool)> = Vec::new();
             let mut scores: Vec<f32> = Vec::new();
             let mut alerts: Vec<(u64, Alert)> = Vec::new();
             let mut names: IdHashMap<u64, Arc<str>> = IdHashMap::default();
@@ -119,13 +120,14 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         let state = keys.entry((e.device.0, e.metric.0)).or_insert_with(|| KeyState {
                             window: SeriesWindow::new(w),
                             active_since: None,
-                            likelihood: calibration.map(crate::likelihood::Likelihood::new),
+                            calibration: calibration.map(crate::likelihood::Calibration::new),
                         });
+                        let beyond = state.calibration.as_mut().is_some_and(|c| c.observe(e.value));
                         if state.window.push(e.value) {
                             let at = inputs.len();
                             inputs.resize(at + w, 0.0);
                             state.window.write_normalized(&mut inputs[at..]);
-                            rows.push(idx);
+                            rows.push((idx, beyond));
                         }
                     }
                     if !rows.is_empty() {
@@ -142,11 +144,11 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         Counters::add(&counters.windows_scored, rows.len() as u64);
                         let threshold = scorer.threshold();
                         let model: Arc<str> = Arc::from(scorer.name());
-                        for (&idx, &raw) in rows.iter().zip(scores.iter()) {
+                        for (&(idx, beyond), &raw) in rows.iter().zip(scores.iter()) {
                             let e = ready[idx];
                             let Some(state) = keys.get_mut(&(e.device.0, e.metric.0)) else { continue };
-                            let score = match state.likelihood.as_mut() {
-                                Some(l) => l.update(f64::from(raw)) as f32,
+                            let score = match state.calibration.as_mut() {
+                                Some(c) => c.score(f64::from(raw), beyond) as f32,
                                 None => raw,
                             };
                             let kind = match state.active_since {

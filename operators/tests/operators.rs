@@ -477,6 +477,7 @@ impl Scorer for CalibratedStub {
             long: 1000.0,
             warmup: 20,
             min_std: 0.1,
+            range: None,
         })
     }
 }
@@ -515,4 +516,72 @@ fn a_calibrated_model_alerts_on_calibrated_scores_after_its_warm_up_at_any_worke
     assert_eq!(results[0], results[1]);
     let starts: Vec<(DeviceId, u64)> = results[0].iter().map(|f| (f.0, f.1)).collect();
     assert_eq!(starts, vec![(DEV_A_SPIKE, 70_000)], "only the spike after the warm-up alerts");
+}
+
+/// A model that is never uneasy (raw score 0) with the range check on: what alerts is the
+/// range check alone.
+struct RangeOnlyStub;
+
+impl Scorer for RangeOnlyStub {
+    fn window(&self) -> usize {
+        8
+    }
+    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.resize(inputs.len() / 8, 0.0);
+    }
+    fn threshold(&self) -> f32 {
+        sensorflow_operators::likelihood::LIKELIHOOD_THRESHOLD
+    }
+    fn name(&self) -> &str {
+        "range"
+    }
+    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
+        Some(sensorflow_operators::likelihood::LikelihoodParams {
+            short: 1,
+            long: 1000.0,
+            warmup: 20,
+            min_std: 0.1,
+            range: Some(sensorflow_operators::likelihood::RangeParams { warmup: 50, steps: 2.0 }),
+        })
+    }
+}
+
+#[test]
+fn a_jump_beyond_a_series_range_alerts_with_score_one_and_a_trend_does_not_at_any_worker_count() {
+    // Device A wobbles between 10.0 and 10.4 (typical step 0.16), dips to 5 at sample 30
+    // (inside the range warm-up of 50: not flagged, but its range is now 5..10.4) and jumps to
+    // 12 at sample 120, beyond the maximum by far more than 2 typical steps; device B climbs
+    // 0.05 per sample with the same wobble, a new maximum nearly every sample but never a jump.
+    let devices = [DeviceId(101), DeviceId(202)];
+    let mut parts = vec![Vec::new(), Vec::new()];
+    for i in 0..200u64 {
+        let wobble = (i % 5) as f64 * 0.1;
+        let a = match i {
+            30 => 5.0,
+            120 => 12.0,
+            _ => 10.0 + wobble,
+        };
+        let b = 10.0 + wobble + 0.05 * i as f64;
+        for (d, (dev, v)) in devices.iter().zip([a, b]).enumerate() {
+            parts[(i as usize + d) % 2].push(ev(*dev, TEMP, i * 1000, v, i));
+        }
+    }
+    let mut results = Vec::new();
+    for workers in [1, 2] {
+        let factory: ScorerFactory = Arc::new(|| (Box::new(RangeOnlyStub) as Box<dyn Scorer>, None));
+        let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
+            s.anomalies(factory.clone(), Dictionary::default(), c)
+        });
+        let mut fired: Vec<(DeviceId, u64, f64)> = out
+            .data
+            .iter()
+            .filter(|(_, a)| a.kind == AlertKind::Fired)
+            .map(|(_, a)| (a.key.device, a.key.window_start, a.value))
+            .collect();
+        fired.sort_by_key(|f| (f.0, f.1));
+        results.push(fired);
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], vec![(DEV_A_SPIKE, 120_000, 1.0)], "only A's jump after the warm-up");
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use sensorflow_operators::likelihood::{Likelihood, LikelihoodParams};
+use sensorflow_operators::likelihood::{Calibration, LikelihoodParams};
 use sensorflow_operators::timefmt::parse_datetime;
 use sensorflow_operators::SeriesWindow;
 use serde::{Deserialize, Serialize};
@@ -163,12 +163,15 @@ pub fn calibrated_scores(
     let start = first_full?;
     let mut probs = Vec::new();
     detector.predict(&inputs, &mut probs);
-    let mut likelihood = calibration.map(Likelihood::new);
+    let mut calibration = calibration.map(Calibration::new);
+    // Every value goes through the range check, as in the operator; windows start at `start`.
+    let beyond: Vec<bool> =
+        values.iter().map(|&v| calibration.as_mut().is_some_and(|c| c.observe(v))).collect();
     let mut scores = vec![0.0; values.len()];
-    for (s, p) in scores[start..].iter_mut().zip(&probs) {
+    for ((s, p), &beyond) in scores[start..].iter_mut().zip(&probs).zip(&beyond[start..]) {
         let p = f64::from(*p);
-        *s = match likelihood.as_mut() {
-            Some(l) => l.update(p),
+        *s = match calibration.as_mut() {
+            Some(c) => c.score(p, beyond),
             None => p,
         };
     }

@@ -128,7 +128,8 @@ pub struct EvaluateArgs {
     /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB.
     #[arg(long, value_name = "SEED")]
     pub synthetic: Option<u64>,
-    /// Calibration of the model's scores: as its card says, none, or anomaly likelihood.
+    /// Calibration of the model's scores: as its card says, none, default settings, or one
+    /// of the card's two parts alone (to see what each contributes).
     #[arg(long, value_enum, default_value = "card")]
     pub calibration: CalibrationArg,
     /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
@@ -148,8 +149,12 @@ pub enum CalibrationArg {
     Card,
     /// Raw probabilities.
     None,
-    /// Per-series anomaly likelihood with default settings.
+    /// Per-series calibration with default settings (likelihood and range check).
     Likelihood,
+    /// The card's (or the default) calibration without its range check.
+    NoRange,
+    /// The card's (or the default) range check alone: the model's scores are ignored.
+    RangeOnly,
 }
 
 /// Input kinds.

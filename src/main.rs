@@ -11,6 +11,7 @@ use anyhow::Context;
 use cli::{Cli, Command};
 use sensorflow::bridge::{run_bridge, BridgeConfig};
 use sensorflow::simulate::{labels_path_for, simulate_to, Format, Output};
+use sensorflow_operators::likelihood::LikelihoodParams;
 
 fn main() -> ExitCode {
     fail_stop_on_lost_peers();
@@ -50,6 +51,18 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
                 cli::CalibrationArg::Card => scorer.calibration,
                 cli::CalibrationArg::None => None,
                 cli::CalibrationArg::Likelihood => Some(Default::default()),
+                cli::CalibrationArg::NoRange => {
+                    Some(LikelihoodParams { range: None, ..scorer.calibration.unwrap_or_default() })
+                }
+                cli::CalibrationArg::RangeOnly => {
+                    let range = scorer.calibration.unwrap_or_default().range.unwrap_or_default();
+                    // A likelihood whose warm-up never ends always says 0.
+                    Some(LikelihoodParams {
+                        warmup: u64::MAX,
+                        range: Some(range),
+                        ..LikelihoodParams::default()
+                    })
+                }
             };
             if let Some(seed) = args.synthetic {
                 let scores = sensorflow_models::detector::evaluate::synthetic_nab_scores(

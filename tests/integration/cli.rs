@@ -200,3 +200,45 @@ fn evaluate_per_file_accounts_for_every_window_and_the_whole_raw_score() {
     );
     assert!((col(total, 4) - standard_raw).abs() < 1e-3);
 }
+
+#[test]
+fn evaluate_range_only_flags_nothing_but_values_beyond_everything_their_series_showed_before() {
+    let nab = nab_root();
+    let dir = tmp();
+    let out = sensorflow()
+        .args(["evaluate", "--calibration", "range-only", "--nab"])
+        .arg(&nab)
+        .arg("--write-results")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files = vec![dir.path().to_path_buf()];
+    let (mut flagged, mut checked_files) = (0, 0);
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+            continue;
+        }
+        checked_files += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (i, line) in text.lines().skip(1).enumerate() {
+            let cols: Vec<&str> = line.split(',').collect();
+            let (value, score): (f64, f64) = (cols[1].parse().unwrap(), cols[2].parse().unwrap());
+            if score > 0.0 {
+                flagged += 1;
+                assert!(i >= 600, "{}: row {i} flagged inside the range warm-up", p.display());
+                assert!(
+                    value > hi || value < lo,
+                    "{}: row {i} value {value} lies within the range so far {lo}..{hi}",
+                    p.display()
+                );
+            }
+            lo = lo.min(value);
+            hi = hi.max(value);
+        }
+    }
+    assert_eq!(checked_files, 58, "a result file per NAB data file");
+    assert!(flagged >= 20, "only {flagged} rows flagged over the corpus");
+}

@@ -21,6 +21,12 @@
 //! consecutive values). The range only widens and the margin is in steps, so a noisy series
 //! that trends into new ground is not flagged at each noise excursion (HTM's margin, 5 % of
 //! the range, flagged thousands of those on the simulator's fleet); a jump is.
+//!
+//! The same guard keeps a second record, the longest run of identical consecutive values: a
+//! run longer than any before by more than [`RangeParams::run_margin`] values scores 1 for as
+//! long as it lasts. A stuck sensor repeats its last reading, which a noisy series never does
+//! and a quantised one (counts, whole percentages) does only as long as it has before; the
+//! model, seeing a normalised window, is slow to tell a flat stretch from a calm one.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,14 +55,19 @@ pub struct RangeParams {
     pub warmup: u64,
     /// How far beyond the range a value must lie, in typical steps of the series.
     pub steps: f64,
+    /// With `Some(m)`, a run of identical values longer than the longest before it by more
+    /// than `m` values also scores 1 (cards written before this existed have none).
+    #[serde(default)]
+    pub run_margin: Option<u64>,
 }
 
 impl Default for RangeParams {
     fn default() -> Self {
         // Chosen on the synthetic NAB-like corpora and the simulator's fleet
         // (models/EXPERIMENTS.md): a warm-up of 300 let young series alert falsely, 2 steps
-        // kept every fleet alert true where 1–1.5 did not.
-        RangeParams { warmup: 600, steps: 2.0 }
+        // kept every fleet alert true where 1–1.5 did not; run margins of 0, 3 and 10 scored
+        // alike, and the wider margin spares quantised series.
+        RangeParams { warmup: 600, steps: 2.0, run_margin: Some(3) }
     }
 }
 
@@ -74,7 +85,8 @@ impl Default for LikelihoodParams {
     }
 }
 
-/// The range of values one series has shown so far, and whether a new value jumps beyond it.
+/// The records of one series: the range of values it has shown so far and its longest run
+/// of identical values; whether a new value breaks them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RangeGuard {
     params: RangeParams,
@@ -83,6 +95,10 @@ pub struct RangeGuard {
     hi: f64,
     last: f64,
     step: f64,
+    /// Values in the current run that repeat the one before them.
+    run: u64,
+    /// The longest such run that has ended.
+    longest_run: u64,
 }
 
 /// Effective length (values) of the typical step's running mean.
@@ -91,18 +107,36 @@ const STEP_HORIZON: f64 = 256.0;
 impl RangeGuard {
     /// A fresh guard.
     pub fn new(params: RangeParams) -> Self {
-        RangeGuard { params, seen: 0, lo: f64::INFINITY, hi: f64::NEG_INFINITY, last: 0.0, step: 0.0 }
+        RangeGuard {
+            params,
+            seen: 0,
+            lo: f64::INFINITY,
+            hi: f64::NEG_INFINITY,
+            last: 0.0,
+            step: 0.0,
+            run: 0,
+            longest_run: 0,
+        }
     }
 
     /// Takes the next value: whether it lies beyond the range of the values before it by
-    /// more than the margin. Non-finite values are ignored.
+    /// more than the margin, or extends a run of repeats past the record by more than the
+    /// run margin. Non-finite values are ignored.
     pub fn observe(&mut self, v: f64) -> bool {
         if !v.is_finite() {
             return false;
         }
-        let beyond = self.seen >= self.params.warmup && {
+        if self.seen > 0 && v == self.last {
+            self.run += 1;
+        } else {
+            self.longest_run = self.longest_run.max(self.run);
+            self.run = 0;
+        }
+        // (At least one value is needed for a range.)
+        let beyond = self.seen >= self.params.warmup.max(1) && {
             let margin = self.params.steps * self.step;
-            v > self.hi + margin || v < self.lo - margin
+            let stuck = self.params.run_margin.is_some_and(|m| self.run > self.longest_run + m);
+            v > self.hi + margin || v < self.lo - margin || stuck
         };
         if self.seen > 0 {
             let alpha = (1.0 / self.seen as f64).max(1.0 / STEP_HORIZON);
@@ -279,7 +313,7 @@ mod tests {
 
     #[test]
     fn only_jumps_beyond_the_range_so_far_are_flagged() {
-        let mut g = RangeGuard::new(RangeParams { warmup: 10, steps: 2.0 });
+        let mut g = RangeGuard::new(RangeParams { warmup: 10, steps: 2.0, run_margin: None });
         // Warm-up: even a wild value is not flagged.
         let warm: Vec<bool> =
             [0.0, 10.0, 5.0, 1000.0, 5.0, 6.0, 4.0, 5.0, 5.0, 5.0].map(|v| g.observe(v)).into();
@@ -297,10 +331,31 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_repeats_longer_than_any_before_by_the_margin_is_flagged_while_it_lasts() {
+        let mut g = RangeGuard::new(RangeParams { warmup: 20, steps: 2.0, run_margin: Some(3) });
+        // A quantised series: 0 1 1 2 2 2 0 1 1 2 2 2 …: its longest run of repeats is 2.
+        let pattern = [0.0, 1.0, 1.0, 2.0, 2.0, 2.0];
+        let normal: Vec<bool> = (0..120).map(|i| g.observe(pattern[i % 6])).collect();
+        assert!(normal.iter().all(|b| !b), "its own runs are normal");
+        // Stuck at 1.5 (the first value starts the run): repeats 1..=5 are within 2 + 3; the
+        // 6th and later are flagged.
+        let stuck: Vec<bool> = (0..9).map(|_| g.observe(1.5)).collect();
+        assert_eq!(stuck, [false, false, false, false, false, false, true, true, true]);
+        // Once it moves again the run ends and becomes the record (8 repeats).
+        assert!(!g.observe(0.0));
+        // The first 1.5 starts the run, the next ones repeat it: the 12th repeat is flagged.
+        let again: Vec<bool> = (0..14).map(|_| g.observe(1.5)).collect();
+        assert_eq!(again.iter().position(|&b| b), Some(12), "now only beyond 8 + 3 repeats: {again:?}");
+        // Without a run margin there is no run check.
+        let mut plain = RangeGuard::new(RangeParams { warmup: 0, steps: 2.0, run_margin: None });
+        assert!((0..100).all(|_| !plain.observe(5.0)));
+    }
+
+    #[test]
     fn a_jump_beyond_the_range_scores_one_whatever_the_raw_score() {
         let params = LikelihoodParams {
             warmup: 20,
-            range: Some(RangeParams { warmup: 20, steps: 2.0 }),
+            range: Some(RangeParams { warmup: 20, steps: 2.0, run_margin: None }),
             ..LikelihoodParams::default()
         };
         let mut c = Calibration::new(params);

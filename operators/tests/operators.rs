@@ -542,7 +542,11 @@ impl Scorer for RangeOnlyStub {
             long: 1000.0,
             warmup: 20,
             min_std: 0.1,
-            range: Some(sensorflow_operators::likelihood::RangeParams { warmup: 50, steps: 2.0 }),
+            range: Some(sensorflow_operators::likelihood::RangeParams {
+                warmup: 50,
+                steps: 2.0,
+                run_margin: Some(3),
+            }),
         })
     }
 }

@@ -202,7 +202,7 @@ fn evaluate_per_file_accounts_for_every_window_and_the_whole_raw_score() {
 }
 
 #[test]
-fn evaluate_range_only_flags_nothing_but_values_beyond_everything_their_series_showed_before() {
+fn evaluate_range_only_flags_nothing_but_records_broken_beyond_their_margins() {
     let nab = nab_root();
     let dir = tmp();
     let out = sensorflow()
@@ -223,20 +223,31 @@ fn evaluate_range_only_flags_nothing_but_values_beyond_everything_their_series_s
         checked_files += 1;
         let text = std::fs::read_to_string(&p).unwrap();
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        // Repeats of the previous value in the current run, and the longest finished run.
+        let (mut run, mut longest, mut last) = (0u64, 0u64, f64::NAN);
         for (i, line) in text.lines().skip(1).enumerate() {
             let cols: Vec<&str> = line.split(',').collect();
             let (value, score): (f64, f64) = (cols[1].parse().unwrap(), cols[2].parse().unwrap());
+            if value == last {
+                run += 1;
+            } else {
+                longest = longest.max(run);
+                run = 0;
+            }
             if score > 0.0 {
                 flagged += 1;
-                assert!(i >= 600, "{}: row {i} flagged inside the range warm-up", p.display());
+                assert!(i >= 600, "{}: row {i} flagged inside the warm-up", p.display());
+                // The shipped card: beyond the range (by a margin), or 3 repeats past the record.
                 assert!(
-                    value > hi || value < lo,
-                    "{}: row {i} value {value} lies within the range so far {lo}..{hi}",
+                    value > hi || value < lo || run > longest + 3,
+                    "{}: row {i} value {value} lies within the range so far {lo}..{hi} and its run \
+                     of {run} repeats is not 3 beyond the longest before ({longest})",
                     p.display()
                 );
             }
             lo = lo.min(value);
             hi = hi.max(value);
+            last = value;
         }
     }
     assert_eq!(checked_files, 58, "a result file per NAB data file");

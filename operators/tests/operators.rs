@@ -546,6 +546,7 @@ impl Scorer for RangeOnlyStub {
                 warmup: 50,
                 steps: 2.0,
                 run_margin: Some(3),
+                level_margin: None,
             }),
         })
     }

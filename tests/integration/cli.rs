@@ -225,6 +225,8 @@ fn evaluate_range_only_flags_nothing_but_records_broken_beyond_their_margins() {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         // Repeats of the previous value in the current run, and the longest finished run.
         let (mut run, mut longest, mut last) = (0u64, 0u64, f64::NAN);
+        // The short-term mean (weight 0.1) and the highest and lowest it reached before.
+        let (mut level, mut level_lo, mut level_hi) = (f64::NAN, f64::INFINITY, f64::NEG_INFINITY);
         for (i, line) in text.lines().skip(1).enumerate() {
             let cols: Vec<&str> = line.split(',').collect();
             let (value, score): (f64, f64) = (cols[1].parse().unwrap(), cols[2].parse().unwrap());
@@ -234,20 +236,27 @@ fn evaluate_range_only_flags_nothing_but_records_broken_beyond_their_margins() {
                 longest = longest.max(run);
                 run = 0;
             }
+            level = if i == 0 { value } else { level + 0.1 * (value - level) };
             if score > 0.0 {
                 flagged += 1;
                 assert!(i >= 600, "{}: row {i} flagged inside the warm-up", p.display());
-                // The shipped card: beyond the range (by a margin), or 3 repeats past the record.
+                // The shipped card: beyond the range (by a margin), 3 repeats past the record, or
+                // the short-term mean beyond its range (by a margin).
                 assert!(
-                    value > hi || value < lo || run > longest + 3,
-                    "{}: row {i} value {value} lies within the range so far {lo}..{hi} and its run \
-                     of {run} repeats is not 3 beyond the longest before ({longest})",
+                    value > hi || value < lo || run > longest + 3 || level > level_hi || level < level_lo,
+                    "{}: row {i} value {value} lies within the range so far {lo}..{hi}, its run \
+                     of {run} repeats is not 3 beyond the longest before ({longest}), and the \
+                     mean {level} within its range {level_lo}..{level_hi}",
                     p.display()
                 );
             }
             lo = lo.min(value);
             hi = hi.max(value);
             last = value;
+            if i > 20 {
+                level_lo = level_lo.min(level);
+                level_hi = level_hi.max(level);
+            }
         }
     }
     assert_eq!(checked_files, 58, "a result file per NAB data file");

@@ -61,12 +61,15 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The key as one string: `device/source/window_start/kind`; unique per transition.
+    /// The key as one string: `device/source/metric/window_start/kind`; unique per
+    /// transition. The metric is part of it because one model watches every metric of a
+    /// device: two of them can start an episode at the same instant (a device whose sensors
+    /// all stick at once).
     pub fn id(&self) -> String {
         let kind = match self.kind {
             AlertKind::Fired => "fired",
             AlertKind::Cleared => "cleared",
         };
-        format!("{}/{}/{}/{}", self.device, self.key.source, self.key.window_start, kind)
+        format!("{}/{}/{}/{}/{}", self.device, self.key.source, self.metric, self.key.window_start, kind)
     }
 }

@@ -176,7 +176,9 @@ impl RangeGuard {
             v > self.hi + margin || v < self.lo - margin || stuck || level
         };
         if self.seen > 0 {
-            let alpha = (1.0 / self.seen as f64).max(1.0 / STEP_HORIZON);
+            // 1/n while young, then a fixed weight (no division per value).
+            let alpha =
+                if self.seen as f64 >= STEP_HORIZON { 1.0 / STEP_HORIZON } else { 1.0 / self.seen as f64 };
             self.step += alpha * ((v - self.last).abs() - self.step);
             self.level_step += alpha * ((self.level - previous_level).abs() - self.level_step);
         }

@@ -454,8 +454,16 @@ fn anomaly_operator_scores_in_batches_and_is_worker_independent() {
 
 const DEV_A_SPIKE: DeviceId = DeviceId(101);
 
-/// [`Stub`] with a per-series likelihood calibration (no short averaging, 20 warm-up scores).
-struct CalibratedStub;
+/// [`Stub`] with a per-series likelihood calibration (no short averaging, 20 warm-up scores)
+/// and, if given, the records checks; a `silent` one always scores 0, so only the records
+/// can alert.
+struct CalibratedStub {
+    range: Option<sensorflow_operators::likelihood::RangeParams>,
+    silent: bool,
+}
+
+/// The likelihood alone.
+const CALIBRATED: CalibratedStub = CalibratedStub { range: None, silent: false };
 
 impl Scorer for CalibratedStub {
     fn window(&self) -> usize {
@@ -463,7 +471,11 @@ impl Scorer for CalibratedStub {
     }
     fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
         out.clear();
-        out.extend(inputs.chunks(8).map(|w| (w[7] / 10.0).clamp(0.0, 1.0)));
+        if self.silent {
+            out.resize(inputs.len() / 8, 0.0);
+        } else {
+            out.extend(inputs.chunks(8).map(|w| (w[7] / 10.0).clamp(0.0, 1.0)));
+        }
     }
     fn threshold(&self) -> f32 {
         sensorflow_operators::likelihood::LIKELIHOOD_THRESHOLD
@@ -477,7 +489,7 @@ impl Scorer for CalibratedStub {
             long: 1000.0,
             warmup: 20,
             min_std: 0.1,
-            range: None,
+            range: self.range,
         })
     }
 }
@@ -497,7 +509,7 @@ fn a_calibrated_model_alerts_on_calibrated_scores_after_its_warm_up_at_any_worke
     }
     let mut results = Vec::new();
     for workers in [1, 2] {
-        let factory: ScorerFactory = Arc::new(|| (Box::new(CalibratedStub) as Box<dyn Scorer>, None));
+        let factory: ScorerFactory = Arc::new(|| (Box::new(CALIBRATED) as Box<dyn Scorer>, None));
         let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
             s.anomalies(factory.clone(), Dictionary::default(), c)
         });
@@ -516,40 +528,6 @@ fn a_calibrated_model_alerts_on_calibrated_scores_after_its_warm_up_at_any_worke
     assert_eq!(results[0], results[1]);
     let starts: Vec<(DeviceId, u64)> = results[0].iter().map(|f| (f.0, f.1)).collect();
     assert_eq!(starts, vec![(DEV_A_SPIKE, 70_000)], "only the spike after the warm-up alerts");
-}
-
-/// A model that is never uneasy (raw score 0) with the range check on: what alerts is the
-/// range check alone.
-struct RangeOnlyStub;
-
-impl Scorer for RangeOnlyStub {
-    fn window(&self) -> usize {
-        8
-    }
-    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
-        out.clear();
-        out.resize(inputs.len() / 8, 0.0);
-    }
-    fn threshold(&self) -> f32 {
-        sensorflow_operators::likelihood::LIKELIHOOD_THRESHOLD
-    }
-    fn name(&self) -> &str {
-        "range"
-    }
-    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
-        Some(sensorflow_operators::likelihood::LikelihoodParams {
-            short: 1,
-            long: 1000.0,
-            warmup: 20,
-            min_std: 0.1,
-            range: Some(sensorflow_operators::likelihood::RangeParams {
-                warmup: 50,
-                steps: 2.0,
-                run_margin: Some(3),
-                level_margin: None,
-            }),
-        })
-    }
 }
 
 #[test]
@@ -574,7 +552,15 @@ fn a_jump_beyond_a_series_range_alerts_with_score_one_and_a_trend_does_not_at_an
     }
     let mut results = Vec::new();
     for workers in [1, 2] {
-        let factory: ScorerFactory = Arc::new(|| (Box::new(RangeOnlyStub) as Box<dyn Scorer>, None));
+        let factory: ScorerFactory = Arc::new(|| {
+            let range = sensorflow_operators::likelihood::RangeParams {
+                warmup: 50,
+                steps: 2.0,
+                run_margin: Some(3),
+                level_margin: None,
+            };
+            (Box::new(CalibratedStub { range: Some(range), silent: true }) as Box<dyn Scorer>, None)
+        });
         let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
             s.anomalies(factory.clone(), Dictionary::default(), c)
         });

@@ -97,8 +97,8 @@ impl Default for LikelihoodParams {
     }
 }
 
-/// The records of one series: the range of values it has shown so far and its longest run
-/// of identical values; whether a new value breaks them.
+/// The records of one series: the range of values it has shown so far, its longest run of
+/// identical values and the range of its short-term mean; whether a new value breaks them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RangeGuard {
     params: RangeParams,
@@ -211,7 +211,7 @@ impl Calibration {
         Calibration { likelihood: Likelihood::new(params), range: params.range.map(RangeGuard::new) }
     }
 
-    /// Takes the series' next value: whether it jumps beyond the range so far.
+    /// Takes the series' next value: whether it breaks one of the series' records.
     pub fn observe(&mut self, value: f64) -> bool {
         self.range.as_mut().is_some_and(|r| r.observe(value))
     }

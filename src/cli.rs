@@ -149,12 +149,15 @@ pub enum CalibrationArg {
     Card,
     /// Raw probabilities.
     None,
-    /// Per-series calibration with default settings (likelihood and range check).
+    /// Per-series calibration with default settings (likelihood, records, excursion checks).
     Likelihood,
     /// The card's (or the default) calibration without its range check.
     NoRange,
     /// The card's (or the default) range check alone: the model's scores are ignored.
     RangeOnly,
+    /// The card's (or the default) calibration without its excursion checks (rate and
+    /// recurrence).
+    NoExcursions,
 }
 
 /// Input kinds.

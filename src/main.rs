@@ -54,6 +54,9 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
                 cli::CalibrationArg::NoRange => {
                     Some(LikelihoodParams { range: None, ..scorer.calibration.unwrap_or_default() })
                 }
+                cli::CalibrationArg::NoExcursions => {
+                    Some(LikelihoodParams { excursions: None, ..scorer.calibration.unwrap_or_default() })
+                }
                 cli::CalibrationArg::RangeOnly => {
                     let range = scorer.calibration.unwrap_or_default().range.unwrap_or_default();
                     // A likelihood whose warm-up never ends always says 0.

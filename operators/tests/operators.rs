@@ -490,6 +490,7 @@ impl Scorer for CalibratedStub {
             warmup: 20,
             min_std: 0.1,
             range: self.range,
+            excursions: None,
         })
     }
 }

@@ -7,7 +7,7 @@ use sensorflow_models::detector::artifact::{
     load_scorer, load_student, quantize, read_card, save_student, ModelCard, ModelError, Normalization,
     Provenance, FORMAT,
 };
-use sensorflow_models::detector::data::{generate, DataConfig, Dataset};
+use sensorflow_models::detector::data::{generate, DataConfig, Dataset, DRIFT_LABEL};
 use sensorflow_models::detector::inference::{
     max_abs_diff, predict_dataset, teacher_probabilities, PlainMlp,
 };
@@ -16,7 +16,14 @@ use sensorflow_models::detector::training::{
 };
 
 fn tiny(seed: u64) -> Dataset {
-    generate(&DataConfig { seed, series: 40, samples: 1500, window: 64, negative_keep: 0.15 })
+    generate(&DataConfig {
+        seed,
+        series: 40,
+        samples: 1500,
+        window: 64,
+        negative_keep: 0.15,
+        drift_label: Some(DRIFT_LABEL),
+    })
 }
 
 fn cfg(epochs: usize) -> TrainConfig {
@@ -35,7 +42,14 @@ fn training_loss_falls() {
 #[test]
 fn distilled_student_tracks_the_teacher_better_than_an_undistilled_one() {
     let data = tiny(2);
-    let held = generate(&DataConfig { seed: 99, series: 10, samples: 1500, window: 64, negative_keep: 0.3 });
+    let held = generate(&DataConfig {
+        seed: 99,
+        series: 10,
+        samples: 1500,
+        window: 64,
+        negative_keep: 0.3,
+        drift_label: Some(DRIFT_LABEL),
+    });
     let teacher = train_teacher(&data, &cfg(4), &mut |_| {});
     let logits = teacher_logits(&teacher, &data);
     let plain = train_student(&data, 8, None, &cfg(4), &mut |_| {});

@@ -8,6 +8,10 @@
 //! any sample interval. A window is
 //! positive when an anomaly began within its last [`ONSET`] samples: the model learns to
 //! notice an anomaly as it starts, which is what streaming detection (and NAB) rewards.
+//! Drifts are the exception ([`DRIFT_LABEL`]): their first samples cannot be told from
+//! noise, so labelling them positive taught the model to ignore drifts altogether; a drift
+//! window is positive from 8 to 32 samples after the onset, and the 8 windows before are
+//! left out.
 //! Dropouts produce no samples and so no windows; the engine's count rules cover them.
 
 use sensorflow_operators::SeriesWindow;
@@ -18,6 +22,10 @@ use crate::synth::{
 
 /// A window is positive if an anomaly began within this many of its newest samples.
 pub const ONSET: u64 = 8;
+
+/// Drift windows are positive from `.0` to `.1` (exclusive) samples after the onset; the
+/// windows before `.0` are left out (neither positive nor negative).
+pub const DRIFT_LABEL: (u64, u64) = (8, 32);
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,17 +40,35 @@ pub struct DataConfig {
     pub window: usize,
     /// Fraction of negative windows kept (positives are rare; all are kept).
     pub negative_keep: f64,
+    /// How drift windows are labelled ([`DRIFT_LABEL`]); `None` labels them like every other
+    /// kind (datasets described before this existed).
+    #[serde(default)]
+    pub drift_label: Option<(u64, u64)>,
 }
 
 impl DataConfig {
     /// A training set.
     pub fn train(seed: u64, window: usize) -> Self {
-        DataConfig { seed, series: 600, samples: 3000, window, negative_keep: 0.08 }
+        DataConfig {
+            seed,
+            series: 600,
+            samples: 3000,
+            window,
+            negative_keep: 0.08,
+            drift_label: Some(DRIFT_LABEL),
+        }
     }
 
     /// A held-out set from another seed, with every window kept (realistic class balance).
     pub fn held_out(seed: u64, window: usize) -> Self {
-        DataConfig { seed: seed ^ 0x005E_ED0F_7E57, series: 60, samples: 3000, window, negative_keep: 1.0 }
+        DataConfig {
+            seed: seed ^ 0x005E_ED0F_7E57,
+            series: 60,
+            samples: 3000,
+            window,
+            negative_keep: 1.0,
+            drift_label: Some(DRIFT_LABEL),
+        }
     }
 }
 
@@ -119,6 +145,16 @@ fn random_shape(rng: &mut SplitMix64) -> Shape {
     shape
 }
 
+/// The label of a window whose newest sample comes `age` samples after the newest onset
+/// (of `kind`), if any: `Some(true)` positive, `Some(false)` negative, `None` left out.
+fn label(onset: Option<(u64, AnomalyKind)>, drift_label: Option<(u64, u64)>) -> Option<bool> {
+    match (onset, drift_label) {
+        (Some((age, AnomalyKind::Drift)), Some((from, to))) if age < to => (age >= from).then_some(true),
+        (Some((age, _)), _) => Some(age < ONSET),
+        (None, _) => Some(false),
+    }
+}
+
 /// Generates a dataset.
 pub fn generate(cfg: &DataConfig) -> Dataset {
     let mut rng = SplitMix64::new(cfg.seed);
@@ -142,18 +178,21 @@ pub fn generate(cfg: &DataConfig) -> Dataset {
         let shape = random_shape(&mut rng);
         let mut series = Series::new(cfg.seed, s as u64, profile, plan, start).with_shape(shape);
         let mut window = SeriesWindow::new(cfg.window);
-        let mut last_onset: Option<u64> = None;
+        // The newest onset: sample number and kind.
+        let mut last_onset: Option<(u64, AnomalyKind)> = None;
         for i in 0..cfg.samples as u64 {
             let ts = start + i * interval_ms;
             let (sample, started) = series.sample(ts, interval_ms);
-            if started.is_some() {
-                last_onset = Some(i);
+            if let Some(a) = started {
+                last_onset = Some((i, a.kind));
             }
             let Some(value) = sample.value else { continue };
             if !window.push(value) || i < cfg.window as u64 * 2 {
                 continue;
             }
-            let positive = last_onset.is_some_and(|o| i - o < ONSET);
+            let Some(positive) = label(last_onset.map(|(o, kind)| (i - o, kind)), cfg.drift_label) else {
+                continue;
+            };
             if !positive && rng.uniform() >= cfg.negative_keep {
                 continue;
             }
@@ -267,8 +306,44 @@ mod tests {
     }
 
     #[test]
+    fn drift_windows_are_positive_from_8_to_32_samples_after_the_onset_and_others_within_8() {
+        let labels = |kind, drift_label| -> Vec<Option<bool>> {
+            (0..40).map(|age| label(Some((age, kind)), drift_label)).collect()
+        };
+        let within = |n: usize| -> Vec<Option<bool>> { (0..40).map(|age| Some(age < n)).collect() };
+        assert_eq!(labels(AnomalyKind::Spike, Some(DRIFT_LABEL)), within(8));
+        assert_eq!(labels(AnomalyKind::StuckAt, Some(DRIFT_LABEL)), within(8));
+        assert_eq!(labels(AnomalyKind::Drift, None), within(8));
+        let drift = labels(AnomalyKind::Drift, Some((8, 32)));
+        assert_eq!(drift[..8], [None; 8], "the first 8 windows are left out");
+        assert_eq!(drift[8..32], [Some(true); 24]);
+        assert_eq!(drift[32..], [Some(false); 8]);
+        assert_eq!(label(None, Some(DRIFT_LABEL)), Some(false));
+        // A dataset with drift labels has more positive windows than one without.
+        let cfg = DataConfig {
+            seed: 3,
+            series: 40,
+            samples: 2000,
+            window: 32,
+            negative_keep: 0.1,
+            drift_label: None,
+        };
+        let plain = generate(&cfg);
+        let drifts = generate(&DataConfig { drift_label: Some(DRIFT_LABEL), ..cfg });
+        let positives = |d: &Dataset| d.y.iter().filter(|&&y| y > 0.5).count();
+        assert!(positives(&drifts) > positives(&plain), "{} vs {}", positives(&drifts), positives(&plain));
+    }
+
+    #[test]
     fn seeded_balanced_and_finite() {
-        let cfg = DataConfig { seed: 3, series: 40, samples: 2000, window: 32, negative_keep: 0.1 };
+        let cfg = DataConfig {
+            seed: 3,
+            series: 40,
+            samples: 2000,
+            window: 32,
+            negative_keep: 0.1,
+            drift_label: Some(DRIFT_LABEL),
+        };
         let a = generate(&cfg);
         let b = generate(&cfg);
         assert_eq!(a, b);

@@ -125,11 +125,12 @@ pub struct EvaluateArgs {
     /// Episode threshold for the model's (calibrated) scores instead of the card's.
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB.
+    /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB (no NAB
+    /// corpus needed).
     #[arg(long, value_name = "SEED")]
     pub synthetic: Option<u64>,
-    /// Calibration of the model's scores: as its card says, none, default settings, or one
-    /// of the card's two parts alone (to see what each contributes).
+    /// Calibration of the model's scores: as its card says, none, default settings, or the
+    /// card's without one of its parts (to see what each contributes).
     #[arg(long, value_enum, default_value = "card")]
     pub calibration: CalibrationArg,
     /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
@@ -137,7 +138,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
     /// Also print, per file, the windows detected, false alarms and share of the raw score
-    /// (standard profile at its optimal threshold), worst files first.
+    /// (standard profile at its optimal threshold), worst files first; with `--synthetic`,
+    /// per injected anomaly kind, how many were detected and how many rows after the onset.
     #[arg(long)]
     pub per_file: bool,
 }

@@ -33,64 +33,78 @@ fn report(rows: Vec<sensorflow_models::detector::evaluate::ReportRow>) -> Result
     Ok(())
 }
 
+/// The calibration `evaluate --calibration` asks for, given the model card's.
+fn calibration_for(arg: cli::CalibrationArg, card: Option<LikelihoodParams>) -> Option<LikelihoodParams> {
+    match arg {
+        cli::CalibrationArg::Card => card,
+        cli::CalibrationArg::None => None,
+        cli::CalibrationArg::Likelihood => Some(Default::default()),
+        cli::CalibrationArg::NoRange => Some(LikelihoodParams { range: None, ..card.unwrap_or_default() }),
+        cli::CalibrationArg::NoExcursions => {
+            Some(LikelihoodParams { excursions: None, ..card.unwrap_or_default() })
+        }
+        cli::CalibrationArg::RangeOnly => {
+            let range = card.unwrap_or_default().range.unwrap_or_default();
+            // A likelihood whose warm-up never ends always says 0.
+            Some(LikelihoodParams { warmup: u64::MAX, range: Some(range), ..LikelihoodParams::default() })
+        }
+    }
+}
+
+/// `evaluate --synthetic SEED`: the model on the synthetic NAB-like corpus (no NAB needed).
+fn evaluate_synthetic(args: &cli::EvaluateArgs, seed: u64) -> Result<()> {
+    use sensorflow_models::detector::evaluate as ev;
+    use sensorflow_models::nab;
+    let mut scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
+    if let Some(t) = args.threshold {
+        scorer.threshold = t;
+    }
+    let calibration = calibration_for(args.calibration, scorer.calibration);
+    let (files, windows) =
+        sensorflow_models::detector::data::synthetic_nab(seed, ev::SYNTHETIC_FILES, ev::SYNTHETIC_ROWS);
+    let outputs =
+        ev::synthetic_outputs(&scorer.mlp, scorer.mlp.window, scorer.threshold, calibration, &files);
+    let scores = nab::score_corpus(&outputs, &windows, &nab::standard_profiles());
+    println!("synthetic NAB-like corpus (seed {seed}), model {}, calibration {calibration:?}:", args.model);
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "profile", "score", "raw", "threshold", "TP rows", "FP rows"
+    );
+    for s in &scores {
+        println!(
+            "{:<22} {:>10.2} {:>10.3} {:>10.4} {:>8} {:>8}",
+            s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
+        );
+    }
+    if args.per_file {
+        if let Some(standard) = scores.iter().find(|s| s.profile == "standard") {
+            let kinds = ev::detection_by_kind(&files, &outputs, &windows, standard.threshold);
+            print_by_kind(&kinds, standard.threshold);
+        }
+    }
+    Ok(())
+}
+
 fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
     use sensorflow_models::nab;
+    if let (Some(seed), None) = (args.synthetic, &args.results) {
+        return evaluate_synthetic(&args, seed);
+    }
     let root = args.nab.clone().or_else(cli::default_nab).context("no NAB corpus found; pass --nab DIR")?;
     let windows = nab::load_windows(&root.join("labels/combined_windows.json"))?;
     let profiles = nab::load_profiles(&root.join("config/profiles.json"))?;
     let (name, outputs) = match &args.results {
         Some(dir) => (dir.display().to_string(), nab::read_results(dir)?),
         None => {
-            let scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
-            let window = scorer.mlp.window;
-            let mut scorer = scorer;
+            let mut scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
             if let Some(t) = args.threshold {
                 scorer.threshold = t;
             }
-            let calibration = match args.calibration {
-                cli::CalibrationArg::Card => scorer.calibration,
-                cli::CalibrationArg::None => None,
-                cli::CalibrationArg::Likelihood => Some(Default::default()),
-                cli::CalibrationArg::NoRange => {
-                    Some(LikelihoodParams { range: None, ..scorer.calibration.unwrap_or_default() })
-                }
-                cli::CalibrationArg::NoExcursions => {
-                    Some(LikelihoodParams { excursions: None, ..scorer.calibration.unwrap_or_default() })
-                }
-                cli::CalibrationArg::RangeOnly => {
-                    let range = scorer.calibration.unwrap_or_default().range.unwrap_or_default();
-                    // A likelihood whose warm-up never ends always says 0.
-                    Some(LikelihoodParams {
-                        warmup: u64::MAX,
-                        range: Some(range),
-                        ..LikelihoodParams::default()
-                    })
-                }
-            };
-            if let Some(seed) = args.synthetic {
-                let scores = sensorflow_models::detector::evaluate::synthetic_nab_scores(
-                    &scorer.mlp,
-                    window,
-                    scorer.threshold,
-                    calibration,
-                    seed,
-                );
-                println!(
-                    "synthetic NAB-like corpus (seed {seed}), model {}, calibration {calibration:?}:",
-                    args.model
-                );
-                for s in &scores {
-                    println!(
-                        "{:<22} {:>10.2} {:>10.3} {:>10.4}",
-                        s.profile, s.normalized, s.raw, s.threshold
-                    );
-                }
-                return Ok(());
-            }
+            let calibration = calibration_for(args.calibration, scorer.calibration);
             let outputs = sensorflow_models::detector::evaluate::nab_outputs(
                 &scorer.mlp,
                 &root,
-                window,
+                scorer.mlp.window,
                 scorer.threshold,
                 calibration,
             )?;
@@ -476,5 +490,29 @@ fn dispatch(cli: Cli) -> Result<()> {
             eprintln!("bridge: {stats}");
             Ok(())
         }
+    }
+}
+
+/// `evaluate --synthetic S --per-file`: detection per injected anomaly kind.
+fn print_by_kind(kinds: &[sensorflow_models::detector::evaluate::KindDetection], threshold: f64) {
+    println!("\nper anomaly kind (standard profile, threshold {threshold:.4}):");
+    println!(
+        "{:<14} {:>9} {:>8} {:>14} {:>14}",
+        "kind", "anomalies", "detected", "median delay", "90th pct delay"
+    );
+    for k in kinds {
+        let pct = |q: f64| {
+            k.delays
+                .get(((k.delays.len() as f64 - 1.0) * q).round() as usize)
+                .map_or("–".to_string(), |d| format!("{d} rows"))
+        };
+        println!(
+            "{:<14} {:>9} {:>8} {:>14} {:>14}",
+            k.kind.map_or("–", |k| k.name()),
+            k.anomalies,
+            k.detected,
+            pct(0.5),
+            pct(0.9)
+        );
     }
 }

@@ -262,3 +262,35 @@ fn evaluate_range_only_flags_nothing_but_records_broken_beyond_their_margins() {
     assert_eq!(checked_files, 58, "a result file per NAB data file");
     assert!(flagged >= 20, "only {flagged} rows flagged over the corpus");
 }
+
+#[test]
+fn evaluate_synthetic_needs_no_nab_corpus_and_reports_detection_per_anomaly_kind() {
+    let out = sensorflow()
+        .args(["evaluate", "--synthetic", "3", "--per-file", "--nab", "/nonexistent/nab"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("standard"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no standard score in {text}"));
+    assert!((0.0..=100.0).contains(&score), "{score}");
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("per anomaly kind"))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let kinds: Vec<&str> = table.iter().map(|r| r[0]).collect();
+    for kind in ["spike", "dip", "level-shift", "drift", "stuck-at", "noise-burst"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(!kinds.contains(&"dropout"), "dropouts leave no rows to label");
+    for row in &table {
+        let (anomalies, detected): (usize, usize) = (row[1].parse().unwrap(), row[2].parse().unwrap());
+        assert!(anomalies > 0 && detected <= anomalies, "{row:?}");
+    }
+}

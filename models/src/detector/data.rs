@@ -215,6 +215,8 @@ pub struct SyntheticFile {
     pub values: Vec<f64>,
     /// Rows where an anomaly began.
     pub onsets: Vec<usize>,
+    /// The kind of each of those anomalies.
+    pub kinds: Vec<AnomalyKind>,
 }
 
 /// A corpus shaped like NAB, from the same generator as the training data but other seeds:
@@ -244,16 +246,17 @@ pub fn synthetic_nab(seed: u64, files: usize, rows: usize) -> (Vec<SyntheticFile
         let start = 1_600_000_000_000 + rng.next_u64() % 31_536_000_000;
         let shape = random_shape(&mut rng);
         let mut series = Series::new(seed ^ 0x5EED, f as u64, profile, plan, start).with_shape(shape);
-        let (mut timestamps, mut values, mut onsets) =
-            (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::new());
+        let (mut timestamps, mut values, mut onsets, mut onset_kinds) =
+            (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::new(), Vec::new());
         let mut i = 0u64;
         while values.len() < rows {
             let ts = start + i * interval_ms;
             i += 1;
             let (sample, started) = series.sample(ts, interval_ms);
             let Some(v) = sample.value else { continue };
-            if started.is_some() && values.len() >= probation {
+            if let Some(a) = started.filter(|_| values.len() >= probation) {
                 onsets.push(values.len());
+                onset_kinds.push(a.kind);
             }
             timestamps.push(ts);
             values.push(v);
@@ -269,7 +272,7 @@ pub fn synthetic_nab(seed: u64, files: usize, rows: usize) -> (Vec<SyntheticFile
         } else {
             windows.insert(name.clone(), Vec::new());
         }
-        out.push(SyntheticFile { name, timestamps, values, onsets });
+        out.push(SyntheticFile { name, timestamps, values, onsets, kinds: onset_kinds });
     }
     (out, windows)
 }

@@ -241,15 +241,88 @@ pub fn synthetic_nab_scores(
     calibration: Option<LikelihoodParams>,
     seed: u64,
 ) -> Vec<ProfileScore> {
-    let (files, windows) = super::data::synthetic_nab(seed, 60, 4000);
-    let outputs: Vec<FileOutput> = files
-        .into_iter()
+    let (files, windows) = super::data::synthetic_nab(seed, SYNTHETIC_FILES, SYNTHETIC_ROWS);
+    let outputs = synthetic_outputs(detector, window, threshold, calibration, &files);
+    score_corpus(&outputs, &windows, &crate::nab::standard_profiles())
+}
+
+/// Files and rows of the synthetic NAB-like corpus that [`synthetic_nab_scores`] scores.
+pub const SYNTHETIC_FILES: usize = 60;
+/// Rows per file of that corpus.
+pub const SYNTHETIC_ROWS: usize = 4000;
+
+/// The detector's per-row outputs on synthetic files, as the engine would alert.
+pub fn synthetic_outputs(
+    detector: &dyn Detector,
+    window: usize,
+    threshold: f32,
+    calibration: Option<LikelihoodParams>,
+    files: &[super::data::SyntheticFile],
+) -> Vec<FileOutput> {
+    files
+        .iter()
         .map(|f| {
             let scores = series_scores(detector, window, threshold, calibration, &f.values);
-            FileOutput { file: f.name, timestamps: f.timestamps, values: f.values, scores }
+            FileOutput {
+                file: f.name.clone(),
+                timestamps: f.timestamps.clone(),
+                values: f.values.clone(),
+                scores,
+            }
         })
+        .collect()
+}
+
+/// How a detector did on one kind of injected anomaly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KindDetection {
+    /// The kind.
+    pub kind: Option<crate::synth::AnomalyKind>,
+    /// Labelled anomalies of this kind.
+    pub anomalies: usize,
+    /// Of those, how many had a detection (a score at or above the threshold) in their window.
+    pub detected: usize,
+    /// Rows from the onset to the first detection in the window, per detected anomaly
+    /// (negative: before the onset), sorted.
+    pub delays: Vec<i64>,
+}
+
+/// Detection per anomaly kind on the synthetic corpus: for each labelled onset, whether a row
+/// of its NAB window scores at or above `threshold`, and how many rows after the onset the
+/// first one is.
+pub fn detection_by_kind(
+    files: &[super::data::SyntheticFile],
+    outputs: &[FileOutput],
+    windows: &crate::nab::Windows,
+    threshold: f64,
+) -> Vec<KindDetection> {
+    let mut by_kind: Vec<KindDetection> = crate::synth::AnomalyKind::ALL
+        .iter()
+        .map(|&k| KindDetection { kind: Some(k), ..KindDetection::default() })
         .collect();
-    score_corpus(&outputs, &windows, &crate::nab::standard_profiles())
+    for (f, out) in files.iter().zip(outputs) {
+        let spans = windows.get(&f.name).map(Vec::as_slice).unwrap_or_default();
+        for (&onset, &kind) in f.onsets.iter().zip(&f.kinds) {
+            let Some(entry) = by_kind.iter_mut().find(|d| d.kind == Some(kind)) else { continue };
+            entry.anomalies += 1;
+            let at = f.timestamps[onset];
+            let Some(&(start, end)) = spans.iter().find(|&&(s, e)| s <= at && at <= e) else { continue };
+            let first = f
+                .timestamps
+                .iter()
+                .zip(&out.scores)
+                .position(|(&t, &s)| t >= start && t <= end && s >= threshold);
+            if let Some(row) = first {
+                entry.detected += 1;
+                entry.delays.push(row as i64 - onset as i64);
+            }
+        }
+    }
+    by_kind.retain(|d| d.anomalies > 0);
+    for d in &mut by_kind {
+        d.delays.sort_unstable();
+    }
+    by_kind
 }
 
 /// Fills the NAB fields of `row` from `scores`.
@@ -289,4 +362,60 @@ pub fn markdown(rows: &[ReportRow]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::data::SyntheticFile;
+    use crate::synth::AnomalyKind;
+
+    #[test]
+    fn detection_by_kind_counts_a_detection_inside_the_anomaly_window_and_its_delay() {
+        // Ten rows a second apart; a spike at row 3 (window rows 1–5), a drift at row 7
+        // (window rows 6–9), a spike at row 0 outside any window (counted as an anomaly, but
+        // a detection outside every window is no detection of it).
+        let file = SyntheticFile {
+            name: "synthetic/a.csv".into(),
+            timestamps: (0..10).map(|i| i * 1000).collect(),
+            values: vec![0.0; 10],
+            onsets: vec![3, 7, 0],
+            kinds: vec![AnomalyKind::Spike, AnomalyKind::Drift, AnomalyKind::Spike],
+        };
+        let mut windows = crate::nab::Windows::new();
+        windows.insert(file.name.clone(), vec![(1000, 5000), (6000, 9000)]);
+        // Scores: a detection at row 2 (before the spike, inside its window), a sub-threshold
+        // row at 6, a detection at row 9 (2 rows after the drift's onset) and at 0 (no window).
+        let mut scores = vec![0.0; 10];
+        scores[0] = 0.9;
+        scores[2] = 0.6;
+        scores[6] = 0.4;
+        scores[9] = 0.5;
+        let out = FileOutput {
+            file: file.name.clone(),
+            timestamps: file.timestamps.clone(),
+            values: file.values.clone(),
+            scores,
+        };
+        let kinds = detection_by_kind(&[file], &[out], &windows, 0.5);
+        assert_eq!(
+            kinds,
+            vec![
+                KindDetection { kind: Some(AnomalyKind::Spike), anomalies: 2, detected: 1, delays: vec![-1] },
+                KindDetection { kind: Some(AnomalyKind::Drift), anomalies: 1, detected: 1, delays: vec![2] },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_synthetic_corpus_records_a_kind_for_every_onset() {
+        let (files, _) = crate::detector::data::synthetic_nab(3, 20, 3000);
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &files {
+            assert_eq!(f.onsets.len(), f.kinds.len(), "{}", f.name);
+            seen.extend(f.kinds.iter().copied());
+        }
+        assert!(seen.len() >= 4, "several kinds appear: {seen:?}");
+        assert!(!seen.contains(&AnomalyKind::Dropout), "dropouts leave no rows to label");
+    }
 }

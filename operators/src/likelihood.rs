@@ -34,7 +34,6 @@
 //! tenth of its deviation, so this flags a high (or low) that lasts longer than any before:
 //! one sample at 20 in a series around 10 widens the value range to 20, but two at 18 later
 //! still take the mean where it has never been.
-
 //!
 //! The likelihood assumes a series' short-term raw scores are Gaussian; on many real series
 //! (bursty counts, schedules) they are not, and the same "one-in-100,000" excursion comes
@@ -53,6 +52,7 @@
 //!   anomaly. The last eight onsets are kept.
 //!
 //! Neither touches the records: a record broken is new by definition.
+
 use serde::{Deserialize, Serialize};
 
 /// Settings of the calibration.

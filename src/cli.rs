@@ -127,7 +127,7 @@ pub struct EvaluateArgs {
     pub threshold: Option<f32>,
     /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB (no NAB
     /// corpus needed).
-    #[arg(long, value_name = "SEED")]
+    #[arg(long, value_name = "SEED", conflicts_with_all = ["results", "write_results", "plot"])]
     pub synthetic: Option<u64>,
     /// Calibration of the model's scores: as its card says, none, default settings, or the
     /// card's without one of its parts (to see what each contributes).

@@ -44,12 +44,15 @@
 //!   [`ExcursionParams::prior_samples`] samples allows, every score is discounted by that
 //!   excess on the log scale: with `n` excursions in `t` scores, the tail the score stands for
 //!   is multiplied by `(n + 1) · prior / (t + prior)` (when above 1), i.e. the score drops by
-//!   `log10` of that over 10. A series with one or two excursions keeps its scores;
+//!   `log10` of that over 10. That is above 1 only while `t < n · prior`: a first excursion is
+//!   never discounted, and the discount fades once the series' rate is back within the prior;
 //! - **recurrence**: an excursion that starts one period after an earlier one, the period
 //!   being the gap between two earlier excursions (three onsets evenly spaced, to within
-//!   [`ExcursionParams::period_tolerance`] of the period or two samples), is held just below
-//!   the level while it lasts: a nightly job or a square wave's edge is a schedule, not an
-//!   anomaly. The last eight onsets are kept.
+//!   [`ExcursionParams::period_tolerance`] of the period or two samples; periods of at least
+//!   10 scores), is held just below the level (0.01 under it) while it lasts: a nightly job or
+//!   a square wave's edge is a schedule, not an anomaly. The last eight onsets are kept. The
+//!   hold keeps such an excursion quiet only under an alert threshold at or above the level
+//!   (the shipped threshold and level are both 0.5).
 //!
 //! Neither touches the records: a record broken is new by definition.
 

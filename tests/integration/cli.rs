@@ -277,7 +277,8 @@ fn evaluate_synthetic_needs_no_nab_corpus_and_reports_detection_per_anomaly_kind
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no standard score in {text}"));
-    assert!((0.0..=100.0).contains(&score), "{score}");
+    // The shipped model scores about 77 on this corpus (models/EXPERIMENTS.md).
+    assert!(score > 50.0 && score <= 100.0, "{score}");
     let table: Vec<Vec<&str>> = text
         .lines()
         .skip_while(|l| !l.starts_with("per anomaly kind"))
@@ -289,8 +290,9 @@ fn evaluate_synthetic_needs_no_nab_corpus_and_reports_detection_per_anomaly_kind
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     assert!(!kinds.contains(&"dropout"), "dropouts leave no rows to label");
-    for row in &table {
+    // Spikes and dips are what any detector worth shipping finds (13 of 13 and 12 of 12 here).
+    for row in table.iter().filter(|r| r[0] == "spike" || r[0] == "dip") {
         let (anomalies, detected): (usize, usize) = (row[1].parse().unwrap(), row[2].parse().unwrap());
-        assert!(anomalies > 0 && detected <= anomalies, "{row:?}");
+        assert!(anomalies >= 5 && detected * 10 >= anomalies * 8, "{row:?}");
     }
 }

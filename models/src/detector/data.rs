@@ -322,17 +322,26 @@ mod tests {
         assert_eq!(drift[8..32], [Some(true); 24]);
         assert_eq!(drift[32..], [Some(false); 8]);
         assert_eq!(label(None, Some(DRIFT_LABEL)), Some(false));
-        // A dataset with drift labels has more positive windows than one without.
+        // The labels reach the data: one long series with every negative kept gives the same
+        // windows either way, except that drift labels leave some out and make more positive.
         let cfg = DataConfig {
             seed: 3,
-            series: 40,
-            samples: 2000,
+            series: 1,
+            samples: 20_000,
             window: 32,
-            negative_keep: 0.1,
+            negative_keep: 1.0,
             drift_label: None,
         };
         let plain = generate(&cfg);
         let drifts = generate(&DataConfig { drift_label: Some(DRIFT_LABEL), ..cfg });
+        assert!(drifts.len() < plain.len(), "windows left out: {} vs {}", drifts.len(), plain.len());
+        let mut rows = (0..plain.len()).map(|i| plain.row(i));
+        for i in 0..drifts.len() {
+            assert!(
+                rows.any(|r| r == drifts.row(i)),
+                "window {i} of the drift-labelled data is not in the plain data"
+            );
+        }
         let positives = |d: &Dataset| d.y.iter().filter(|&&y| y > 0.5).count();
         assert!(positives(&drifts) > positives(&plain), "{} vs {}", positives(&drifts), positives(&plain));
     }

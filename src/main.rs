@@ -51,31 +51,44 @@ fn calibration_for(arg: cli::CalibrationArg, card: Option<LikelihoodParams>) -> 
     }
 }
 
-/// `evaluate --synthetic SEED`: the model on the synthetic NAB-like corpus (no NAB needed).
-fn evaluate_synthetic(args: &cli::EvaluateArgs, seed: u64) -> Result<()> {
-    use sensorflow_models::detector::evaluate as ev;
-    use sensorflow_models::nab;
+/// The model `evaluate` scores (with `--threshold` applied) and the calibration it asks for.
+fn load_for_evaluation(
+    args: &cli::EvaluateArgs,
+) -> Result<(sensorflow_models::detector::inference::StudentScorer, Option<LikelihoodParams>)> {
     let mut scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
     if let Some(t) = args.threshold {
         scorer.threshold = t;
     }
     let calibration = calibration_for(args.calibration, scorer.calibration);
+    Ok((scorer, calibration))
+}
+
+/// The per-profile score table of `evaluate`.
+fn print_scores(scores: &[sensorflow_models::nab::ProfileScore]) {
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "profile", "score", "raw", "threshold", "TP rows", "FP rows"
+    );
+    for s in scores {
+        println!(
+            "{:<22} {:>10.2} {:>10.3} {:>10.4} {:>8} {:>8}",
+            s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
+        );
+    }
+}
+
+/// `evaluate --synthetic SEED`: the model on the synthetic NAB-like corpus (no NAB needed).
+fn evaluate_synthetic(args: &cli::EvaluateArgs, seed: u64) -> Result<()> {
+    use sensorflow_models::detector::evaluate as ev;
+    use sensorflow_models::nab;
+    let (scorer, calibration) = load_for_evaluation(args)?;
     let (files, windows) =
         sensorflow_models::detector::data::synthetic_nab(seed, ev::SYNTHETIC_FILES, ev::SYNTHETIC_ROWS);
     let outputs =
         ev::synthetic_outputs(&scorer.mlp, scorer.mlp.window, scorer.threshold, calibration, &files);
     let scores = nab::score_corpus(&outputs, &windows, &nab::standard_profiles());
     println!("synthetic NAB-like corpus (seed {seed}), model {}, calibration {calibration:?}:", args.model);
-    println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "profile", "score", "raw", "threshold", "TP rows", "FP rows"
-    );
-    for s in &scores {
-        println!(
-            "{:<22} {:>10.2} {:>10.3} {:>10.4} {:>8} {:>8}",
-            s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
-        );
-    }
+    print_scores(&scores);
     if args.per_file {
         if let Some(standard) = scores.iter().find(|s| s.profile == "standard") {
             let kinds = ev::detection_by_kind(&files, &outputs, &windows, standard.threshold);
@@ -96,11 +109,7 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
     let (name, outputs) = match &args.results {
         Some(dir) => (dir.display().to_string(), nab::read_results(dir)?),
         None => {
-            let mut scorer = sensorflow_models::detector::artifact::load_scorer(&args.dir, &args.model)?;
-            if let Some(t) = args.threshold {
-                scorer.threshold = t;
-            }
-            let calibration = calibration_for(args.calibration, scorer.calibration);
+            let (scorer, calibration) = load_for_evaluation(&args)?;
             let outputs = sensorflow_models::detector::evaluate::nab_outputs(
                 &scorer.mlp,
                 &root,
@@ -113,16 +122,7 @@ fn evaluate(args: cli::EvaluateArgs) -> Result<()> {
     };
     let scores = nab::score_corpus(&outputs, &windows, &profiles);
     println!("NAB v1.1 scores of {name}:");
-    println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "profile", "score", "raw", "threshold", "TP rows", "FP rows"
-    );
-    for s in &scores {
-        println!(
-            "{:<22} {:>10.2} {:>10.3} {:>10.4} {:>8} {:>8}",
-            s.profile, s.normalized, s.raw, s.threshold, s.counts.tp, s.counts.fp
-        );
-    }
+    print_scores(&scores);
     if args.per_file {
         if let Some((profile, best)) = profiles
             .iter()

@@ -24,6 +24,7 @@ pub mod record;
 pub mod resolve;
 pub mod rules;
 pub mod source;
+pub mod sync;
 pub mod testing;
 pub mod timefmt;
 pub mod watermark;
@@ -45,5 +46,6 @@ pub use source::{
     partitioned_source, BadRecordPolicy, BatchHook, BatchInfo, ErrorSlot, PartitionReader, Poll, SourceBatch,
     SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
 };
+pub use sync::lock;
 pub use watermark::Watermarks;
 pub use window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use sensorflow::bridge::{run_bridge, BridgeConfig};
 use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::{KafkaSourceConfig, SourceConfig};
-use sensorflow::simulate::{simulate_to, Output};
+use sensorflow::tools::bridge::{run_bridge, BridgeConfig};
+use sensorflow::tools::simulate::{simulate_to, Output};
 use sensorflow::{run_with, Collected, RunHandle};
 
 fn main() {

@@ -30,9 +30,9 @@ fn main() {
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
     let rows: Vec<_> = rates
         .into_iter()
-        .map(|rate| sensorflow::bench::latency(&data_dir(), rate, secs, tick, 2).expect("run"))
+        .map(|rate| sensorflow::tools::bench::latency(&data_dir(), rate, secs, tick, 2).expect("run"))
         .collect();
-    sensorflow::bench::print_table(
+    sensorflow::tools::bench::print_table(
         &format!("L: decision latency, 2 workers, default pipeline + a frequent rule, {secs} s per rate"),
         &rows,
     );

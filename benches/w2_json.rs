@@ -22,7 +22,7 @@ use common::{data_dir, env_u64, report, Row};
 use sensorflow::connectors::SourceConfig;
 
 fn dataset(events: u64) -> PathBuf {
-    sensorflow::bench::json_dataset(&data_dir(), events).expect("generate the W2 dataset")
+    sensorflow::tools::bench::json_dataset(&data_dir(), events).expect("generate the W2 dataset")
 }
 
 fn engine(path: &Path, rules: &Path, workers: usize, model: &str) -> (Row, u64) {

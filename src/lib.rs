@@ -5,29 +5,19 @@
 //! synthetic signal generator in `sensorflow-models`.
 #![deny(missing_docs)]
 
-pub mod bench;
-pub mod bridge;
 pub mod config;
 pub mod connectors;
-pub mod duration;
-pub mod http;
-pub mod logging;
-pub mod model;
+pub mod engine;
 pub mod observe;
-pub mod pipeline;
-pub mod plot;
-pub mod record;
-pub mod rules_file;
-pub mod simulate;
 pub mod sinks;
-pub mod summary;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 
 pub use config::{AlertOutput, RunConfig};
-pub use pipeline::{run, run_collect, run_with, Collected, RunHandle};
+pub use engine::summary::Summary;
+pub use engine::{run, run_collect, run_with, Collected, RunHandle};
 pub use sensorflow_operators::timefmt;
-pub use summary::Summary;
 
 /// What can go wrong in a run.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +41,7 @@ pub enum Error {
     Source(#[from] sensorflow_operators::SourceError),
     /// The rules file is unusable.
     #[error(transparent)]
-    Rules(#[from] rules_file::RulesError),
+    Rules(#[from] config::rules::RulesError),
     /// The anomaly model cannot be loaded.
     #[error(transparent)]
     Model(#[from] sensorflow_models::detector::artifact::ModelError),

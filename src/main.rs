@@ -9,9 +9,9 @@ use clap::Parser;
 
 use anyhow::Context;
 use cli::{Cli, Command};
-use sensorflow::bridge::{run_bridge, BridgeConfig};
-use sensorflow::simulate::{labels_path_for, simulate_to, Format, Output};
-use sensorflow_operators::likelihood::LikelihoodParams;
+use sensorflow::tools::bridge::{run_bridge, BridgeConfig};
+use sensorflow::tools::simulate::{labels_path_for, simulate_to, Format, Output};
+use sensorflow_operators::LikelihoodParams;
 
 fn main() -> ExitCode {
     fail_stop_on_lost_peers();
@@ -169,7 +169,7 @@ fn plot_evaluation(
     threshold: Option<f64>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut meter = sensorflow_operators::progress::Meter::new(
+    let mut meter = sensorflow::observe::progress::Meter::new(
         "plot",
         Some(outputs.len() as u64),
         "files",
@@ -177,7 +177,7 @@ fn plot_evaluation(
     );
     for (i, out) in outputs.iter().enumerate() {
         let labelled = windows.get(&out.file).map(Vec::as_slice).unwrap_or(&[]);
-        sensorflow::plot::plot_file(dir, out, labelled, threshold)?;
+        sensorflow::tools::plot::plot_file(dir, out, labelled, threshold)?;
         meter.set(i as u64 + 1, String::new);
     }
     meter.finish();
@@ -188,7 +188,7 @@ fn plot_evaluation(
             std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
         let rows: Vec<sensorflow_models::detector::evaluate::ReportRow> = serde_json::from_str(&text)
             .with_context(|| format!("{} is not an optimization report", report.display()))?;
-        sensorflow::plot::plot_report(&dir.join("report.png"), &rows)?;
+        sensorflow::tools::plot::plot_report(&dir.join("report.png"), &rows)?;
         drawn += 1;
     }
     println!("{drawn} plots written to {}", dir.display());
@@ -217,13 +217,13 @@ fn fail_stop_on_lost_peers() {
 
 /// `sensorflow bench`.
 fn bench(args: cli::BenchArgs) -> Result<()> {
-    use sensorflow::bench;
     use sensorflow::connectors::SourceConfig;
+    use sensorflow::tools::bench;
     let mut rows = Vec::new();
     let rules = bench::hot_rules(&args.dir)?;
     let planned: usize =
         args.workloads.iter().map(|w| if w == "l" { args.rates.len() } else { args.workers.len() }).sum();
-    let mut meter = sensorflow_operators::progress::Meter::new(
+    let mut meter = sensorflow::observe::progress::Meter::new(
         "bench",
         Some(planned as u64),
         "rows",
@@ -377,12 +377,12 @@ fn dispatch(cli: Cli) -> Result<()> {
     // Runs install logging once their config (which may name an OTLP endpoint) is known.
     let _logging = match &cli.command {
         Command::Run(_) | Command::Replay(_) => None,
-        _ => Some(sensorflow::logging::init(None)?),
+        _ => Some(sensorflow::observe::logging::init(None)?),
     };
     match cli.command {
         Command::Run(args) => {
             let config = (*args).into_config()?;
-            let _logging = sensorflow::logging::init(config.otlp_endpoint.as_deref())?;
+            let _logging = sensorflow::observe::logging::init(config.otlp_endpoint.as_deref())?;
             let summary = sensorflow::run(&config)?;
             if config.summary {
                 eprint!("{summary}");
@@ -452,7 +452,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let out = args.out.clone();
             let config = args.run.into_config()?;
             let started = std::time::Instant::now();
-            let r = sensorflow::record::record(&config.source, &out, config.max_events)?;
+            let r = sensorflow::tools::record::record(&config.source, &out, config.max_events)?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "recorded {} events ({} chunks, {:.1} MB, {} bad records skipped) to {} in {secs:.1} s",
@@ -470,7 +470,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             args.run.input = vec![args.file.clone()];
             args.run.realtime = args.speed;
             let config = args.run.into_config()?;
-            let _logging = sensorflow::logging::init(config.otlp_endpoint.as_deref())?;
+            let _logging = sensorflow::observe::logging::init(config.otlp_endpoint.as_deref())?;
             let summary = sensorflow::run(&config)?;
             if config.summary {
                 eprint!("{summary}");

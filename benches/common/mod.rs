@@ -61,7 +61,7 @@ pub fn engine(
     workers: usize,
     model: &str,
 ) -> (Row, u64) {
-    let r = sensorflow::bench::run_w(name, source, rules, workers, model).expect("run");
+    let r = sensorflow::tools::bench::run_w(name, source, rules, workers, model).expect("run");
     let row = Row {
         name: name.into(),
         workers,

@@ -35,9 +35,11 @@ pub use anomaly::{Anomalies, Scorer, ScorerFactory, ScorerReload, CLEAR_MARGIN};
 pub use clock::WatermarkClock;
 pub use dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
 pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
+pub use likelihood::{
+    Calibration, ExcursionParams, Likelihood, LikelihoodParams, RangeParams, LIKELIHOOD_THRESHOLD,
+};
 pub use metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
 pub use names::{Dictionary, Interner, Names};
-pub use likelihood::{Calibration, ExcursionParams, Likelihood, LikelihoodParams, RangeParams, LIKELIHOOD_THRESHOLD};
 pub use normalize::{OnlineNormalizer, SeriesWindow, CLIP, HORIZON};
 pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
 pub use resolve::ResolveNames;

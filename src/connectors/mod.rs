@@ -1,21 +1,24 @@
-//! Every source sensorflow can read, behind one shape: a list of [`PartitionReader`]s per
-//! worker. This is the single place that lists them.
+//! Every source sensorflow can read, behind one shape: [`open`] gives a worker its
+//! [`PartitionReader`]s and, for sources that track offsets, the [`Committer`]s that go with
+//! them. This is the single place that lists the connectors; each has a module (a folder when
+//! it has several parts), and the Kafka and MQTT ones also hold their alert sinks.
 
 pub mod binlog;
-pub mod files;
 pub mod kafka;
-pub mod lines;
 pub mod mqtt;
 pub mod nab;
 pub mod parse;
 pub mod simulator;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
 use sensorflow_operators::{Dictionary, PartitionReader};
 use serde::{Deserialize, Serialize};
 
-pub use kafka::{Committer, KafkaSourceConfig, Opened};
+use std::sync::Arc;
+
+pub use kafka::KafkaSourceConfig;
 pub use mqtt::MqttSourceConfig;
 use parse::{EventBuilder, Limits};
 use simulator::{Labels, SimConfig, SimReader};
@@ -31,16 +34,55 @@ pub enum ConnectorError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The configuration cannot work.
+    /// The configuration cannot work: retrying the same settings will not help.
     #[error("{0}")]
     Config(String),
+    /// A broker could not be reached, refused a request or did not answer in time.
+    #[error("{message}")]
+    Broker {
+        /// What failed.
+        message: String,
+        /// Whether trying again later can help (a broker down or busy: yes; a request the
+        /// broker rejects for what it is: no).
+        retryable: bool,
+    },
 }
 
 impl ConnectorError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ConnectorError::Io { path: path.to_path_buf(), source }
     }
+
+    /// A broker failure that a retry may cure (unreachable, busy, timed out).
+    pub(crate) fn broker(message: impl Into<String>) -> Self {
+        ConnectorError::Broker { message: message.into(), retryable: true }
+    }
+
+    /// Whether trying again later can help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ConnectorError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            ConnectorError::Config(_) => false,
+            ConnectorError::Broker { retryable, .. } => *retryable,
+        }
+    }
 }
+
+/// Commits a source's progress once the run's output has caught up with it.
+pub trait Committer: Send + Sync + std::fmt::Debug {
+    /// Everything with event time below `durable` (`u64::MAX`: everything) has been written;
+    /// `mark` is the frontier to record beside the offsets (see [`kafka::resume_frontier`]).
+    /// `last` asks for a synchronous commit (the run is ending).
+    fn commit(&self, durable: u64, mark: u64, last: bool);
+}
+
+/// A worker's readers plus the committers that go with them.
+pub type Opened = (Vec<Box<dyn PartitionReader>>, Vec<Arc<dyn Committer>>);
 
 /// Which source feeds the pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,29 +169,18 @@ impl ReaderContext {
 }
 
 /// Opens this worker's readers for `source`, with the committers of sources that track
-/// offsets.
+/// offsets (the others return none).
 pub fn open(source: &SourceConfig, ctx: &ReaderContext) -> Result<Opened, ConnectorError> {
-    match source {
-        SourceConfig::Kafka(k) => kafka::kafka_readers(k, ctx),
-        other => Ok((readers(other, ctx)?, Vec::new())),
-    }
-}
-
-/// Opens this worker's readers for `source`.
-pub fn readers(
-    source: &SourceConfig,
-    ctx: &ReaderContext,
-) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
-    match source {
+    let readers: Vec<Box<dyn PartitionReader>> = match source {
         SourceConfig::Simulator(sim) => {
             sim.validate()?;
             let max = ctx.max_events.map_or(u64::MAX, |n| ctx.share(n));
             let reader = SimReader::new(sim, ctx.index, ctx.peers, max, &ctx.dict, ctx.labels.clone());
-            Ok(vec![Box::new(reader)])
+            vec![Box::new(reader)]
         }
-        SourceConfig::Jsonl { paths } => files::jsonl_readers(paths, ctx),
-        SourceConfig::Csv { paths } => files::csv_readers(paths, ctx),
-        SourceConfig::Nab { root } => nab::nab_readers(root, ctx),
+        SourceConfig::Jsonl { paths } => text::jsonl_readers(paths, ctx)?,
+        SourceConfig::Csv { paths } => text::csv_readers(paths, ctx)?,
+        SourceConfig::Nab { root } => nab::nab_readers(root, ctx)?,
         SourceConfig::Log { path, realtime } => {
             if let Some(f) = realtime {
                 if !(f.is_finite() && *f > 0.0) {
@@ -157,9 +188,10 @@ pub fn readers(
                 }
             }
             let reader = binlog::LogReader::new(path, ctx.index, ctx.peers, ctx.dict.clone(), *realtime);
-            Ok(vec![Box::new(reader)])
+            vec![Box::new(reader)]
         }
-        SourceConfig::Kafka(k) => Ok(kafka::kafka_readers(k, ctx)?.0),
-        SourceConfig::Mqtt(m) => mqtt::mqtt_readers(m, ctx),
-    }
+        SourceConfig::Kafka(k) => return kafka::kafka_readers(k, ctx),
+        SourceConfig::Mqtt(m) => mqtt::mqtt_readers(m, ctx)?,
+    };
+    Ok((readers, Vec::new()))
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use sensorflow_operators::{Event, PartitionReader};
 
-use super::files::{read_header, MAX_LINE};
-use super::lines::{LineParser, LineReader};
 use super::parse::{EventBuilder, Reject};
+use super::text::lines::{LineParser, LineReader};
+use super::text::{read_header, MAX_LINE};
 use super::{ConnectorError, ReaderContext};
 use crate::timefmt::parse_datetime;
 

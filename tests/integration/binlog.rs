@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sensorflow::connectors::SourceConfig;
-use sensorflow::record::record;
+use sensorflow::tools::record::record;
 
 use crate::common::{alert_view, config, run, small_sim, tmp};
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event as MqttEvent, Packet, QoS};
-use sensorflow::bridge::{run_bridge, BridgeConfig};
 use sensorflow::config::AlertOutput;
 use sensorflow::connectors::kafka::{ensure_topic, existing_keys, KafkaProducer};
 use sensorflow::connectors::mqtt::options;
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::{KafkaSourceConfig, MqttSourceConfig, SourceConfig};
-use sensorflow::simulate::{simulate_to, Output};
+use sensorflow::tools::bridge::{run_bridge, BridgeConfig};
+use sensorflow::tools::simulate::{simulate_to, Output};
 
 use crate::common::{config, run, tmp};
 
@@ -66,7 +66,7 @@ fn start_bridge(
     mqtt: &str,
     prefix: &str,
     topic: &str,
-) -> std::thread::JoinHandle<Result<sensorflow::bridge::BridgeStats, sensorflow::Error>> {
+) -> std::thread::JoinHandle<Result<sensorflow::tools::bridge::BridgeStats, sensorflow::Error>> {
     let mut b = BridgeConfig::new(mqtt, &format!("{prefix}/#"), &kafka(), topic);
     b.template = Some(format!("{prefix}/{{device}}/{{metric}}"));
     b.client_id = unique("bridge");
@@ -194,10 +194,10 @@ fn ten_thousand_malformed_kafka_messages_are_dead_lettered_and_valid_events_unaf
 
     // The valid stream, then the same stream with 10,000 bad messages mixed in.
     let clean = dir.path().join("clean.jsonl");
-    sensorflow::simulate::simulate(
+    sensorflow::tools::simulate::simulate(
         &sim,
         &clean,
-        sensorflow::simulate::Format::Jsonl,
+        sensorflow::tools::simulate::Format::Jsonl,
         &dir.path().join("l.json"),
         None,
     )

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sensorflow::config::AlertOutput;
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::SourceConfig;
-use sensorflow::simulate::{simulate, Format};
+use sensorflow::tools::simulate::{simulate, Format};
 use sensorflow_operators::AlertKind;
 
 use crate::common::*;

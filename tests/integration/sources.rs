@@ -2,7 +2,7 @@
 
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::SourceConfig;
-use sensorflow::simulate::{simulate, Format};
+use sensorflow::tools::simulate::{simulate, Format};
 
 use crate::common::*;
 

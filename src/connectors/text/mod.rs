@@ -1,14 +1,16 @@
 //! JSON-lines and CSV files: each file is split into byte ranges, one per worker.
 
+pub mod lines;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sensorflow_operators::{Event, PartitionReader};
 
-use super::lines::{split_ranges, LineParser, LineReader};
-use super::parse::{parse_json, CsvColumns, EventBuilder, Reject};
-use super::{ConnectorError, ReaderContext};
+use crate::connectors::parse::{parse_json, CsvColumns, EventBuilder, Reject};
+use crate::connectors::{ConnectorError, ReaderContext};
+use lines::{split_ranges, LineParser, LineReader};
 
 /// Longest accepted line, bytes; longer lines are dead-lettered.
 pub const MAX_LINE: usize = 1 << 20;

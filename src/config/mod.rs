@@ -1,15 +1,18 @@
 //! The run configuration: a plain validated struct the engine reads. Built-in defaults are
 //! overridden by a TOML file (`--config`), which is overridden by command-line flags.
 
+pub mod duration;
+pub mod rules;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sensorflow_operators::{BadRecordPolicy, SourceOptions, WindowSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::config::duration::serde_ms;
 use crate::connectors::parse::Limits;
 use crate::connectors::SourceConfig;
-use crate::duration::serde_ms;
 use crate::Error;
 
 /// Where alerts go.

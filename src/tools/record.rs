@@ -8,6 +8,7 @@ use sensorflow_operators::{Dictionary, Poll, SourceBatch};
 use crate::connectors::binlog::LogWriter;
 use crate::connectors::parse::Limits;
 use crate::connectors::{self, ReaderContext, SourceConfig};
+use crate::sinks::Diverted;
 use crate::Error;
 
 /// What a recording wrote.
@@ -34,16 +35,16 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
         labels: Default::default(),
         max_events,
     };
-    let mut readers = connectors::readers(source, &ctx)?;
+    let (mut readers, _) = connectors::open(source, &ctx)?;
     let mut done = vec![false; readers.len()];
     let mut writer = LogWriter::create(out)?;
     let mut batch = SourceBatch::default();
     let mut pending: Vec<sensorflow_operators::Event> = Vec::with_capacity(1 << 16);
     let mut stats = Recorded::default();
+    let mut dead = Diverted::new(None, "record: skipped bad record", 10)?;
     let mut last_report = Instant::now();
     let meter_started = Instant::now();
-    let mut meter =
-        sensorflow_operators::progress::Meter::new("record", None, "events", Duration::from_secs(5));
+    let mut meter = crate::observe::progress::Meter::new("record", None, "events", Duration::from_secs(5));
     while done.iter().any(|d| !d) {
         let mut progressed = false;
         for (i, reader) in readers.iter_mut().enumerate() {
@@ -58,10 +59,7 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
                 Poll::Pending => {}
             }
             for d in &batch.dead {
-                stats.dead_lettered += 1;
-                if stats.dead_lettered <= 10 {
-                    tracing::warn!("record: skipped bad record: {}", crate::sinks::dead_letter_json(d));
-                }
+                dead.dead_letter(d)?;
             }
             pending.extend_from_slice(&batch.events);
             if pending.len() >= 1 << 16 {
@@ -85,6 +83,7 @@ pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Res
     meter.finish();
     let (_, chunks) = writer.finish()?;
     stats.chunks = chunks;
+    stats.dead_lettered = dead.seen();
     stats.bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
     Ok(stats)
 }

@@ -9,21 +9,20 @@
 //! and are acknowledged (a poison message must not block the stream).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event as MqttEvent, Packet, Publish, QoS};
+use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::DeadLetter;
 
 use crate::connectors::kafka::{ensure_topic, KafkaProducer};
+use crate::connectors::mqtt::session::{Flow, Session, SessionHandler};
 use crate::connectors::mqtt::{options, TopicTemplate, MAX_PAYLOAD};
 use crate::connectors::ConnectorError;
-use crate::sinks::dead_letter_json;
+use crate::sinks::Diverted;
 use crate::Error;
 
 /// Bridge settings.
@@ -120,23 +119,19 @@ enum Incoming {
 pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeStats, Error> {
     ensure_topic(&cfg.kafka, &cfg.topic, cfg.partitions)?;
     let mut producer = KafkaProducer::new(&cfg.kafka, &cfg.topic)?;
-    let mut dead = match &cfg.dead_letters {
-        Some(p) => Some((BufWriter::new(File::create(p).map_err(|e| Error::io(p, e))?), p.clone())),
-        None => None,
-    };
+    let mut dead = Diverted::new(cfg.dead_letters.as_deref(), "bridge: dead letter", u64::MAX)?;
     let template = cfg.template.as_deref().map(TopicTemplate::new);
     let mut opts = options(&cfg.mqtt, &cfg.client_id, true)?;
     opts.set_manual_acks(true);
-    let (client, connection) = Client::new(opts, 8192);
     let (tx, rx) = sync_channel::<Incoming>(cfg.batch.max(1) * 4);
-    let net_client = client.clone();
-    let filter = cfg.filter.clone();
-    let net_stop = stop.clone();
-    let subscribed = cfg.subscribed.clone();
-    std::thread::Builder::new()
-        .name("bridge-mqtt".into())
-        .spawn(move || network_loop(connection, net_client, filter, tx, net_stop, subscribed))
-        .map_err(|e| Error::Runtime(format!("bridge: cannot start a thread: {e}")))?;
+    let forwarder = Forwarder {
+        filter: cfg.filter.clone(),
+        tx,
+        backlog: VecDeque::new(),
+        subscribed: cfg.subscribed.clone(),
+    };
+    let session = Session::start(opts, 8192, "bridge: mqtt", "bridge-mqtt", forwarder)?;
+    let client = session.client();
 
     let mut stats = BridgeStats::default();
     let mut batch: Vec<Publish> = Vec::with_capacity(cfg.batch);
@@ -172,65 +167,60 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
             tracing::info!("bridge: {stats} ({rate:.0} msg/s)");
         }
     }
-    if let Some((w, p)) = dead.as_mut() {
-        w.flush().map_err(|e| Error::io(p, e))?;
-    }
-    let _ = client.try_disconnect();
+    dead.flush()?;
+    drop(session);
     Ok(stats)
 }
 
-/// Drives the MQTT connection: hands messages to the bridge over a bounded channel without
-/// ever blocking on it, so the acknowledgements the bridge queues keep flowing out.
-fn network_loop(
-    mut connection: rumqttc::Connection,
-    client: Client,
+/// The bridge's side of the MQTT session: hands messages over a bounded channel without ever
+/// blocking on it, so the acknowledgements the bridge queues keep flowing out.
+struct Forwarder {
     filter: String,
     tx: SyncSender<Incoming>,
-    stop: Arc<AtomicBool>,
+    backlog: VecDeque<Incoming>,
     subscribed: Arc<AtomicBool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut backlog: VecDeque<Incoming> = VecDeque::new();
-    while !stop.load(Ordering::Relaxed) {
-        while let Some(m) = backlog.pop_front() {
-            match tx.try_send(m) {
+}
+
+impl SessionHandler for Forwarder {
+    fn ready(&mut self) -> Flow {
+        while let Some(m) = self.backlog.pop_front() {
+            match self.tx.try_send(m) {
                 Ok(()) => {}
                 Err(TrySendError::Full(m)) => {
-                    backlog.push_front(m);
+                    self.backlog.push_front(m);
                     break;
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Disconnected(_)) => return Flow::Stop,
             }
         }
-        if backlog.len() >= 10_000 {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
+        if self.backlog.len() >= 10_000 {
+            Flow::Wait
+        } else {
+            Flow::Continue
         }
-        // Long enough that a connection handshake is never cut short (rumqttc's poll is not
-        // cancel-safe while connecting), short enough to hand over a backlog promptly.
-        match connection.recv_timeout(Duration::from_millis(250)) {
-            Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
-                backoff = Duration::from_millis(100);
-                // Subscribe on every connection, even when the broker kept the session: a
-                // connection that dropped between CONNECT and SUBSCRIBE leaves a session
-                // without the subscription. Subscribing again changes nothing otherwise.
-                if client.try_subscribe(filter.as_str(), QoS::AtLeastOnce).is_err() {
-                    return;
-                }
-            }
-            Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
-                backlog.push_back(Incoming::Message(Box::new(p)))
-            }
-            Ok(Ok(MqttEvent::Incoming(Packet::SubAck(_)))) => subscribed.store(true, Ordering::Relaxed),
-            Ok(Ok(_)) | Err(rumqttc::RecvTimeoutError::Timeout) => {}
-            Err(rumqttc::RecvTimeoutError::Disconnected) => return,
-            Ok(Err(e)) => {
-                tracing::warn!("bridge: mqtt: {e}; reconnecting in {backoff:?}");
-                backlog.push_back(Incoming::ConnectionError);
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+    }
+
+    fn connected(&mut self, client: &Client) -> Flow {
+        // Subscribe on every connection, even when the broker kept the session: a
+        // connection that dropped between CONNECT and SUBSCRIBE leaves a session
+        // without the subscription. Subscribing again changes nothing otherwise.
+        match client.try_subscribe(self.filter.as_str(), QoS::AtLeastOnce) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
         }
+    }
+
+    fn message(&mut self, p: Publish) -> Flow {
+        self.backlog.push_back(Incoming::Message(Box::new(p)));
+        Flow::Continue
+    }
+
+    fn subscribed(&mut self) {
+        self.subscribed.store(true, Ordering::Relaxed);
+    }
+
+    fn connection_lost(&mut self) {
+        self.backlog.push_back(Incoming::ConnectionError);
     }
 }
 
@@ -256,7 +246,7 @@ fn forward(
     batch: &mut [Publish],
     producer: &mut KafkaProducer,
     template: Option<&TopicTemplate>,
-    dead: &mut Option<(BufWriter<File>, PathBuf)>,
+    dead: &mut Diverted,
     key: &mut Vec<u8>,
     stats: &mut BridgeStats,
 ) -> Result<(), Error> {
@@ -276,12 +266,7 @@ fn forward(
             if let Some(reason) = reason {
                 if attempt == 0 {
                     dead_now += 1;
-                    let letter = DeadLetter::new(&format!("mqtt:{}", p.topic), 0, reason, &p.payload);
-                    let line = dead_letter_json(&letter);
-                    match dead {
-                        Some((w, path)) => writeln!(w, "{line}").map_err(|e| Error::io(path, e))?,
-                        None => tracing::warn!("bridge: dead letter: {line}"),
-                    }
+                    dead.dead_letter(&DeadLetter::new(&format!("mqtt:{}", p.topic), 0, reason, &p.payload))?;
                 }
                 continue;
             }
@@ -308,7 +293,7 @@ fn forward(
                 stats.retried_batches += 1;
                 producer.deliveries.failed.store(0, Ordering::Relaxed);
                 if attempt >= 10 {
-                    return Err(Error::Connector(ConnectorError::Config(format!(
+                    return Err(Error::Connector(ConnectorError::broker(format!(
                         "bridge: giving up after {attempt} attempts: {e}"
                     ))));
                 }

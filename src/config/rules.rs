@@ -7,7 +7,7 @@ use std::path::Path;
 use sensorflow_operators::{Comparator, Control, DeviceMeta, Field, Rule, TotalF64};
 use serde::Deserialize;
 
-use crate::duration::serde_ms;
+use crate::config::duration::serde_ms;
 
 /// The rules `sensorflow run` uses when given none; tuned to the simulator's anomalies.
 pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");

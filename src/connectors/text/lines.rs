@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sensorflow_operators::{DeadLetter, Event, PartitionReader, Poll, SourceBatch, SourceError};
 
-use super::parse::Reject;
+use crate::connectors::parse::Reject;
 
 /// Turns one line (without its newline) into an event.
 pub trait LineParser: 'static {

@@ -39,7 +39,7 @@ use prometheus_client::registry::Registry;
 
 use sensorflow_operators::Counters;
 
-use crate::observe::Telemetry;
+use crate::observe::telemetry::Telemetry;
 use crate::Error;
 
 /// The dashboard page, served from the binary.

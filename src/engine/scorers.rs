@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sensorflow_models::detector::artifact::{default_model_files, default_scorer, load_scorer};
 use sensorflow_operators::{Scorer, ScorerFactory, ScorerReload};
 
-use crate::observe::{ModelInfo, Telemetry};
+use crate::observe::telemetry::{ModelInfo, Telemetry};
 use crate::Error;
 
 /// A model's version: the first 16 hex digits of the XXH3 hash of its card and weights.

@@ -26,7 +26,7 @@ use sensorflow_operators::{
     DeviceId, Dictionary, Event, MetricId, PartitionReader, Poll, SourceBatch, SourceError,
 };
 
-use super::ConnectorError;
+use crate::connectors::ConnectorError;
 
 /// File magic and format version.
 pub const FILE_MAGIC: &[u8; 6] = b"SFLOG\0";

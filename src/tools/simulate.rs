@@ -1,17 +1,14 @@
 //! `sensorflow simulate`: writes the simulator's output as a labelled dataset.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
 use std::time::{Duration, Instant};
 
-use sensorflow_operators::{Dictionary, Event, PartitionReader, Poll, SourceBatch};
+use sensorflow_operators::{lock, Dictionary, Event, PartitionReader, Poll, SourceBatch};
 
-use crate::connectors::kafka::KafkaProducer;
-use crate::connectors::mqtt::{MqttPublisher, TopicTemplate};
-
+use crate::connectors::kafka::KafkaSink;
+use crate::connectors::mqtt::MqttSink;
 use crate::connectors::simulator::{Label, SimConfig, SimReader};
+use crate::sinks::{LineFile, Message, Sink};
 use crate::Error;
 
 /// Output format of a dataset file.
@@ -80,66 +77,35 @@ pub fn labels_path_for(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.labels.json"))
 }
 
-enum Writer {
-    File(BufWriter<File>, Format, PathBuf),
-    Mqtt(MqttPublisher, TopicTemplate),
-    Kafka(KafkaProducer),
+/// Where `simulate` writes, as a [`Sink`]: a dataset file, or a broker (JSON payloads).
+fn open_sink(out: &Output) -> Result<(Box<dyn Sink>, Format), Error> {
+    Ok(match out {
+        Output::File { path, format } => {
+            let mut file = LineFile::create(path)?;
+            if *format == Format::Csv {
+                file.write_line("device,metric,ts,value,seq")?;
+            }
+            (Box::new(file), *format)
+        }
+        Output::Mqtt { broker, template } => (Box::new(MqttSink::events(broker, template)?), Format::Jsonl),
+        Output::Kafka { brokers, topic, partitions } => {
+            (Box::new(KafkaSink::events(brokers, topic, *partitions)?), Format::Jsonl)
+        }
+    })
 }
 
-impl Writer {
-    fn open(out: &Output) -> Result<Self, Error> {
-        Ok(match out {
-            Output::File { path, format } => {
-                let file = File::create(path).map_err(|e| Error::io(path, e))?;
-                let mut w = BufWriter::with_capacity(1 << 20, file);
-                if *format == Format::Csv {
-                    writeln!(w, "device,metric,ts,value,seq").map_err(|e| Error::io(path, e))?;
-                }
-                Writer::File(w, *format, path.clone())
-            }
-            Output::Mqtt { broker, template } => Writer::Mqtt(
-                MqttPublisher::connect(broker, "sensorflow-simulate")?,
-                TopicTemplate::new(template),
-            ),
-            Output::Kafka { brokers, topic, partitions } => {
-                crate::connectors::kafka::ensure_topic(brokers, topic, *partitions)?;
-                Writer::Kafka(KafkaProducer::new(brokers, topic)?)
-            }
-        })
-    }
-
-    fn write(&mut self, device: &str, metric: &str, e: &Event, line: &mut String) -> Result<(), Error> {
-        use std::fmt::Write as _;
-        line.clear();
-        if let Writer::File(_, Format::Csv, _) = self {
-            let _ = write!(line, "{device},{metric},{},{},{}", e.ts, e.value, e.seq);
-        } else {
-            let _ = write!(
-                line,
-                r#"{{"device":"{device}","metric":"{metric}","ts":{},"value":{},"seq":{}}}"#,
-                e.ts, e.value, e.seq
-            );
-        }
-        match self {
-            Writer::File(w, _, path) => writeln!(w, "{line}").map_err(|e| Error::io(path, e)),
-            Writer::Mqtt(p, template) => Ok(p.publish(&template.render(device, metric), line.as_bytes())?),
-            Writer::Kafka(p) => {
-                p.send(device.as_bytes(), line.as_bytes())?;
-                if p.sent() % 1024 == 0 {
-                    p.poll();
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn finish(&mut self) -> Result<(), Error> {
-        match self {
-            Writer::File(w, _, path) => w.flush().map_err(|e| Error::io(path, e)),
-            Writer::Mqtt(p, _) => Ok(p.flush(Duration::from_secs(60))?),
-            Writer::Kafka(p) => Ok(p.flush(Duration::from_secs(60))?),
-        }
-    }
+/// One event as a line of `format`, into `line`.
+fn render(format: Format, device: &str, metric: &str, e: &Event, line: &mut String) {
+    use std::fmt::Write as _;
+    line.clear();
+    let _ = match format {
+        Format::Csv => write!(line, "{device},{metric},{},{},{}", e.ts, e.value, e.seq),
+        Format::Jsonl => write!(
+            line,
+            r#"{{"device":"{device}","metric":"{metric}","ts":{},"value":{},"seq":{}}}"#,
+            e.ts, e.value, e.seq
+        ),
+    };
 }
 
 /// Simulates `config` (optionally at most `max_events`, at most `rate` events/s) into `out`,
@@ -160,7 +126,7 @@ pub fn simulate_to(
     let dict = Dictionary::default();
     let labels = crate::connectors::simulator::Labels::default();
     let mut reader = SimReader::new(config, 0, 1, max_events.unwrap_or(u64::MAX), &dict, labels.clone());
-    let mut writer = Writer::open(out)?;
+    let (mut sink, format) = open_sink(out)?;
     let mut batch = SourceBatch::default();
     let mut events = 0u64;
     let mut names: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
@@ -169,7 +135,7 @@ pub fn simulate_to(
     // Every series samples once per interval over the span (or stops at max_events).
     let planned =
         config.devices * config.metrics.len() as u64 * config.span_ms.div_ceil(config.interval_ms.max(1));
-    let mut meter = sensorflow_operators::progress::Meter::new(
+    let mut meter = crate::observe::progress::Meter::new(
         "simulate",
         Some(max_events.map_or(planned, |m| m.min(planned))),
         "events",
@@ -186,7 +152,13 @@ pub fn simulate_to(
         for e in &batch.events {
             let device = names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device).to_string());
             let metric = dict.metric_name(e.metric);
-            writer.write(device, &metric, e, &mut line)?;
+            render(format, device, &metric, e, &mut line);
+            sink.send(&Message {
+                key: device.as_bytes(),
+                device,
+                metric: &metric,
+                payload: line.as_bytes(),
+            })?;
             events += 1;
             if let Some(rate) = rate {
                 // Pace to the offered rate: sleep whenever we are ahead of schedule.
@@ -204,8 +176,8 @@ pub fn simulate_to(
         }
     }
     meter.finish();
-    writer.finish()?;
-    let labels = labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    sink.flush()?;
+    let labels = lock(&labels).clone();
     let text = serde_json::to_string_pretty(&labels).map_err(|e| Error::Runtime(e.to_string()))?;
     std::fs::write(labels_out, text).map_err(|e| Error::io(labels_out, e))?;
     Ok(Written { events, labels, labels_path: labels_out.to_path_buf() })

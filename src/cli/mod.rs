@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sensorflow::config::duration::parse_ms;
 use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::{KafkaSourceConfig, MqttSourceConfig, SourceConfig};
-use sensorflow::duration::parse_ms;
 use sensorflow_operators::BadRecordPolicy;
 
 /// Event-time stream processing for IoT sensor telemetry.

@@ -1,5 +1,5 @@
 //! What a running pipeline shows the outside world while it runs: the live state behind
-//! `/metrics`, `/alerts`, `/api/*` and the dashboard (see [`crate::http`]).
+//! `/metrics`, `/alerts`, `/api/*` and the dashboard (see [`crate::observe::http`]).
 //!
 //! The dataflow only ever appends here under short locks taken once per batch (alerts, window
 //! aggregates) or bumps atomics; everything a reader wants is computed on the reader's side.

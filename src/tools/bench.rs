@@ -20,7 +20,7 @@ use crate::config::{AlertOutput, RunConfig};
 use crate::connectors::binlog::LogWriter;
 use crate::connectors::simulator::SimConfig;
 use crate::connectors::SourceConfig;
-use crate::summary::LatencySummary;
+use crate::engine::summary::LatencySummary;
 use crate::Error;
 
 /// One measured configuration.
@@ -168,7 +168,7 @@ pub fn run_w(
 pub fn latency(dir: &Path, rate: u64, secs: u64, tick_ms: u64, workers: usize) -> Result<BenchRow, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let rules = dir.join("latency-rules.toml");
-    let mut text = crate::rules_file::DEFAULT_RULES.to_string();
+    let mut text = crate::config::rules::DEFAULT_RULES.to_string();
     text.push_str(
         "\n[[rule]]\nname = \"warm\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 21.5\n",
     );

@@ -1,5 +1,6 @@
 //! MQTT (rumqttc, MQTT 3.1.1): a source over a topic filter shared by the workers, and a
-//! publisher used by the alert sink and the simulator.
+//! publisher used by the alert sink, the simulator and the bridge; every client runs on the
+//! one [`session::Session`] event loop (reconnect with backoff) in `session`.
 //!
 //! Each worker has its own client. With more than one worker the filter becomes the shared
 //! subscription `$share/<group>/<filter>`, so the broker spreads messages over the workers
@@ -13,17 +14,21 @@
 //! The MQTT source acknowledges a message when it reaches the process. For replay after a
 //! crash, put Kafka in between (`sensorflow bridge`) and read the Kafka source.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod publisher;
+pub mod session;
+mod source;
 
-use rumqttc::{Client, Connection, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
-use sensorflow_operators::{DeadLetter, PartitionReader, Poll, SourceBatch, SourceError};
+use std::time::Duration;
+
+use rumqttc::MqttOptions;
+use sensorflow_operators::{DeadLetter, SourceBatch};
 use serde::{Deserialize, Serialize};
 
-use super::parse::{parse_json, EventBuilder};
-use super::{ConnectorError, ReaderContext};
+pub use publisher::{MqttPublisher, MqttSink};
+pub use source::mqtt_readers;
+
+use crate::connectors::parse::{parse_json, EventBuilder};
+use crate::connectors::ConnectorError;
 
 /// Largest MQTT payload accepted; larger ones are dead-lettered.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -191,256 +196,6 @@ pub fn with_topic_names(line: &[u8], device: Option<&str>, metric: Option<&str>)
         }
     }
     serde_json::to_vec(&v).ok()
-}
-
-/// Opens this worker's MQTT reader.
-pub fn mqtt_readers(
-    cfg: &MqttSourceConfig,
-    ctx: &ReaderContext,
-) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
-    let filter =
-        if ctx.peers > 1 { format!("$share/{}/{}", cfg.client_id, cfg.topic) } else { cfg.topic.clone() };
-    let client_id = format!("{}-{}", cfg.client_id, ctx.index);
-    let opts = options(&cfg.broker, &client_id, true)?;
-    let (tx, rx) = sync_channel(cfg.buffer.max(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (client, connection) = Client::new(opts, 1024);
-    let name = format!("mqtt:{}", cfg.topic);
-    let thread_stop = stop.clone();
-    let thread_name = name.clone();
-    std::thread::Builder::new()
-        .name(format!("mqtt-{}", ctx.index))
-        .spawn(move || network_loop(connection, client, filter, tx, thread_stop, thread_name))
-        .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
-    Ok(vec![Box::new(MqttReader {
-        name,
-        rx,
-        stop,
-        builder: ctx.builder(),
-        template: cfg.topic_template.as_deref().map(TopicTemplate::new),
-        received: 0,
-        until_idle: cfg.until_idle_ms.map(Duration::from_millis),
-        last_message: Instant::now(),
-    })])
-}
-
-/// What the network thread hands over.
-enum Incoming {
-    Message(Publish),
-    Failed(String),
-}
-
-fn network_loop(
-    mut connection: Connection,
-    client: Client,
-    filter: String,
-    tx: SyncSender<Incoming>,
-    stop: Arc<AtomicBool>,
-    name: String,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut failures = 0u32;
-    for event in connection.iter() {
-        if stop.load(Ordering::Relaxed) {
-            let _ = client.try_disconnect();
-            return;
-        }
-        match event {
-            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(100);
-                failures = 0;
-                // Subscribe on every connection, even when the broker kept the session (a
-                // connection lost between CONNECT and SUBSCRIBE leaves a session without it).
-                if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
-                    let _ = tx.send(Incoming::Failed(format!("subscribing to {filter}: {e}")));
-                    return;
-                }
-            }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                if tx.send(Incoming::Message(p)).is_err() {
-                    let _ = client.try_disconnect();
-                    return; // the reader is gone
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!("{name}: {e}; reconnecting in {backoff:?} (attempt {failures})");
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-struct MqttReader {
-    name: String,
-    rx: Receiver<Incoming>,
-    stop: Arc<AtomicBool>,
-    builder: EventBuilder,
-    template: Option<TopicTemplate>,
-    received: u64,
-    until_idle: Option<Duration>,
-    last_message: Instant,
-}
-
-impl Drop for MqttReader {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl PartitionReader for MqttReader {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
-        let mut got = false;
-        for _ in 0..4096 {
-            match self.rx.try_recv() {
-                Ok(Incoming::Message(p)) => {
-                    got = true;
-                    self.received += 1;
-                    parse_message(
-                        &self.name,
-                        self.received,
-                        &p.topic,
-                        &p.payload,
-                        self.template.as_ref(),
-                        &mut self.builder,
-                        out,
-                    );
-                }
-                Ok(Incoming::Failed(msg)) => return Err(SourceError::fatal(&self.name, msg)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    return Err(SourceError::fatal(&self.name, "the network thread ended"))
-                }
-            }
-        }
-        if got {
-            self.last_message = Instant::now();
-            return Ok(Poll::Ready);
-        }
-        Ok(match self.until_idle {
-            Some(idle) if self.last_message.elapsed() >= idle => Poll::Done,
-            _ => Poll::Pending,
-        })
-    }
-}
-
-/// A QoS 1 publisher whose network loop runs on its own thread; `flush` waits for the
-/// broker's acknowledgements.
-pub struct MqttPublisher {
-    broker: String,
-    client_id: String,
-    client: Client,
-    sent: u64,
-    acked: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for MqttPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MqttPublisher(sent {})", self.sent)
-    }
-}
-
-impl MqttPublisher {
-    /// Connects to `broker` with a client id made of `prefix`, the process id and a counter
-    /// (two publishers must never share a session), and a persistent session so that messages
-    /// not yet acknowledged when the connection drops are sent again after reconnecting. The
-    /// session is removed from the broker when the publisher is dropped.
-    pub fn connect(broker: &str, prefix: &str) -> Result<Self, ConnectorError> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let client_id = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let opts = options(broker, &client_id, true)?;
-        let (client, mut connection) = Client::new(opts, 4096);
-        let acked = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (acked.clone(), stop.clone());
-        let broker_name = broker.to_string();
-        std::thread::Builder::new()
-            .name("mqtt-publisher".into())
-            .spawn(move || {
-                let mut backoff = Duration::from_millis(100);
-                for event in connection.iter() {
-                    match event {
-                        Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
-                            a.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
-                        Ok(_) => {}
-                        Err(e) => {
-                            if s.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            tracing::warn!(
-                                "mqtt publisher ({broker_name}): {e}; reconnecting in {backoff:?}"
-                            );
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            })
-            .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
-        Ok(MqttPublisher { broker: broker.to_string(), client_id, client, sent: 0, acked, stop })
-    }
-
-    /// Publishes at QoS 1 (blocks while the client's request queue is full).
-    pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), ConnectorError> {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
-            .map_err(|e| ConnectorError::Config(format!("mqtt: publishing to {topic}: {e}")))?;
-        self.sent += 1;
-        Ok(())
-    }
-
-    /// Waits until the broker has acknowledged everything published.
-    pub fn flush(&mut self, timeout: Duration) -> Result<(), ConnectorError> {
-        let deadline = Instant::now() + timeout;
-        while self.acked.load(Ordering::Relaxed) < self.sent {
-            if Instant::now() >= deadline {
-                return Err(ConnectorError::Config(format!(
-                    "mqtt: {} of {} messages unacknowledged after {timeout:?}",
-                    self.sent - self.acked.load(Ordering::Relaxed),
-                    self.sent
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
-    }
-
-    /// Messages published.
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
-}
-
-impl Drop for MqttPublisher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.client.try_disconnect();
-        // Connecting once with a clean session deletes the persistent one (best effort).
-        let Ok(opts) = options(&self.broker, &self.client_id, false) else { return };
-        let (client, mut conn) = Client::new(opts, 10);
-        for _ in 0..3 {
-            match conn.recv_timeout(Duration::from_millis(500)) {
-                Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
-                    let _ = client.try_disconnect();
-                    let _ = conn.recv_timeout(Duration::from_millis(100));
-                    return;
-                }
-                Ok(Ok(_)) => {}
-                _ => return,
-            }
-        }
-    }
 }
 
 #[cfg(test)]

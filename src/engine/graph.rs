@@ -1,0 +1,131 @@
+//! The dataflow every worker builds, as in the design's diagram:
+//!
+//! ```text
+//! source ─► dedupe(device, seq) ─► exchange(device) ─┬► windows ─► threshold rules ─┬► alerts ─► sink
+//!   ├► dead letters ─► dead-letter writer            └► anomaly (batched Scorer) ───┘   ▲
+//!   └► late events ─► late writer                   rules + device metadata (differential) ┘
+//! ```
+//!
+//! In a cluster, alerts also pass `resolve_names`: an alert may be made in a process that
+//! never read its device's name.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use differential_dataflow::input::{Input, InputSession};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Concat, Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+
+use sensorflow_operators::{
+    partitioned_source, Anomalies, ApplyRules, BatchHook, Control, Counters, Dedupe, PartitionReader,
+    ResolveNames, SourceContext, WindowSpec, Windows,
+};
+
+use super::outputs::{write_alerts, write_dead_letters, write_late};
+use super::worker::WorkerReport;
+use super::Shared;
+
+/// Probes on the graph: the sources' output frontier, and the frontier of everything written.
+pub(super) struct Probes {
+    pub source: ProbeHandle<u64>,
+    pub done: ProbeHandle<u64>,
+}
+
+/// Builds this worker's dataflow over `readers`; returns the rules/metadata input.
+pub(super) fn build(
+    worker: &mut timely::worker::Worker,
+    shared: &Arc<Shared>,
+    spec: WindowSpec,
+    readers: Vec<Box<dyn PartitionReader>>,
+    report: &Rc<RefCell<WorkerReport>>,
+    probes: &Probes,
+) -> InputSession<u64, Control, isize> {
+    let index = worker.index();
+    // The worker's index within this process (timely numbers workers process by process).
+    let local = index % shared.config.workers.max(1);
+    let cluster = shared.config.processes > 1;
+    let counters = shared.counters.clone();
+    let (source_probe, done_probe) = (&probes.source, &probes.done);
+    worker.dataflow::<u64, _, _>(|scope| {
+        let (control_input, control) = scope.new_collection::<Control, isize>();
+        let source_ctx = SourceContext {
+            counters: counters.clone(),
+            clock: Some((shared.clock.clone(), local)),
+            errors: shared.errors.clone(),
+            stop: shared.stop.clone(),
+            worker: local,
+            batch_hook: shared.ledger.clone().map(|l| l as Arc<dyn BatchHook>),
+        };
+        let name = format!("Source({})", shared.config.source.name());
+        let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);
+
+        let s = shared.clone();
+        streams
+            .dead
+            .inspect_core(move |batch| {
+                if let Ok((_, letters)) = batch {
+                    write_dead_letters(&s, letters);
+                }
+            })
+            .probe_with(done_probe);
+        let s = shared.clone();
+        streams
+            .late
+            .inspect_core(move |batch| {
+                if let Ok((_, late)) = batch {
+                    write_late(&s, late);
+                }
+            })
+            .probe_with(done_probe);
+
+        let s = shared.clone();
+        let r = report.clone();
+        let events = streams.events.probe_with(source_probe).dedupe(counters.clone());
+        let control_stream = control.consolidate().inner.broadcast();
+        let windows = events.clone().windows_core(Pipeline, spec, counters.clone());
+        let windows = match &shared.telemetry {
+            Some(t) => {
+                let t = t.clone();
+                windows.inspect_core(move |batch| {
+                    if let Ok((_, w)) = batch {
+                        t.windows_closed(w);
+                    }
+                })
+            }
+            None => windows,
+        };
+        let rule_alerts = windows.apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone());
+        let alerts = match &shared.scorers {
+            Some(factory) => {
+                let model_alerts = events.anomalies(factory.clone(), shared.dict.clone(), counters.clone());
+                rule_alerts.concat(model_alerts)
+            }
+            None => rule_alerts,
+        };
+        // In a cluster an alert may be made in a process that never read its device's name.
+        let alerts = if cluster { alerts.resolve_names(control_stream, shared.dict.clone()) } else { alerts };
+        alerts
+            .inspect_core(move |batch| match batch {
+                Ok((stamp, alerts)) => {
+                    // A stamp with no element makes no progress claim; keep such alerts.
+                    if stamp.least().is_none_or(|&t| t >= s.suppress_below) {
+                        write_alerts(&s, alerts, &mut r.borrow_mut());
+                    } else {
+                        Counters::add(&s.counters.alerts_deduplicated, alerts.len() as u64);
+                    }
+                }
+                Err(frontier) => {
+                    if let Some(&t) = frontier.first() {
+                        if index == 0 {
+                            s.clock.forget_before(t);
+                        }
+                    }
+                }
+            })
+            .probe_with(done_probe);
+        control_input
+    })
+}

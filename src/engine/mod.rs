@@ -1,0 +1,268 @@
+//! The engine: [`run`] validates a [`RunConfig`], opens the outputs, starts the HTTP server
+//! if asked, runs the dataflow on every worker ([`graph`] builds it, [`worker`] steps it) and
+//! gathers the [`Summary`]. State the workers share lives in one `Shared` per process.
+//!
+//! - `graph`: the dataflow, readable beside the diagram in the design;
+//! - `worker`: the step loop, rules and names fed in at the sources' frontier;
+//! - `durable`: offset commits, checkpoints and the resume point (one owner);
+//! - `outputs`: alerts, dead letters and late events out of the graph;
+//! - `rules_watch`: the rules file, reloaded on change;
+//! - `scorers`: the anomaly model factory and its hot reload;
+//! - `summary`: what a run reports.
+
+mod durable;
+mod graph;
+mod outputs;
+mod rules_watch;
+pub mod scorers;
+pub mod summary;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use sensorflow_operators::{
+    lock, Alert, Control, Counters, DeadLetter, Dictionary, ErrorSlot, LateEvent, ScorerFactory,
+    WatermarkClock,
+};
+
+use crate::config::rules::{load_rules, parse_rules, DEFAULT_RULES};
+use crate::config::RunConfig;
+use crate::connectors::simulator::{Label, Labels};
+use crate::connectors::{Committer, SourceConfig};
+use crate::observe::http::HttpServer;
+use crate::observe::logging::BatchLedger;
+use crate::observe::progress::RunProgress;
+use crate::observe::telemetry::Telemetry;
+use crate::sinks::{AlertWriter, Diverted};
+use crate::Error;
+use summary::{GroundTruth, LatencySummary, Summary};
+
+/// How many dead letters go to stderr when no dead-letter file is configured.
+const STDERR_DEAD_LETTERS: u64 = 10;
+
+/// Everything a run produced, kept in memory (for tests and embedding).
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    /// Alerts, in sink order.
+    pub alerts: Arc<Mutex<Vec<Alert>>>,
+    /// Dead letters.
+    pub dead: Arc<Mutex<Vec<DeadLetter>>>,
+    /// Late events.
+    pub late: Arc<Mutex<Vec<LateEvent>>>,
+    /// Simulator ground truth.
+    pub labels: Labels,
+    /// Wall-clock time (ms since the Unix epoch) each alert was written, in sink order.
+    pub written_at_ms: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Collected {
+    /// The alerts, sorted by id (worker count and order independent).
+    pub fn sorted_alerts(&self) -> Vec<Alert> {
+        let mut v = lock(&self.alerts).clone();
+        v.sort_by_key(|a| a.id());
+        v
+    }
+
+    /// The dead letters.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        lock(&self.dead).clone()
+    }
+
+    /// The late events.
+    pub fn late_events(&self) -> Vec<LateEvent> {
+        lock(&self.late).clone()
+    }
+
+    /// The simulator's labels.
+    pub fn labels(&self) -> Vec<Label> {
+        lock(&self.labels).clone()
+    }
+}
+
+/// Hooks a caller can use while a run is in progress.
+#[derive(Debug, Default, Clone)]
+pub struct RunHandle {
+    /// Set to stop the sources; the run then drains and finishes.
+    pub stop: Arc<AtomicBool>,
+    /// The HTTP server's address, once it listens (with `RunConfig::http`).
+    pub http: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+}
+
+/// What the workers of one process share.
+struct Shared {
+    config: RunConfig,
+    dict: Dictionary,
+    counters: Arc<Counters>,
+    clock: WatermarkClock,
+    errors: ErrorSlot,
+    failure: Arc<Mutex<Option<Error>>>,
+    stop: Arc<AtomicBool>,
+    alerts: Mutex<AlertWriter>,
+    dead: Mutex<Diverted>,
+    late: Mutex<Diverted>,
+    collected: Option<Collected>,
+    labels: Labels,
+    initial_rules: Vec<Control>,
+    scorers: Option<ScorerFactory>,
+    /// Every worker's offset committers; worker 0 commits them all at one frontier.
+    committers: Mutex<Vec<Arc<dyn Committer>>>,
+    /// Alerts below this dataflow time were written by an earlier run (Kafka resume point).
+    suppress_below: u64,
+    /// Live state for the HTTP server, when there is one.
+    telemetry: Option<Arc<Telemetry>>,
+    /// Where source batches are remembered for tracing alerts back, when exporting spans.
+    ledger: Option<Arc<BatchLedger>>,
+}
+
+impl Shared {
+    /// Records the run's first failure and stops the sources.
+    fn fail(&self, e: Error) {
+        lock(&self.failure).get_or_insert(e);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Flushes alerts, dead letters and late events.
+    fn flush(&self) -> Result<(), Error> {
+        lock(&self.alerts).flush()?;
+        lock(&self.dead).flush()?;
+        lock(&self.late).flush()
+    }
+}
+
+/// Runs the pipeline to completion and reports what happened.
+pub fn run(config: &RunConfig) -> Result<Summary, Error> {
+    run_with(config, None, RunHandle::default())
+}
+
+/// Runs the pipeline and also keeps every alert, dead letter and late event in memory.
+pub fn run_collect(config: &RunConfig) -> Result<(Summary, Collected), Error> {
+    let collected = Collected::default();
+    let summary = run_with(config, Some(collected.clone()), RunHandle::default())?;
+    Ok((summary, collected))
+}
+
+/// Runs the pipeline with optional in-memory capture and an external stop handle.
+pub fn run_with(
+    config: &RunConfig,
+    collected: Option<Collected>,
+    handle: RunHandle,
+) -> Result<Summary, Error> {
+    config.validate()?;
+    let spec = config.window_spec()?;
+    let initial_rules = match &config.rules {
+        Some(path) => load_rules(path)?,
+        None => parse_rules(DEFAULT_RULES, "built-in default rules")?,
+    };
+    // The alert file first: opening it drops a last line cut short, which resuming must not see.
+    let alerts = AlertWriter::open(&config.process_alerts())?;
+    let dead = Diverted::new(config.dead_letters.as_deref(), "dead letter", STDERR_DEAD_LETTERS)?;
+    let late = Diverted::new(config.late_events.as_deref(), "late event", 0)?;
+    let resume = durable::resume(config)?;
+    let mut initial_rules = initial_rules;
+    initial_rules.extend(resume.open);
+    let labels = collected.as_ref().map(|c| c.labels.clone()).unwrap_or_default();
+    let counters = Counters::for_workers(config.workers);
+    let http_addr = config.http_addr()?;
+    let telemetry = http_addr.as_ref().map(|_| {
+        Telemetry::new(counters.clone(), config.source.name().to_string(), config.workers, config.process)
+    });
+    let scorers = scorers::scorer_factory_with(&config.model, telemetry.clone())?;
+    if let Some(t) = &telemetry {
+        *lock(&t.model) = scorers::model_info(&config.model, scorers.as_ref());
+    }
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        dict: Dictionary::default(),
+        counters,
+        clock: WatermarkClock::new(config.workers),
+        errors: ErrorSlot::default(),
+        failure: Arc::default(),
+        stop: handle.stop.clone(),
+        alerts: Mutex::new(alerts),
+        dead: Mutex::new(dead),
+        late: Mutex::new(late),
+        collected,
+        labels,
+        initial_rules,
+        scorers,
+        committers: Mutex::default(),
+        suppress_below: resume.suppress_below,
+        telemetry: telemetry.clone(),
+        ledger: config.otlp_endpoint.as_ref().map(|_| Arc::new(BatchLedger::default())),
+    });
+    // The server lives as long as this function: dropping it lets SSE readers drain.
+    let server = match (&http_addr, &telemetry) {
+        (Some(addr), Some(t)) => {
+            let server = HttpServer::start(addr, t.clone())?;
+            // Plain stderr too: the one line a user (or a script starting the run) looks for.
+            eprintln!("http: serving http://{}/ (metrics on /metrics, alerts on /alerts)", server.addr());
+            let _ = handle.http.set(server.addr());
+            Some(server)
+        }
+        _ => None,
+    };
+    let progress = config.summary.then(|| RunProgress::start(shared.counters.clone(), config.source.name()));
+    let started = Instant::now();
+    let worker_shared = shared.clone();
+    let guards = timely::execute(config.timely_config()?, move |worker| {
+        worker::run_worker(worker, &worker_shared, spec)
+    })
+    .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
+
+    let mut latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut fired = Vec::new();
+    for result in guards.join() {
+        let report = result.map_err(|e| Error::Runtime(format!("a worker failed: {e}")))?;
+        latency.add(&report.latency).map_err(|e| Error::Runtime(e.to_string()))?;
+        fired.extend(report.fired);
+        for (rule, (f, c)) in report.by_rule {
+            let e = by_rule.entry(rule).or_default();
+            e.0 += f;
+            e.1 += c;
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(progress);
+    shared.flush()?;
+    if let Some(t) = &shared.telemetry {
+        t.finish();
+    }
+    if let Some(server) = server {
+        server.shutdown();
+    }
+    if let Some(e) = lock(&shared.failure).take() {
+        return Err(e);
+    }
+    if let Some(e) = lock(&shared.errors).take() {
+        return Err(Error::Source(e));
+    }
+    let c = &shared.counters;
+    Ok(Summary {
+        workers: config.workers,
+        elapsed,
+        records_in: Counters::get(&c.records_in),
+        processed: Counters::get(&c.events_processed),
+        late: Counters::get(&c.late),
+        dead_lettered: Counters::get(&c.dead_lettered),
+        duplicates: Counters::get(&c.duplicates),
+        dedupe_horizon_exceeded: Counters::get(&c.dedupe_horizon_exceeded),
+        windows_closed: Counters::get(&c.windows_closed),
+        alerts_deduplicated: Counters::get(&c.alerts_deduplicated),
+        alerts_by_rule: by_rule,
+        ground_truth: match &config.source {
+            SourceConfig::Simulator(sim) => {
+                let labels = lock(&shared.labels);
+                Some(GroundTruth::score(&labels, &fired, config.window.max(sim.interval_ms * 64)))
+            }
+            _ => None,
+        },
+        latency: LatencySummary::from_histogram(&latency),
+        dead_letter_file: config.dead_letters.clone(),
+        stopped_early: shared.stop.load(Ordering::Relaxed),
+    })
+}

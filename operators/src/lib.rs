@@ -19,7 +19,6 @@ pub mod likelihood;
 pub mod metrics;
 pub mod names;
 pub mod normalize;
-pub mod progress;
 pub mod record;
 pub mod resolve;
 pub mod rules;

@@ -9,11 +9,11 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
-use crate::clock::WatermarkClock;
+use crate::diverted::{DeadLetter, LateEvent};
 use crate::event::Event;
-use crate::metrics::Counters;
-use crate::record::{DeadLetter, LateEvent};
-use crate::watermark::Watermarks;
+use crate::runtime::clock::WatermarkClock;
+use crate::runtime::metrics::Counters;
+use crate::runtime::watermark::Watermarks;
 
 /// What a partition reader had to offer when polled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Model-based anomaly detection: per-series windows scored in batches by a [`Scorer`].
+//! The anomaly operator: per-series windows scored in batches by a [`Scorer`](crate::Scorer).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,38 +10,11 @@ use timely::dataflow::StreamVec;
 use crate::alert::{Alert, AlertKey, AlertKind};
 use crate::event::Event;
 use crate::hash::IdHashMap;
-use crate::metrics::Counters;
 use crate::names::Dictionary;
-use crate::normalize::SeriesWindow;
-
-/// Scores normalised windows. Implemented by the models crate (a distilled student network
-/// run as plain Rust); the operator calls it once per batch, never per event.
-pub trait Scorer: 'static {
-    /// Values per window.
-    fn window(&self) -> usize;
-    /// Scores the `inputs.len() / window()` windows laid out one after another, oldest value
-    /// first, writing one score in [0, 1] per window to `out` (cleared first).
-    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>);
-    /// Scores above this are anomalies.
-    fn threshold(&self) -> f32;
-    /// Model name, used in alert keys.
-    fn name(&self) -> &str;
-    /// Per-series calibration of the raw scores, if the model has one: the threshold then
-    /// applies to the calibrated score.
-    fn calibration(&self) -> Option<crate::likelihood::LikelihoodParams> {
-        None
-    }
-}
-
-/// Called before each batch; returns a new scorer when the model changed (e.g. its file was
-/// replaced), so models swap without restarting the pipeline.
-pub type ScorerReload = Box<dyn FnMut() -> Option<Box<dyn Scorer>>>;
-
-/// Builds a scorer for each worker (scorers hold mutable scratch space).
-pub type ScorerFactory = Arc<dyn Fn() -> (Box<dyn Scorer>, Option<ScorerReload>) + Send + Sync>;
-
-/// How far below the threshold a score must fall to end an anomaly episode.
-pub const CLEAR_MARGIN: f32 = 0.1;
+use crate::runtime::metrics::Counters;
+use crate::scoring::likelihood::Calibration;
+use crate::scoring::normalize::SeriesWindow;
+use crate::scoring::{ScorerFactory, CLEAR_MARGIN};
 
 /// Extension trait: score every event's window of recent values.
 pub trait Anomalies<'scope> {
@@ -62,7 +35,7 @@ pub trait Anomalies<'scope> {
 struct KeyState {
     window: SeriesWindow,
     active_since: Option<u64>,
-    calibration: Option<crate::likelihood::Calibration>,
+    calibration: Option<Calibration>,
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -120,7 +93,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         let state = keys.entry((e.device.0, e.metric.0)).or_insert_with(|| KeyState {
                             window: SeriesWindow::new(w),
                             active_since: None,
-                            calibration: calibration.map(crate::likelihood::Calibration::new),
+                            calibration: calibration.map(Calibration::new),
                         });
                         let beyond = state.calibration.as_mut().is_some_and(|c| c.observe(e.value));
                         if state.window.push(e.value) {

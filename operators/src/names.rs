@@ -26,7 +26,7 @@ impl Names {
                 let name: Arc<str> = Arc::from(name);
                 map.insert(id, name.clone());
                 drop(map);
-                self.journal.lock().unwrap_or_else(PoisonError::into_inner).push(name);
+                crate::lock(&self.journal).push(name);
                 true
             }
         }
@@ -34,7 +34,7 @@ impl Names {
 
     /// Takes the names recorded since the last call.
     pub fn drain_new(&self) -> Vec<Arc<str>> {
-        std::mem::take(&mut *self.journal.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *crate::lock(&self.journal))
     }
 
     /// The name recorded for `id`.

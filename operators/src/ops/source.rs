@@ -1,7 +1,7 @@
 //! The one shape every source has: partitions read by a worker, stamped with event time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
@@ -328,7 +328,7 @@ pub fn partitioned_source<'scope>(
                 }
             }
             if let Some(e) = failure {
-                let mut slot = errors.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut slot = crate::lock(&errors);
                 slot.get_or_insert(e);
                 caps = None;
                 if let Some((clock, w)) = &clock {

@@ -10,7 +10,7 @@ use timely::dataflow::StreamVec;
 use crate::alert::{Alert, AlertKey, AlertKind};
 use crate::event::Event;
 use crate::hash::IdHashMap;
-use crate::names::Dictionary;
+use crate::names::{Dictionary, NameCache};
 use crate::runtime::metrics::Counters;
 use crate::scoring::likelihood::Calibration;
 use crate::scoring::normalize::SeriesWindow;
@@ -59,7 +59,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
             let mut rows: Vec<(usize, bool)> = Vec::new();
             let mut scores: Vec<f32> = Vec::new();
             let mut alerts: Vec<(u64, Alert)> = Vec::new();
-            let mut names: IdHashMap<u64, Arc<str>> = IdHashMap::default();
+            let mut names = NameCache::default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else { return };
@@ -136,8 +136,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                             if kind == AlertKind::Cleared {
                                 state.active_since = None;
                             }
-                            let device =
-                                names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device)).clone();
+                            let device = names.device(e.device, &dict);
                             let metric = dict.metric_name(e.metric);
                             alerts.push((
                                 e.ts,

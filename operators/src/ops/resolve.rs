@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::alert::Alert;
 use crate::names::Dictionary;
+use crate::ops::{hold, Held};
 use crate::rules::Control;
 
 /// Extension trait: resolve alert names from the names on the control stream.
@@ -31,15 +31,9 @@ impl<'scope> ResolveNames<'scope> for StreamVec<'scope, u64, Alert> {
         dict: Dictionary,
     ) -> StreamVec<'scope, u64, Alert> {
         self.binary_frontier(control, Pipeline, Pipeline, "ResolveNames", move |_cap, _info| {
-            let mut held: BTreeMap<u64, (Capability<u64>, Vec<Alert>)> = BTreeMap::new();
+            let mut held: Held<Alert> = BTreeMap::new();
             move |(alerts, _af), (ctl, cf), output| {
-                alerts.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else { return };
-                    let slot = held.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        slot.1.append(batch);
-                    }
-                });
+                alerts.for_each_stamp(|cap, data| hold(&mut held, cap, data));
                 ctl.for_each_stamp(|_cap, data| {
                     for batch in data {
                         for (change, _, diff) in batch.drain(..) {

@@ -10,6 +10,7 @@ use timely::dataflow::StreamVec;
 use crate::alert::Alert;
 use crate::names::Dictionary;
 use crate::ops::window::WindowAgg;
+use crate::ops::{hold, Held};
 use crate::rules::{Control, RuleBook};
 use crate::runtime::metrics::Counters;
 
@@ -63,21 +64,13 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
     ) -> StreamVec<'scope, u64, Alert> {
         self.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
             let mut book = RuleBook::default();
-            let mut windows: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
+            let mut windows: Held<WindowAgg> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
             let mut alerts = Vec::new();
             // Alerts from rule changes go out at the change's time, under a kept capability.
             let mut control_cap: Option<Capability<u64>> = None;
             move |(wins, wf), (ctl, cf), output| {
-                wins.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else {
-                        return;
-                    };
-                    let slot = windows.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
-                    for batch in data {
-                        slot.1.append(batch);
-                    }
-                });
+                wins.for_each_stamp(|cap, data| hold(&mut windows, cap, data));
                 ctl.for_each_stamp(|cap, data| {
                     let Some(held) = cap.retain_least(0) else {
                         return;

@@ -327,16 +327,12 @@ pub fn partitioned_source<'scope>(
                     }
                 }
             }
+            let failed = failure.is_some();
             if let Some(e) = failure {
-                let mut slot = crate::lock(&errors);
-                slot.get_or_insert(e);
-                caps = None;
-                if let Some((clock, w)) = &clock {
-                    clock.advance(*w, u64::MAX, started);
-                }
-                return;
+                crate::lock(&errors).get_or_insert(e);
             }
-            if marks.all_done() || stop.load(Ordering::Relaxed) {
+            // A failure ends the source as the last partition's end or a stop does.
+            if failed || marks.all_done() || stop.load(Ordering::Relaxed) {
                 caps = None;
                 if let Some((clock, w)) = &clock {
                     clock.advance(*w, u64::MAX, started);

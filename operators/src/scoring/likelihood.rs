@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::excursions::{ExcursionParams, Excursions};
+use super::normalize::weighted_update;
 use super::records::{RangeGuard, RangeParams};
 
 /// Settings of the calibration.
@@ -153,9 +154,7 @@ impl Likelihood {
         };
         // Running mean/variance: exact while young, exponentially weighted after `long`.
         let alpha = 1.0 / (self.seen as f64).min(self.params.long);
-        let d = short - self.mean;
-        self.mean += alpha * d;
-        self.var = (1.0 - alpha) * (self.var + alpha * d * d);
+        weighted_update(&mut self.mean, &mut self.var, alpha, short);
         out
     }
 }

@@ -24,6 +24,42 @@ pub trait Anomalies<'scope> {
     /// one row of a batch, and the batch is scored with one `score_batch` call. A score above
     /// the threshold fires an alert (once per episode, keyed by the event time it began); a
     /// score below `threshold − CLEAR_MARGIN` clears it.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use sensorflow_operators::*;
+    ///
+    /// // Scores a window by its newest normalised value, so a spike scores high.
+    /// struct Newest;
+    /// impl Scorer for Newest {
+    ///     fn window(&self) -> usize { 4 }
+    ///     fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
+    ///         out.clear();
+    ///         out.extend(inputs.chunks(4).map(|w| (w[3] / 4.0).clamp(0.0, 1.0)));
+    ///     }
+    ///     fn threshold(&self) -> f32 { 0.5 }
+    ///     fn name(&self) -> &str { "newest" }
+    /// }
+    ///
+    /// let dict = Dictionary::default();
+    /// let (pump, temp) = (dict.device("pump-1"), dict.metric("temp"));
+    /// let scorers: ScorerFactory = Arc::new(|| (Box::new(Newest) as Box<dyn Scorer>, None));
+    /// let out = timely::example(move |scope| {
+    ///     let values = [10.0, 10.2, 9.9, 10.1, 10.0, 100.0, 10.1, 10.0];
+    ///     let events: Vec<Event> = (0u64..)
+    ///         .zip(values)
+    ///         .map(|(i, value)| Event { device: pump, metric: temp, ts: i * 1000, value, seq: i })
+    ///         .collect();
+    ///     events.to_stream(scope).container::<Vec<_>>().anomalies(scorers, dict, Counters::shared()).capture()
+    /// });
+    /// let alerts: Vec<Alert> = sensorflow_operators::testing::captured(&out);
+    /// // The spike at 5 s opens an episode; the next, ordinary value ends it.
+    /// let got: Vec<_> = alerts.iter().map(|a| (a.kind, a.key.window_start, a.window_start)).collect();
+    /// assert_eq!(got, vec![(AlertKind::Fired, 5000, 5000), (AlertKind::Cleared, 5000, 6000)]);
+    /// assert_eq!(alerts[0].device.as_ref(), "pump-1");
+    /// ```
     fn anomalies(
         self,
         scorers: ScorerFactory,

@@ -1,53 +1,59 @@
 //! sensorflow's dataflow vocabulary: the event model, and the timely operators the engine is
-//! assembled from (sources, de-duplication, windows, threshold rules), one per module, as
-//! extension traits on timely streams.
+//! assembled from, as extension traits on timely streams.
 //!
 //! Time is event time: the timely timestamp is milliseconds since the Unix epoch, and a batch
 //! is stamped with a lower bound of its events' times (the source's watermark), so an
 //! operator may close everything before `t` once its input frontier passes `t`.
 //!
-//! This crate has no Burn and no network I/O; model scoring comes in through a trait.
+//! The folders say what their code is:
+//! - the crate root holds the vocabulary: [`event`] (events and ids), [`alert`], [`diverted`]
+//!   (dead letters and late events: what sources divert beside good events), [`names`] (the
+//!   name dictionary beside the stream), [`timefmt`], [`hash`], [`sync`] and [`testing`]
+//!   (capturing a stream's output in tests and examples);
+//! - [`ops`]: the operators, one per file (source, dedupe, window, anomaly, rules, resolve);
+//! - [`rules`]: threshold rules, the control records that change them, the rule book;
+//! - [`scoring`]: the [`Scorer`] trait models implement, normalisation and the per-series
+//!   calibration of raw scores;
+//! - [`runtime`]: counters, watermarks and the watermark clock the operators report to.
+//!
+//! Everything a user needs is re-exported here, at the crate root.
+//!
+//! This crate has no Burn, no network I/O and no terminal UI; model scoring comes in through
+//! a trait.
 #![deny(missing_docs)]
 
 pub mod alert;
-pub mod anomaly;
-pub mod clock;
-pub mod dedupe;
+pub mod diverted;
 pub mod event;
 pub mod hash;
-pub mod likelihood;
-pub mod metrics;
 pub mod names;
-pub mod normalize;
-pub mod progress;
-pub mod record;
-pub mod resolve;
+pub mod ops;
 pub mod rules;
-pub mod source;
+pub mod runtime;
+pub mod scoring;
 pub mod sync;
 pub mod testing;
 pub mod timefmt;
-pub mod watermark;
-pub mod window;
 
 pub use alert::{Alert, AlertKey, AlertKind};
-pub use anomaly::{Anomalies, Scorer, ScorerFactory, ScorerReload, CLEAR_MARGIN};
-pub use clock::WatermarkClock;
-pub use dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
+pub use diverted::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
 pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
-pub use likelihood::{
-    Calibration, ExcursionParams, Likelihood, LikelihoodParams, RangeParams, LIKELIHOOD_THRESHOLD,
-};
-pub use metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
 pub use names::{Dictionary, Interner, Names};
-pub use normalize::{OnlineNormalizer, SeriesWindow, CLIP, HORIZON};
-pub use record::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
-pub use resolve::ResolveNames;
-pub use rules::{glob_match, ApplyRules, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
-pub use source::{
+pub use ops::anomaly::Anomalies;
+pub use ops::dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
+pub use ops::resolve::ResolveNames;
+pub use ops::rules::ApplyRules;
+pub use ops::source::{
     partitioned_source, BadRecordPolicy, BatchHook, BatchInfo, ErrorSlot, PartitionReader, Poll, SourceBatch,
     SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
 };
+pub use ops::window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};
+pub use rules::{glob_match, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
+pub use runtime::clock::WatermarkClock;
+pub use runtime::metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
+pub use runtime::watermark::Watermarks;
+pub use scoring::{
+    Calibration, ExcursionParams, Likelihood, LikelihoodParams, OnlineNormalizer, RangeParams, Scorer,
+    ScorerFactory, ScorerReload, SeriesWindow, CLEAR_MARGIN, CLIP, HORIZON, LIKELIHOOD_THRESHOLD,
+};
 pub use sync::lock;
-pub use watermark::Watermarks;
-pub use window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};

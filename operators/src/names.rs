@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::event::{stable_hash, DeviceId, MetricId};
-use crate::hash::IdHashSet;
+use crate::hash::{IdHashMap, IdHashSet};
 
 /// Id → name for one kind of name (devices or metrics), shared by all workers of a process.
 #[derive(Clone, Debug, Default)]
@@ -26,7 +26,7 @@ impl Names {
                 let name: Arc<str> = Arc::from(name);
                 map.insert(id, name.clone());
                 drop(map);
-                self.journal.lock().unwrap_or_else(PoisonError::into_inner).push(name);
+                crate::lock(&self.journal).push(name);
                 true
             }
         }
@@ -34,7 +34,7 @@ impl Names {
 
     /// Takes the names recorded since the last call.
     pub fn drain_new(&self) -> Vec<Arc<str>> {
-        std::mem::take(&mut *self.journal.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *crate::lock(&self.journal))
     }
 
     /// The name recorded for `id`.
@@ -86,6 +86,25 @@ impl Dictionary {
     /// The metric's name, or its id in hex.
     pub fn metric_name(&self, id: MetricId) -> Arc<str> {
         self.metrics.get(id.0).unwrap_or_else(|| Arc::from(format!("#{:016x}", id.0)))
+    }
+}
+
+/// Worker-local copies of names, so making alerts does not contend on the shared dictionary.
+/// A name cached while still unknown (shown as its hex id) stays so; [`crate::ResolveNames`]
+/// fills those in downstream.
+#[derive(Debug, Default)]
+pub(crate) struct NameCache {
+    devices: IdHashMap<u64, Arc<str>>,
+    metrics: IdHashMap<u64, Arc<str>>,
+}
+
+impl NameCache {
+    pub(crate) fn device(&mut self, id: DeviceId, dict: &Dictionary) -> Arc<str> {
+        self.devices.entry(id.0).or_insert_with(|| dict.device_name(id)).clone()
+    }
+
+    pub(crate) fn metric(&mut self, id: MetricId, dict: &Dictionary) -> Arc<str> {
+        self.metrics.entry(id.0).or_insert_with(|| dict.metric_name(id)).clone()
     }
 }
 

@@ -458,7 +458,7 @@ const DEV_A_SPIKE: DeviceId = DeviceId(101);
 /// and, if given, the records checks; a `silent` one always scores 0, so only the records
 /// can alert.
 struct CalibratedStub {
-    range: Option<sensorflow_operators::likelihood::RangeParams>,
+    range: Option<sensorflow_operators::RangeParams>,
     silent: bool,
 }
 
@@ -478,13 +478,13 @@ impl Scorer for CalibratedStub {
         }
     }
     fn threshold(&self) -> f32 {
-        sensorflow_operators::likelihood::LIKELIHOOD_THRESHOLD
+        sensorflow_operators::LIKELIHOOD_THRESHOLD
     }
     fn name(&self) -> &str {
         "calibrated"
     }
-    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
-        Some(sensorflow_operators::likelihood::LikelihoodParams {
+    fn calibration(&self) -> Option<sensorflow_operators::LikelihoodParams> {
+        Some(sensorflow_operators::LikelihoodParams {
             short: 1,
             long: 1000.0,
             warmup: 20,
@@ -554,7 +554,7 @@ fn a_jump_beyond_a_series_range_alerts_with_score_one_and_a_trend_does_not_at_an
     let mut results = Vec::new();
     for workers in [1, 2] {
         let factory: ScorerFactory = Arc::new(|| {
-            let range = sensorflow_operators::likelihood::RangeParams {
+            let range = sensorflow_operators::RangeParams {
                 warmup: 50,
                 steps: 2.0,
                 run_margin: Some(3),

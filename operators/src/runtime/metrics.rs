@@ -4,7 +4,7 @@
 //! summary, the `/metrics` endpoint) take a consistent-enough snapshot whenever they like.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// Process-wide pipeline counters. The invariant a run checks at the end:
 /// `records_in == events_processed + late + dead_lettered + duplicates`.
@@ -164,13 +164,13 @@ impl Counters {
             max_ts_ms: AtomicU64::new(0),
             done: std::sync::atomic::AtomicBool::new(false),
         });
-        self.partitions.lock().unwrap_or_else(PoisonError::into_inner).push(gauge.clone());
+        crate::lock(&self.partitions).push(gauge.clone());
         gauge
     }
 
     /// Every registered partition.
     pub fn partitions(&self) -> Vec<Arc<PartitionGauge>> {
-        self.partitions.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        crate::lock(&self.partitions).clone()
     }
 
     /// Adds `n` to `counter`.

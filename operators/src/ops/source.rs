@@ -1,7 +1,7 @@
 //! The one shape every source has: partitions read by a worker, stamped with event time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
@@ -9,11 +9,11 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
-use crate::clock::WatermarkClock;
+use crate::diverted::{DeadLetter, LateEvent};
 use crate::event::Event;
-use crate::metrics::Counters;
-use crate::record::{DeadLetter, LateEvent};
-use crate::watermark::Watermarks;
+use crate::runtime::clock::WatermarkClock;
+use crate::runtime::metrics::Counters;
+use crate::runtime::watermark::Watermarks;
 
 /// What a partition reader had to offer when polled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +168,25 @@ static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// and windows can close as soon as the frontier passes their end. Events below their
 /// partition's watermark (or below the capability, if an idle partition wakes up behind it)
 /// go to the late output. When every partition is done the capabilities are dropped.
+///
+/// # Examples
+/// ```
+/// use timely::dataflow::operators::Capture;
+/// use sensorflow_operators::*;
+///
+/// let ev = |ts, seq| Event { device: DeviceId(1), metric: MetricId(1), ts, value: 1.0, seq };
+/// let (events, late) = timely::example(move |scope| {
+///     // One partition read an event at a time, no lateness allowed: 2 s comes after 5 s.
+///     let reader = VecReader::new(vec![ev(1_000, 0), ev(5_000, 1), ev(2_000, 2), ev(6_000, 3)], 1);
+///     let readers = vec![Box::new(reader) as Box<dyn PartitionReader>];
+///     let s = partitioned_source(scope, "Example", readers, SourceOptions::default(), SourceContext::default());
+///     (s.events.capture(), s.late.capture())
+/// });
+/// let on_time: Vec<u64> = sensorflow_operators::testing::captured(&events).iter().map(|e| e.ts).collect();
+/// assert_eq!(on_time, vec![1_000, 5_000, 6_000]);
+/// let late: Vec<LateEvent> = sensorflow_operators::testing::captured(&late);
+/// assert_eq!(late.iter().map(|l| (l.event.ts, l.watermark)).collect::<Vec<_>>(), vec![(2_000, 5_000)]);
+/// ```
 pub fn partitioned_source<'scope>(
     scope: Scope<'scope, u64>,
     name: &str,
@@ -327,16 +346,12 @@ pub fn partitioned_source<'scope>(
                     }
                 }
             }
+            let failed = failure.is_some();
             if let Some(e) = failure {
-                let mut slot = errors.lock().unwrap_or_else(PoisonError::into_inner);
-                slot.get_or_insert(e);
-                caps = None;
-                if let Some((clock, w)) = &clock {
-                    clock.advance(*w, u64::MAX, started);
-                }
-                return;
+                crate::lock(&errors).get_or_insert(e);
             }
-            if marks.all_done() || stop.load(Ordering::Relaxed) {
+            // A failure ends the source as the last partition's end or a stop does.
+            if failed || marks.all_done() || stop.load(Ordering::Relaxed) {
                 caps = None;
                 if let Some((clock, w)) = &clock {
                     clock.advance(*w, u64::MAX, started);

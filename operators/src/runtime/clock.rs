@@ -1,7 +1,7 @@
 //! Wall-clock moments at which sources moved their watermarks, for ingest→alert latency.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Records, per source worker, when (wall clock) its frontier first reached each event time,
@@ -40,7 +40,7 @@ impl WatermarkClock {
         let Some(slot) = self.workers.get(worker) else {
             return;
         };
-        let mut q = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut q = crate::lock(slot);
         if q.back().is_none_or(|&(t, _)| t < time) {
             q.push_back((time, self.nanos(at)));
         }
@@ -50,7 +50,7 @@ impl WatermarkClock {
     pub fn passed_at(&self, time: u64) -> Option<u64> {
         let mut latest = 0;
         for slot in self.workers.iter() {
-            let q = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let q = crate::lock(slot);
             let idx = q.partition_point(|&(t, _)| t < time);
             latest = latest.max(q.get(idx)?.1);
         }
@@ -60,7 +60,7 @@ impl WatermarkClock {
     /// Forgets entries no query at or after `time` can need.
     pub fn forget_before(&self, time: u64) {
         for slot in self.workers.iter() {
-            let mut q = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = crate::lock(slot);
             // Keep the last entry below `time`: it is not needed, but the first one at or
             // above `time` is, and it may be missing yet.
             while q.len() > 1 && q[1].0 <= time {

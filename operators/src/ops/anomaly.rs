@@ -1,4 +1,4 @@
-//! Model-based anomaly detection: per-series windows scored in batches by a [`Scorer`].
+//! The anomaly operator: per-series windows scored in batches by a [`Scorer`](crate::Scorer).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,38 +10,11 @@ use timely::dataflow::StreamVec;
 use crate::alert::{Alert, AlertKey, AlertKind};
 use crate::event::Event;
 use crate::hash::IdHashMap;
-use crate::metrics::Counters;
-use crate::names::Dictionary;
-use crate::normalize::SeriesWindow;
-
-/// Scores normalised windows. Implemented by the models crate (a distilled student network
-/// run as plain Rust); the operator calls it once per batch, never per event.
-pub trait Scorer: 'static {
-    /// Values per window.
-    fn window(&self) -> usize;
-    /// Scores the `inputs.len() / window()` windows laid out one after another, oldest value
-    /// first, writing one score in [0, 1] per window to `out` (cleared first).
-    fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>);
-    /// Scores above this are anomalies.
-    fn threshold(&self) -> f32;
-    /// Model name, used in alert keys.
-    fn name(&self) -> &str;
-    /// Per-series calibration of the raw scores, if the model has one: the threshold then
-    /// applies to the calibrated score.
-    fn calibration(&self) -> Option<crate::likelihood::LikelihoodParams> {
-        None
-    }
-}
-
-/// Called before each batch; returns a new scorer when the model changed (e.g. its file was
-/// replaced), so models swap without restarting the pipeline.
-pub type ScorerReload = Box<dyn FnMut() -> Option<Box<dyn Scorer>>>;
-
-/// Builds a scorer for each worker (scorers hold mutable scratch space).
-pub type ScorerFactory = Arc<dyn Fn() -> (Box<dyn Scorer>, Option<ScorerReload>) + Send + Sync>;
-
-/// How far below the threshold a score must fall to end an anomaly episode.
-pub const CLEAR_MARGIN: f32 = 0.1;
+use crate::names::{Dictionary, NameCache};
+use crate::runtime::metrics::Counters;
+use crate::scoring::likelihood::Calibration;
+use crate::scoring::normalize::SeriesWindow;
+use crate::scoring::{ScorerFactory, CLEAR_MARGIN};
 
 /// Extension trait: score every event's window of recent values.
 pub trait Anomalies<'scope> {
@@ -51,6 +24,42 @@ pub trait Anomalies<'scope> {
     /// one row of a batch, and the batch is scored with one `score_batch` call. A score above
     /// the threshold fires an alert (once per episode, keyed by the event time it began); a
     /// score below `threshold − CLEAR_MARGIN` clears it.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use sensorflow_operators::*;
+    ///
+    /// // Scores a window by its newest normalised value, so a spike scores high.
+    /// struct Newest;
+    /// impl Scorer for Newest {
+    ///     fn window(&self) -> usize { 4 }
+    ///     fn score_batch(&mut self, inputs: &[f32], out: &mut Vec<f32>) {
+    ///         out.clear();
+    ///         out.extend(inputs.chunks(4).map(|w| (w[3] / 4.0).clamp(0.0, 1.0)));
+    ///     }
+    ///     fn threshold(&self) -> f32 { 0.5 }
+    ///     fn name(&self) -> &str { "newest" }
+    /// }
+    ///
+    /// let dict = Dictionary::default();
+    /// let (pump, temp) = (dict.device("pump-1"), dict.metric("temp"));
+    /// let scorers: ScorerFactory = Arc::new(|| (Box::new(Newest) as Box<dyn Scorer>, None));
+    /// let out = timely::example(move |scope| {
+    ///     let values = [10.0, 10.2, 9.9, 10.1, 10.0, 100.0, 10.1, 10.0];
+    ///     let events: Vec<Event> = (0u64..)
+    ///         .zip(values)
+    ///         .map(|(i, value)| Event { device: pump, metric: temp, ts: i * 1000, value, seq: i })
+    ///         .collect();
+    ///     events.to_stream(scope).container::<Vec<_>>().anomalies(scorers, dict, Counters::shared()).capture()
+    /// });
+    /// let alerts: Vec<Alert> = sensorflow_operators::testing::captured(&out);
+    /// // The spike at 5 s opens an episode; the next, ordinary value ends it.
+    /// let got: Vec<_> = alerts.iter().map(|a| (a.kind, a.key.window_start, a.window_start)).collect();
+    /// assert_eq!(got, vec![(AlertKind::Fired, 5000, 5000), (AlertKind::Cleared, 5000, 6000)]);
+    /// assert_eq!(alerts[0].device.as_ref(), "pump-1");
+    /// ```
     fn anomalies(
         self,
         scorers: ScorerFactory,
@@ -62,7 +71,7 @@ pub trait Anomalies<'scope> {
 struct KeyState {
     window: SeriesWindow,
     active_since: Option<u64>,
-    calibration: Option<crate::likelihood::Calibration>,
+    calibration: Option<Calibration>,
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -86,7 +95,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
             let mut rows: Vec<(usize, bool)> = Vec::new();
             let mut scores: Vec<f32> = Vec::new();
             let mut alerts: Vec<(u64, Alert)> = Vec::new();
-            let mut names: IdHashMap<u64, Arc<str>> = IdHashMap::default();
+            let mut names = NameCache::default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else { return };
@@ -120,7 +129,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         let state = keys.entry((e.device.0, e.metric.0)).or_insert_with(|| KeyState {
                             window: SeriesWindow::new(w),
                             active_since: None,
-                            calibration: calibration.map(crate::likelihood::Calibration::new),
+                            calibration: calibration.map(Calibration::new),
                         });
                         let beyond = state.calibration.as_mut().is_some_and(|c| c.observe(e.value));
                         if state.window.push(e.value) {
@@ -163,8 +172,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                             if kind == AlertKind::Cleared {
                                 state.active_since = None;
                             }
-                            let device =
-                                names.entry(e.device.0).or_insert_with(|| dict.device_name(e.device)).clone();
+                            let device = names.device(e.device, &dict);
                             let metric = dict.metric_name(e.metric);
                             alerts.push((
                                 e.ts,

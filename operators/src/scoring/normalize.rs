@@ -26,9 +26,7 @@ impl OnlineNormalizer {
     pub fn update(&mut self, x: f64) {
         self.count += 1;
         let alpha = (1.0 / self.count as f64).max(2.0 / (HORIZON + 1.0));
-        let delta = x - self.mean;
-        self.mean += alpha * delta;
-        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        weighted_update(&mut self.mean, &mut self.var, alpha, x);
     }
 
     /// Values seen.
@@ -46,6 +44,16 @@ impl OnlineNormalizer {
     pub fn scale(&self) -> f64 {
         self.var.sqrt().max(1e-3 * self.mean.abs().max(1.0))
     }
+}
+
+/// Moves an exponentially weighted mean and variance towards `x` with weight `alpha`. The
+/// normaliser and the likelihood differ only in their `alpha` schedules; one update keeps
+/// their arithmetic identical.
+#[inline]
+pub(crate) fn weighted_update(mean: &mut f64, var: &mut f64, alpha: f64, x: f64) {
+    let delta = x - *mean;
+    *mean += alpha * delta;
+    *var = (1.0 - alpha) * (*var + alpha * delta * delta);
 }
 
 /// The last `W` values of a series and its normaliser.

@@ -10,7 +10,7 @@ use timely::dataflow::StreamVec;
 
 use crate::event::{DeviceId, Event, MetricId};
 use crate::hash::IdHashMap;
-use crate::metrics::Counters;
+use crate::runtime::metrics::Counters;
 
 /// Window shape: `size` long, a new one every `hop` (tumbling when `hop == size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use timely::progress::Timestamp;
 
 use crate::event::{Event, NO_SEQ};
 use crate::hash::IdHashMap;
-use crate::metrics::Counters;
+use crate::runtime::metrics::Counters;
 
 /// How many sequence numbers behind a device's newest one are remembered exactly.
 pub const DEDUPE_HORIZON: u64 = 256;

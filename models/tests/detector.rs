@@ -208,3 +208,48 @@ fn the_shipped_default_model_loads() {
     assert!(s.calibration.is_some(), "the default model calibrates its scores per series");
     assert!(s.mlp.nonzero() < s.mlp.params() / 2, "the default model is the pruned int8 student");
 }
+
+#[test]
+fn quick_optimization_reports_its_progress_notes_and_reports_as_events() {
+    use sensorflow_models::detector::optimize::{optimize, Event, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { quick: true, budget: Duration::from_secs(60), ..Options::new(dir.path()) };
+    let mut events = Vec::new();
+    let rows = optimize(&opts, &mut |e| events.push(e)).unwrap();
+    let notes: Vec<&str> =
+        events.iter().filter_map(|e| if let Event::Note(n) = e { Some(n.as_str()) } else { None }).collect();
+    assert_eq!(notes.len(), 5, "{notes:?}");
+    assert!(notes.iter().filter(|n| n.starts_with("data: ")).count() == 4, "{notes:?}");
+    assert!(notes[3].starts_with("pruned: ") && notes[3].ends_with("% of weights are zero"), "{notes:?}");
+    // Every training run reports its epochs, then that it ended.
+    let runs = ["teacher", "student (labels only)", "student (distilled)", "prune"];
+    let mut ended = Vec::new();
+    let mut epochs = 0;
+    for e in &events {
+        match e {
+            Event::Epoch { step, progress } => {
+                assert_eq!(step, runs[ended.len()]);
+                epochs += 1;
+                assert_eq!((progress.epoch, progress.epochs), (epochs, 2));
+            }
+            Event::Trained { step } => {
+                assert_eq!(epochs, 2, "{step}");
+                ended.push(step.as_str());
+                epochs = 0;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(ended, runs);
+    let reports: Vec<&Vec<_>> = events
+        .iter()
+        .filter_map(|e| if let Event::Report { rows, .. } = e { Some(rows) } else { None })
+        .collect();
+    assert_eq!(reports.len(), 4);
+    assert_eq!(reports[3], &rows);
+    let measured = events.iter().filter(|e| matches!(e, Event::Row(_))).count();
+    assert_eq!(measured, rows.len(), "each row is reported once as measured");
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let Some(Event::Report { table, .. }) = events.last() else { panic!("the report comes last") };
+    assert_eq!(md, format!("# Optimization report\n\n{table}"));
+}

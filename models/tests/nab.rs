@@ -3,27 +3,24 @@
 
 use std::path::PathBuf;
 
-use sensorflow_models::nab::{load_profiles, load_windows, read_results, score_corpus, FileOutput};
+use sensorflow_models::nab::{
+    discover_root, load_profiles, load_windows, read_results, score_corpus, FileOutput, Profile, Windows,
+};
 
-/// `$SENSORFLOW_NAB_DIR`, else `../shared/datasets/nab` beside the checkout, else
-/// `/work/shared/datasets/nab`.
-fn nab_root() -> PathBuf {
-    if let Ok(dir) = std::env::var("SENSORFLOW_NAB_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/nab");
-    if beside.join("data").is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/datasets/nab")
+/// The NAB corpus as [`discover_root`] finds it (`$SENSORFLOW_NAB_DIR`, else
+/// `../shared/datasets/nab` from the current directory): its root, labels and profiles, and
+/// the windowedGaussian detector's published per-row results.
+fn windowed_gaussian() -> (PathBuf, Windows, Vec<Profile>, Vec<FileOutput>) {
+    let root = discover_root(None).expect("no NAB corpus: set SENSORFLOW_NAB_DIR");
+    let windows = load_windows(&root.join("labels/combined_windows.json")).unwrap();
+    let profiles = load_profiles(&root.join("config/profiles.json")).unwrap();
+    let outputs = read_results(&root.join("results/windowedGaussian")).unwrap();
+    (root, windows, profiles, outputs)
 }
 
 #[test]
 fn reproduces_windowed_gaussian_published_scores() {
-    let root = nab_root();
-    let windows = load_windows(&root.join("labels/combined_windows.json")).unwrap();
-    let profiles = load_profiles(&root.join("config/profiles.json")).unwrap();
-    let outputs = read_results(&root.join("results/windowedGaussian")).unwrap();
+    let (root, windows, profiles, outputs) = windowed_gaussian();
     assert_eq!(outputs.len(), 58);
     let published: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("results/final_results.json")).unwrap())
@@ -48,10 +45,7 @@ fn reproduces_windowed_gaussian_published_scores() {
 
 #[test]
 fn perfect_and_null_detectors_score_100_and_0() {
-    let root = nab_root();
-    let windows = load_windows(&root.join("labels/combined_windows.json")).unwrap();
-    let profiles = load_profiles(&root.join("config/profiles.json")).unwrap();
-    let outputs = read_results(&root.join("results/windowedGaussian")).unwrap();
+    let (_, windows, profiles, outputs) = windowed_gaussian();
     // Same timestamps, scores replaced: 1 at the first row of every window, else 0.
     let perfect: Vec<FileOutput> = outputs
         .iter()

@@ -3,19 +3,20 @@
 use std::path::Path;
 use std::time::Instant;
 
-use sensorflow_operators::likelihood::{Calibration, LikelihoodParams};
-use sensorflow_operators::timefmt::parse_datetime;
-use sensorflow_operators::SeriesWindow;
+use sensorflow_operators::{Calibration, LikelihoodParams, SeriesWindow, CLEAR_MARGIN};
 use serde::{Deserialize, Serialize};
 
 use super::data::Dataset;
 use super::inference::{best_threshold, f1_at, Detector};
-use crate::nab::{load_profiles, load_windows, score_corpus, FileOutput, NabError, ProfileScore};
+use crate::nab::{
+    corpus_files, load_profiles, load_windows, read_data_file, score_corpus, FileOutput, NabError,
+    ProfileScore,
+};
 
 /// One row of the optimization report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReportRow {
-    /// Pipeline step (`teacher`, `student`, ...).
+    /// Optimization step (`teacher`, `student`, ...).
     pub step: String,
     /// Parameters.
     pub params: usize,
@@ -88,28 +89,12 @@ pub fn f1(detector: &dyn Detector, data: &Dataset, threshold: f32) -> f64 {
     f1_at(&scores, &data.y, threshold).2
 }
 
-/// Reads one NAB data file (`timestamp,value`).
-fn read_nab_file(path: &Path) -> Result<(Vec<u64>, Vec<f64>), NabError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NabError::Io { path: path.into(), source })?;
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-        let bad = || NabError::Format {
-            path: path.into(),
-            message: format!("line {}: expected timestamp,value", n + 1),
-        };
-        let (t, v) = line.split_once(',').ok_or_else(bad)?;
-        ts.push(parse_datetime(t).ok_or_else(bad)?);
-        vs.push(v.trim().parse::<f64>().map_err(|_| bad())?);
-    }
-    Ok((ts, vs))
-}
-
 /// Turns per-row probabilities into what the engine alerts on: the probability at the first
 /// row of each episode (crossing `threshold`, ending below `threshold − CLEAR_MARGIN`, as the
 /// anomaly operator does) and 0 elsewhere. NAB then scores the engine's alerts, ranked by
 /// confidence, rather than every row above a threshold.
 pub fn episode_onsets(probs: &[f64], threshold: f32) -> Vec<f64> {
-    let (on, off) = (f64::from(threshold), f64::from(threshold - sensorflow_operators::CLEAR_MARGIN));
+    let (on, off) = (f64::from(threshold), f64::from(threshold - CLEAR_MARGIN));
     let mut active = false;
     probs
         .iter()
@@ -178,9 +163,9 @@ pub fn calibrated_scores(
     Some(scores)
 }
 
-/// Runs `detector` over every NAB data file under `root/data` as a stream (the same
-/// normalisation and windows as the engine; rows before the first full window score 0),
-/// reporting episode onsets at `threshold` (see [`episode_onsets`]).
+/// Runs `detector` over every data file of the NAB corpus at `root` ([`corpus_files`]) as a
+/// stream (the same normalisation and windows as the engine; rows before the first full
+/// window score 0), reporting episode onsets at `threshold` (see [`episode_onsets`]).
 pub fn nab_outputs(
     detector: &dyn Detector,
     root: &Path,
@@ -188,31 +173,11 @@ pub fn nab_outputs(
     threshold: f32,
     calibration: Option<LikelihoodParams>,
 ) -> Result<Vec<FileOutput>, NabError> {
-    let data = root.join("data");
-    let mut files = Vec::new();
-    let cats = std::fs::read_dir(&data).map_err(|source| NabError::Io { path: data.clone(), source })?;
-    for cat in cats.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
-        let entries = std::fs::read_dir(&cat).map_err(|source| NabError::Io { path: cat.clone(), source })?;
-        for f in entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-        {
-            files.push(f);
-        }
-    }
-    files.sort();
     let mut outputs = Vec::new();
-    for f in files {
-        let (timestamps, values) = read_nab_file(&f)?;
+    for f in corpus_files(root)? {
+        let (timestamps, values) = read_data_file(&f.path)?;
         let scores = series_scores(detector, window, threshold, calibration, &values);
-        let category = f
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = f.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        outputs.push(FileOutput { file: format!("{category}/{name}"), timestamps, values, scores });
+        outputs.push(FileOutput { file: f.key(), timestamps, values, scores });
     }
     Ok(outputs)
 }

@@ -7,11 +7,11 @@
 //! hundred multiply-adds per window, which the compiler vectorises.
 
 use burn::prelude::*;
-use sensorflow_operators::Scorer;
+use sensorflow_operators::{LikelihoodParams, Scorer};
 
 use super::data::Dataset;
 use super::model::{Student, Teacher};
-use super::training::{batch_tensors, device};
+use super::training::device;
 
 /// A student's weights as plain arrays.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,8 +31,8 @@ pub struct PlainMlp {
     pub b2: f32,
 }
 
-fn values(t: Tensor<2>) -> Vec<f32> {
-    // Dequantizes quantized tensors; f32 tensors pass through.
+/// A tensor's values as f32, row-major: quantized tensors dequantized, f32 ones as they are.
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.dequantize().into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
 }
 
@@ -41,20 +41,9 @@ impl PlainMlp {
     pub fn from_student(s: &Student) -> Self {
         let w1 = values(s.l1.weight.val()); // [W, hidden] row-major
         let [window, hidden] = s.l1.weight.val().dims();
-        let b1 =
-            s.l1.bias
-                .as_ref()
-                .map(|b| {
-                    b.val().dequantize().into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
-                })
-                .unwrap_or_else(|| vec![0.0; hidden]);
+        let b1 = s.l1.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; hidden]);
         let w2 = values(s.l2.weight.val());
-        let b2 =
-            s.l2.bias
-                .as_ref()
-                .and_then(|b| b.val().dequantize().into_data().convert::<f32>().try_to_vec::<f32>().ok())
-                .and_then(|v| v.first().copied())
-                .unwrap_or(0.0);
+        let b2 = s.l2.bias.as_ref().and_then(|b| values(b.val()).first().copied()).unwrap_or(0.0);
         PlainMlp { window, hidden, w1, b1, w2, b2 }
     }
 
@@ -223,7 +212,7 @@ pub struct StudentScorer {
     /// Name in alert keys.
     pub name: String,
     /// Per-series calibration the threshold applies after.
-    pub calibration: Option<sensorflow_operators::likelihood::LikelihoodParams>,
+    pub calibration: Option<LikelihoodParams>,
 }
 
 impl Scorer for StudentScorer {
@@ -243,20 +232,12 @@ impl Scorer for StudentScorer {
         &self.name
     }
 
-    fn calibration(&self) -> Option<sensorflow_operators::likelihood::LikelihoodParams> {
+    fn calibration(&self) -> Option<LikelihoodParams> {
         self.calibration
     }
 }
 
 /// Teacher probabilities through Burn for `data` (kept for reports).
 pub fn teacher_probabilities(t: &Teacher, data: &Dataset) -> Vec<f32> {
-    let device = device();
-    let idx: Vec<usize> = (0..data.len()).collect();
-    let mut out = Vec::with_capacity(data.len());
-    for chunk in idx.chunks(1024) {
-        let (x, _) = batch_tensors(data, chunk, &device);
-        let z: Vec<f32> = t.forward(x).into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
-        out.extend(z.into_iter().map(sigmoid));
-    }
-    out
+    predict_dataset(&teacher_detector(t, data.window), data)
 }

@@ -1,10 +1,14 @@
-//! The optimization pipeline: train → distill → prune → quantize, each step saving its
-//! model and writing one row of the report (`report.md`, `report.json` in the model dir).
+//! Optimization: train → distill → prune → quantize, each step saving its model and writing
+//! its rows of the report (`report.md`, `report.json` in the model dir).
+//!
+//! The steps print nothing: they report training progress, notes, report rows and the
+//! rewritten report as [`Event`]s to a callback the caller passes in (a CLI prints them, a
+//! test collects or ignores them).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sensorflow_operators::likelihood::{LikelihoodParams, LIKELIHOOD_THRESHOLD};
+use sensorflow_operators::{LikelihoodParams, LIKELIHOOD_THRESHOLD};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -15,7 +19,7 @@ use super::artifact::{
 };
 use super::data::{generate, DataConfig, Dataset};
 use super::evaluate::{calibrate, f1, latency, markdown, nab_scores, set_nab, ReportRow};
-use super::inference::{burn_student_detector, teacher_detector, Detector, PlainMlp};
+use super::inference::{burn_student_detector, teacher_detector, values, Detector, PlainMlp};
 use super::model::Teacher;
 use super::training::{
     prune_student, teacher_logits, train_student, train_teacher, weight_sparsity, Distill, Progress,
@@ -23,7 +27,7 @@ use super::training::{
 };
 use crate::nab::NabError;
 
-/// Pipeline settings.
+/// Optimization settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// Where models and the report go.
@@ -41,7 +45,7 @@ pub struct Options {
     /// Small data and few epochs (tests, smoke runs).
     pub quick: bool,
     /// Per-series calibration of the models' scores (`None`: raw probabilities).
-    pub calibration: Option<sensorflow_operators::likelihood::LikelihoodParams>,
+    pub calibration: Option<LikelihoodParams>,
 }
 
 impl Options {
@@ -87,22 +91,62 @@ impl Options {
     }
 }
 
-/// What can stop a pipeline step.
+/// What can stop an optimization step.
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// A model file.
+pub enum OptimizeError {
+    /// A model file (whether a retry can help: see [`ModelError`]).
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// The NAB corpus.
+    /// The NAB corpus (whether a retry can help: see [`NabError`]).
     #[error(transparent)]
     Nab(#[from] NabError),
-    /// The report file.
-    #[error("report {path}: {message}")]
-    Report {
+    /// The report (or its folder) could not be written. A retry can help when the cause is
+    /// transient (a full disk since cleared).
+    #[error("report {path}: {source}")]
+    ReportIo {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        message: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The existing `report.json` is not a report (or the report cannot be serialised). A
+    /// retry cannot help until the file is fixed or removed.
+    #[error("report {path}: {source}")]
+    ReportJson {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+/// What the steps report while they run, in order; none of it is needed to use the results.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An epoch of a training run ended.
+    Epoch {
+        /// The run: `teacher`, `student (labels only)`, `student (distilled)` or `prune`.
+        step: String,
+        /// The epoch, its loss and the time since the run started.
+        progress: Progress,
+    },
+    /// A training run ended: after its last epoch, or earlier when the time budget ran out.
+    Trained {
+        /// The run, as in [`Event::Epoch`].
+        step: String,
+    },
+    /// A line for the user, without a newline: the data a step uses (`data: …`, at the start
+    /// of every step) and the sparsity reached by pruning (`pruned: …`).
+    Note(String),
+    /// A measured row of the report, about to be recorded (its weights file already saved).
+    Row(ReportRow),
+    /// The report was rewritten: every row now in `report.json`, and the markdown table of
+    /// `report.md` without its title.
+    Report {
+        /// The report's rows, in report order.
+        rows: Vec<ReportRow>,
+        /// [`markdown`] of `rows`.
+        table: String,
     },
 }
 
@@ -112,44 +156,25 @@ struct Data {
     held: Dataset,
 }
 
-fn data(opts: &Options) -> Data {
+fn data(opts: &Options, on: &mut dyn FnMut(Event)) -> Data {
     let (config, held_cfg) = opts.data();
     let train = generate(&config);
     let held = generate(&held_cfg);
-    println!(
+    on(Event::Note(format!(
         "data: {} training windows ({:.1}% positive), {} held-out windows (seed {})",
         train.len(),
         100.0 * train.positive_rate(),
         held.len(),
         opts.seed
-    );
+    )));
     Data { config, train, held }
 }
 
-/// Training progress: a bar over the epochs on a terminal, otherwise one line per epoch.
-fn progress(step: &str) -> impl FnMut(Progress) + '_ {
-    let mut meter: Option<sensorflow_operators::progress::Meter> = None;
-    move |p: Progress| {
-        let m = meter.get_or_insert_with(|| {
-            sensorflow_operators::progress::Meter::new(step, Some(p.epochs as u64), "epochs", Duration::ZERO)
-        });
-        if m.is_bar() {
-            m.set(p.epoch as u64, || format!("loss {:.4}", p.loss));
-            if p.epoch >= p.epochs {
-                if let Some(m) = meter.take() {
-                    m.finish();
-                }
-            }
-        } else {
-            println!(
-                "{step}: epoch {}/{} loss {:.4} ({:.1} s)",
-                p.epoch,
-                p.epochs,
-                p.loss,
-                p.elapsed.as_secs_f64()
-            )
-        }
-    }
+/// Runs `train` with its epochs reported as `step`, then reports that the run ended.
+fn trained<T>(step: &str, on: &mut dyn FnMut(Event), train: impl FnOnce(&mut dyn FnMut(Progress)) -> T) -> T {
+    let model = train(&mut |progress| on(Event::Epoch { step: step.to_string(), progress }));
+    on(Event::Trained { step: step.to_string() });
+    model
 }
 
 struct NonZero {
@@ -159,8 +184,7 @@ struct NonZero {
 
 impl ModuleVisitor for NonZero {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let v: Vec<f32> =
-            param.val().dequantize().into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        let v = values(param.val());
         self.total += v.len();
         self.nonzero += v.iter().filter(|x| **x != 0.0).count();
     }
@@ -179,7 +203,7 @@ fn measure(
     opts: &Options,
     held: &Dataset,
     threshold: f32,
-) -> Result<ReportRow, PipelineError> {
+) -> Result<ReportRow, OptimizeError> {
     let (b1, b1024) = latency(det, opts.window);
     let mut row = ReportRow {
         step: step.into(),
@@ -222,16 +246,24 @@ fn card(
     }
 }
 
-/// Reads the report rows in `dir`, replaces those of `rows`' steps, writes it back and
-/// prints the table.
-fn record(dir: &Path, rows: Vec<ReportRow>) -> Result<Vec<ReportRow>, PipelineError> {
+/// Reads the report rows in `dir`, replaces those of `rows`' steps, and writes it back.
+fn record(
+    dir: &Path,
+    rows: Vec<ReportRow>,
+    on: &mut dyn FnMut(Event),
+) -> Result<Vec<ReportRow>, OptimizeError> {
     let json = dir.join("report.json");
-    let err = |e: String| PipelineError::Report { path: json.clone(), message: e };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OptimizeError::ReportIo { path, source }
+    };
+    let bad_json = |source| OptimizeError::ReportJson { path: json.clone(), source };
     let mut all: Vec<ReportRow> = match std::fs::read_to_string(&json) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
+        Ok(text) => serde_json::from_str(&text).map_err(bad_json)?,
         Err(_) => Vec::new(),
     };
     for row in rows {
+        on(Event::Row(row.clone()));
         match all.iter_mut().find(|r| r.step == row.step && r.engine == row.engine) {
             Some(r) => *r = row,
             None => all.push(row),
@@ -239,13 +271,12 @@ fn record(dir: &Path, rows: Vec<ReportRow>) -> Result<Vec<ReportRow>, PipelineEr
     }
     let order = ["teacher", "student-undistilled", "student", "student-pruned", "student-int8"];
     all.sort_by_key(|r| (order.iter().position(|s| *s == r.step).unwrap_or(99), r.engine.clone()));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    std::fs::write(&json, serde_json::to_string_pretty(&all).map_err(|e| err(e.to_string()))?)
-        .map_err(|e| err(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(io(&json))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&all).map_err(bad_json)?).map_err(io(&json))?;
     let table = markdown(&all);
-    std::fs::write(dir.join("report.md"), format!("# Optimization report\n\n{table}"))
-        .map_err(|e| err(e.to_string()))?;
-    println!("\n{table}");
+    let md = dir.join("report.md");
+    std::fs::write(&md, format!("# Optimization report\n\n{table}")).map_err(io(&md))?;
+    on(Event::Report { rows: all.clone(), table });
     Ok(all)
 }
 
@@ -256,7 +287,7 @@ fn save_measured<M: Module + Clone>(
     model: &M,
     rows: &mut [ReportRow],
     card: impl Fn(&ReportRow) -> ModelCard,
-) -> Result<(), PipelineError> {
+) -> Result<(), OptimizeError> {
     let bytes = save_model(&opts.dir, model, &card(&rows[0]))?;
     for r in rows.iter_mut() {
         r.bytes = bytes;
@@ -265,11 +296,11 @@ fn save_measured<M: Module + Clone>(
     Ok(())
 }
 
-/// Step 1: trains the teacher; saves `teacher`.
-pub fn train(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
-    let d = data(opts);
+/// Step 1: trains the teacher; saves `teacher`. Reports to `on` as it goes.
+pub fn train(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>, OptimizeError> {
+    let d = data(opts, on);
     let cfg = opts.train_config(6);
-    let teacher = train_teacher(&d.train, &cfg, &mut progress("teacher"));
+    let teacher = trained("teacher", on, |p| train_teacher(&d.train, &cfg, p));
     let det = teacher_detector(&teacher, opts.window);
     let (threshold, _) = calibrate(&det, &d.held);
     let mut row = measure("teacher", "burn-ndarray", &det, opts, &d.held, threshold)?;
@@ -279,7 +310,7 @@ pub fn train(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     save_measured(opts, &teacher, &mut rows, |r| {
         card("teacher-cnn", "teacher", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows)
+    record(&opts.dir, rows, on)
 }
 
 fn student_rows(
@@ -288,7 +319,7 @@ fn student_rows(
     opts: &Options,
     held: &Dataset,
     threshold: f32,
-) -> Result<Vec<ReportRow>, PipelineError> {
+) -> Result<Vec<ReportRow>, OptimizeError> {
     let plain = PlainMlp::from_student(s);
     let mut fast = measure(step, "plain-rust", &plain, opts, held, threshold)?;
     let burn_det = burn_student_detector(s, opts.window);
@@ -304,30 +335,26 @@ fn student_rows(
     Ok(vec![fast, burn_row])
 }
 
-fn teacher_soft(opts: &Options, d: &Data) -> Result<(Teacher, Vec<f32>), PipelineError> {
+fn teacher_soft(opts: &Options, d: &Data) -> Result<(Teacher, Vec<f32>), OptimizeError> {
     let (teacher, _) = load_teacher(&opts.dir, "teacher")?;
     let logits = teacher_logits(&teacher, &d.train);
     Ok((teacher, logits))
 }
 
 /// Step 2: distils the teacher into the student (and, for comparison, trains the same
-/// student on labels alone); saves `student`.
-pub fn distill(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
-    let d = data(opts);
+/// student on labels alone); saves `student`. Reports to `on` as it goes.
+pub fn distill(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>, OptimizeError> {
+    let d = data(opts, on);
     let (_, logits) = teacher_soft(opts, &d)?;
     let cfg = opts.train_config(10);
     let distill = Distill::default();
-    let plain = train_student(&d.train, opts.hidden, None, &cfg, &mut progress("student (labels only)"));
+    let plain = trained("student (labels only)", on, |p| train_student(&d.train, opts.hidden, None, &cfg, p));
     let (t_plain, _) = calibrate(&PlainMlp::from_student(&plain), &d.held);
     let mut rows = student_rows("student-undistilled", &plain, opts, &d.held, t_plain)?;
     rows.truncate(1);
-    let student = train_student(
-        &d.train,
-        opts.hidden,
-        Some((&logits, distill)),
-        &cfg,
-        &mut progress("student (distilled)"),
-    );
+    let student = trained("student (distilled)", on, |p| {
+        train_student(&d.train, opts.hidden, Some((&logits, distill)), &cfg, p)
+    });
     let (threshold, _) = calibrate(&PlainMlp::from_student(&student), &d.held);
     let mut srows = student_rows("student", &student, opts, &d.held, threshold)?;
     let prov = Provenance { data: d.config.clone(), train: cfg, distill: Some(distill), pruning: None };
@@ -335,39 +362,35 @@ pub fn distill(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
         card("student-mlp", "student", opts, threshold, prov.clone(), r)
     })?;
     rows.extend(srows);
-    record(&opts.dir, rows)
+    record(&opts.dir, rows, on)
 }
 
 /// Step 3: prunes the student by magnitude (sparsity 0.2 → 0.8, polynomial schedule) while
-/// fine-tuning with distillation; saves `student-pruned`.
-pub fn prune(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
-    let d = data(opts);
+/// fine-tuning with distillation; saves `student-pruned`. Reports to `on` as it goes.
+pub fn prune(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>, OptimizeError> {
+    let d = data(opts, on);
     let (_, logits) = teacher_soft(opts, &d)?;
     let (student, card0) = load_student(&opts.dir, "student")?;
     let cfg = opts.train_config(6);
     let schedule = (0.2, 0.8);
-    let pruned = prune_student(
-        student,
-        &d.train,
-        Some((&logits, Distill::default())),
-        schedule,
-        &cfg,
-        &mut progress("prune"),
-    );
-    println!("pruned: {:.1}% of weights are zero", 100.0 * weight_sparsity(&pruned));
+    let pruned = trained("prune", on, |p| {
+        prune_student(student, &d.train, Some((&logits, Distill::default())), schedule, &cfg, p)
+    });
+    on(Event::Note(format!("pruned: {:.1}% of weights are zero", 100.0 * weight_sparsity(&pruned))));
     let (threshold, _) = calibrate(&PlainMlp::from_student(&pruned), &d.held);
     let mut rows = student_rows("student-pruned", &pruned, opts, &d.held, threshold)?;
     let prov = Provenance { pruning: Some(schedule), train: cfg, ..card0.provenance };
     save_measured(opts, &pruned, &mut rows, |r| {
         card("student-mlp", "student-pruned", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows)
+    record(&opts.dir, rows, on)
 }
 
 /// Step 4: quantizes the pruned student to int8; saves `student-int8`. Reports Burn's int8
-/// path (dequantizing on every call) and the plain path (dequantized once at load).
-pub fn quantize_step(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
-    let d = data(opts);
+/// path (dequantizing on every call) and the plain path (dequantized once at load). Reports
+/// to `on` as it goes.
+pub fn quantize_step(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>, OptimizeError> {
+    let d = data(opts, on);
     let (pruned, card0) = load_student(&opts.dir, "student-pruned")?;
     let q = quantize(&pruned);
     let (threshold, _) = calibrate(&PlainMlp::from_student(&q), &d.held);
@@ -376,13 +399,13 @@ pub fn quantize_step(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
     save_measured(opts, &q, &mut rows, |r| {
         card("student-mlp", "student-int8", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows)
+    record(&opts.dir, rows, on)
 }
 
-/// Every step in order.
-pub fn optimize(opts: &Options) -> Result<Vec<ReportRow>, PipelineError> {
-    train(opts)?;
-    distill(opts)?;
-    prune(opts)?;
-    quantize_step(opts)
+/// Every step in order, each reporting to `on`.
+pub fn optimize(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>, OptimizeError> {
+    train(opts, on)?;
+    distill(opts, on)?;
+    prune(opts, on)?;
+    quantize_step(opts, on)
 }

@@ -34,7 +34,8 @@ fn engine(path: &Path, rules: &Path, workers: usize, model: &str) -> (Row, u64) 
 /// The same work in a plain loop: read the file, parse each line with the engine's parser,
 /// aggregate max per (device, 1 s window), count windows over 80.
 fn bare_loop(path: &Path) -> Row {
-    use sensorflow::connectors::parse::{parse_json, EventBuilder, Limits};
+    use sensorflow::connectors::parse::{EventBuilder, Limits};
+    use sensorflow::connectors::text::json::parse_json;
     use sensorflow_operators::hash::IdHashMap;
     use std::io::Read;
     let started = Instant::now();

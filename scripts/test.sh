@@ -17,7 +17,7 @@ if [ "${avail_kib:-0}" -lt 6000000 ]; then
 fi
 # The NAB corpus (read-only, never copied here): beside the checkout, or where CI keeps it.
 if [ -z "${SENSORFLOW_NAB_DIR:-}" ]; then
-  for d in ../shared/datasets/nab /work/shared/datasets/nab; do
+  for d in ../shared/datasets/nab; do
     if [ -d "$d/data" ]; then export SENSORFLOW_NAB_DIR="$(cd "$d" && pwd)"; break; fi
   done
 fi

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sensorflow_models::nab::{corpus_files, NabError};
 use sensorflow_operators::{Event, PartitionReader};
 
 use super::parse::{EventBuilder, Reject};
@@ -12,36 +13,14 @@ use super::text::{read_header, MAX_LINE};
 use super::{ConnectorError, ReaderContext};
 use crate::timefmt::parse_datetime;
 
-/// Every data file of a NAB corpus under `root` (`root/data/…` or `root/…`), sorted, with
-/// its device name.
+/// Every data file of a NAB corpus under `root` (`root/data/…` or `root/…`), sorted by
+/// device name, with that name (`<category>/<file>`): the models crate's one corpus walk.
 pub fn nab_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
-    let data = if root.join("data").is_dir() { root.join("data") } else { root.to_path_buf() };
-    let mut files = Vec::new();
-    let categories = std::fs::read_dir(&data).map_err(|e| ConnectorError::io(&data, e))?;
-    for cat in categories {
-        let cat = cat.map_err(|e| ConnectorError::io(&data, e))?.path();
-        if !cat.is_dir() {
-            continue;
-        }
-        let entries = std::fs::read_dir(&cat).map_err(|e| ConnectorError::io(&cat, e))?;
-        for f in entries {
-            let f = f.map_err(|e| ConnectorError::io(&cat, e))?.path();
-            if f.extension().is_some_and(|x| x == "csv") {
-                let name = format!(
-                    "{}/{}",
-                    cat.file_name().map(|s| s.to_string_lossy()).unwrap_or_default(),
-                    f.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
-                );
-                files.push((name, f));
-            }
-        }
-    }
-    if files.is_empty() {
-        return Err(ConnectorError::Config(format!(
-            "{}: no NAB data files (<category>/<file>.csv) found",
-            data.display()
-        )));
-    }
+    let files = corpus_files(root).map_err(|e| match e {
+        NabError::Io { path, source } => ConnectorError::io(&path, source),
+        other => ConnectorError::Config(other.to_string()),
+    })?;
+    let mut files: Vec<(String, PathBuf)> = files.into_iter().map(|f| (f.device(), f.path)).collect();
     files.sort();
     Ok(files)
 }

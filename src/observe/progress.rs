@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sensorflow_models::detector::optimize::Event as OptimizeEvent;
 use sensorflow_operators::Counters;
 
 /// A progress display for one job.
@@ -157,6 +158,48 @@ impl Drop for RunProgress {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Shows the model steps' events (`train`, `distill`, `prune`, `quantize`, `optimize`): a bar
+/// per training run on a terminal, otherwise a line per epoch; notes and the report table on
+/// standard output.
+#[derive(Debug, Default)]
+pub struct OptimizePrinter {
+    meter: Option<Meter>,
+}
+
+impl OptimizePrinter {
+    /// Shows one event.
+    pub fn event(&mut self, event: OptimizeEvent) {
+        match event {
+            OptimizeEvent::Epoch { step, progress: p } => {
+                let m = self.meter.get_or_insert_with(|| {
+                    Meter::new(&step, Some(p.epochs as u64), "epochs", Duration::ZERO)
+                });
+                if m.is_bar() {
+                    m.set(p.epoch as u64, || format!("loss {:.4}", p.loss));
+                    if p.epoch >= p.epochs {
+                        if let Some(m) = self.meter.take() {
+                            m.finish();
+                        }
+                    }
+                } else {
+                    println!(
+                        "{step}: epoch {}/{} loss {:.4} ({:.1} s)",
+                        p.epoch,
+                        p.epochs,
+                        p.loss,
+                        p.elapsed.as_secs_f64()
+                    );
+                }
+            }
+            // The run ended (perhaps early, on its time budget): drop its meter.
+            OptimizeEvent::Trained { .. } => self.meter = None,
+            OptimizeEvent::Note(text) => println!("{text}"),
+            OptimizeEvent::Row(_) => {}
+            OptimizeEvent::Report { table, .. } => println!("\n{table}"),
         }
     }
 }

@@ -52,15 +52,9 @@ pub fn alert_view(c: &Collected) -> Vec<(String, String)> {
     c.sorted_alerts().iter().map(|a| (a.id(), format!("{:.9}", a.value))).collect()
 }
 
-/// The NAB corpus: `$SENSORFLOW_NAB_DIR`, else `../shared/datasets/nab` beside the checkout,
-/// else `/work/shared/datasets/nab`.
+/// The NAB corpus: `$SENSORFLOW_NAB_DIR`, else `../shared/datasets/nab` beside the checkout
+/// (the tests run in the package root).
 pub fn nab_root() -> PathBuf {
-    if let Ok(dir) = std::env::var("SENSORFLOW_NAB_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/nab");
-    if beside.join("data").is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/datasets/nab")
+    sensorflow_models::nab::discover_root(None)
+        .expect("no NAB corpus: set SENSORFLOW_NAB_DIR or put it at ../shared/datasets/nab")
 }

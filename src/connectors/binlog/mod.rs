@@ -109,4 +109,3 @@ pub(crate) struct Header {
     pub min_ts: u64,
     pub checksum: u64,
 }
-

@@ -7,10 +7,9 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sensorflow_operators::{DeviceId, Dictionary, Event, MetricId, PartitionReader, Poll, SourceBatch, SourceError};
+use sensorflow_operators::{Dictionary, Event, PartitionReader, Poll, SourceBatch, SourceError};
 
 use super::*;
-use crate::connectors::ConnectorError;
 
 /// Reads the events chunks of a log that belong to one worker.
 #[derive(Debug)]

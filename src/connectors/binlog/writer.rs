@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sensorflow_operators::{Dictionary, Event};
+use sensorflow_operators::{DeviceId, Dictionary, Event, MetricId};
 
 use super::*;
 use crate::connectors::ConnectorError;
@@ -109,4 +109,3 @@ impl LogWriter {
         Ok((self.events, self.chunks))
     }
 }
-

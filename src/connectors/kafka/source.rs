@@ -11,7 +11,8 @@ use sensorflow_operators::{lock, DeadLetter, PartitionReader, Poll, SourceBatch,
 
 use super::commit::{PartitionCommitter, Pending};
 use super::{client, kafka_err, partition_count, KafkaSourceConfig, MAX_MESSAGE};
-use crate::connectors::parse::{parse_json, EventBuilder};
+use crate::connectors::parse::EventBuilder;
+use crate::connectors::text::json::parse_json;
 use crate::connectors::{Committer, ConnectorError, Opened, ReaderContext};
 
 /// Messages read per partition per poll.

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use publisher::{MqttPublisher, MqttSink};
 pub use source::mqtt_readers;
 
-use crate::connectors::parse::{parse_json, EventBuilder};
+use crate::connectors::parse::EventBuilder;
+use crate::connectors::text::json::parse_json;
 use crate::connectors::ConnectorError;
 
 /// Largest MQTT payload accepted; larger ones are dead-lettered.

@@ -1,5 +1,8 @@
-//! JSON-lines and CSV files: each file is split into byte ranges, one per worker.
+//! Text files: JSON lines and CSV, each file split into byte ranges, one per worker.
+//! `lines` reads a byte range line by line, `json` and `csv` turn a line into an event.
 
+pub mod csv;
+pub mod json;
 pub mod lines;
 
 use std::fs::File;
@@ -8,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use sensorflow_operators::{Event, PartitionReader};
 
-use crate::connectors::parse::{parse_json, CsvColumns, EventBuilder, Reject};
+use crate::connectors::parse::{EventBuilder, Reject};
 use crate::connectors::{ConnectorError, ReaderContext};
+use csv::CsvColumns;
+use json::parse_json;
 use lines::{split_ranges, LineParser, LineReader};
 
 /// Longest accepted line, bytes; longer lines are dead-lettered.

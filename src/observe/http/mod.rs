@@ -206,4 +206,3 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     let msg = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
 }
-

@@ -158,4 +158,3 @@ fn stats(t: &Telemetry) -> serde_json::Value {
         "history": t.history(),
     })
 }
-

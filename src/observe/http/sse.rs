@@ -81,4 +81,3 @@ pub(super) fn sse(telemetry: Arc<Telemetry>, mut cursor: u64) -> Response<Body> 
     r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
-

@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sensorflow::config::{AlertOutput, RunConfig};
@@ -20,6 +20,7 @@ use sensorflow::connectors::{KafkaSourceConfig, SourceConfig};
 use sensorflow::tools::bridge::{run_bridge, BridgeConfig};
 use sensorflow::tools::simulate::{simulate_to, Output};
 use sensorflow::{run_with, Collected, RunHandle};
+use sensorflow_operators::lock;
 
 fn main() {
     let (Ok(mqtt), Ok(kafka)) = (std::env::var("SENSORFLOW_MQTT"), std::env::var("SENSORFLOW_KAFKA")) else {
@@ -82,8 +83,8 @@ fn main() {
     let stats = bridge.join().expect("bridge thread").expect("bridge");
     let summary = engine.join().expect("engine thread").expect("engine");
 
-    let alerts = collected.alerts.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let at = collected.written_at_ms.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let alerts = lock(&collected.alerts).clone();
+    let at = lock(&collected.written_at_ms).clone();
     let mut e2e = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     for (a, w) in alerts.iter().zip(&at) {
         // Alerts from the end-of-input flush close windows without a newer event: skip them.

@@ -1,12 +1,12 @@
 //! The built-in device simulator: N devices, a few metrics each, realistic signals with
 //! labelled anomalies (from `sensorflow_models::synth`), as fast as possible or paced.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sensorflow_models::synth::{profile, AnomalyKind, AnomalyPlan, Series};
 use sensorflow_operators::{
-    DeviceId, Dictionary, Event, MetricId, PartitionReader, Poll, SourceBatch, SourceError,
+    lock, DeviceId, Dictionary, Event, MetricId, PartitionReader, Poll, SourceBatch, SourceError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +222,7 @@ impl PartitionReader for SimReader {
 impl SimReader {
     fn flush_labels(&self, new: &mut Vec<Label>) {
         if !new.is_empty() {
-            self.labels.lock().unwrap_or_else(PoisonError::into_inner).append(new);
+            lock(&self.labels).append(new);
         }
     }
 }

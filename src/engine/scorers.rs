@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sensorflow_models::detector::artifact::{default_model_files, default_scorer, load_scorer};
-use sensorflow_operators::{Scorer, ScorerFactory, ScorerReload};
+use sensorflow_operators::{lock, Scorer, ScorerFactory, ScorerReload};
 
 use crate::observe::telemetry::{ModelInfo, Telemetry};
 use crate::Error;
@@ -74,7 +74,7 @@ fn reload_hook(path: PathBuf, telemetry: Option<Arc<Telemetry>>) -> ScorerReload
             Ok(s) => {
                 tracing::info!(target: "sensorflow::model", model = %path.display(), "anomaly model reloaded");
                 if let Some(t) = &telemetry {
-                    let mut m = t.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut m = lock(&t.model);
                     m.name = sensorflow_operators::Scorer::name(&s).to_string();
                     m.version = version_of_card(&path);
                     m.reloads += 1;

@@ -15,10 +15,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use opentelemetry::trace::{SpanContext, TracerProvider as _};
-use sensorflow_operators::{BatchHook, BatchInfo};
+use sensorflow_operators::{lock, BatchHook, BatchInfo};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -187,7 +187,7 @@ impl BatchHook for BatchLedger {
             context,
             ts_range: info.ts_range,
         });
-        let mut map = self.by_device.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = lock(&self.by_device);
         for &d in info.devices {
             let q = map.entry(d).or_default();
             q.push_back(record.clone());
@@ -202,7 +202,7 @@ impl BatchLedger {
     /// The newest remembered batch with events of `device` in `[start, end)`, else the
     /// device's newest batch.
     pub fn find(&self, device: u64, start: u64, end: u64) -> Option<Arc<BatchRecord>> {
-        let map = self.by_device.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = lock(&self.by_device);
         let q = map.get(&device)?;
         q.iter().rev().find(|b| b.ts_range.0 < end && b.ts_range.1 >= start).or_else(|| q.back()).cloned()
     }

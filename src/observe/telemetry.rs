@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use sensorflow_operators::{Alert, AlertKind, Counters, LogHistogram, WindowAgg};
+use sensorflow_operators::{lock, Alert, AlertKind, Counters, LogHistogram, WindowAgg};
 
 use crate::sinks::alert_json;
 
@@ -86,7 +86,7 @@ impl Default for AlertLog {
 impl AlertLog {
     /// Appends alert lines; they get consecutive sequence numbers starting at 1.
     pub fn extend(&self, lines: impl IntoIterator<Item = Arc<str>>) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = lock(&self.entries);
         let mut n = self.next.load(Ordering::Relaxed);
         for line in lines {
             n += 1;
@@ -108,7 +108,7 @@ impl AlertLog {
     /// Up to `limit` alerts after sequence number `after`, oldest first, and whether some
     /// alerts after `after` have already been dropped from the log (the reader fell behind).
     pub fn after(&self, after: u64, limit: usize) -> (Vec<(u64, Arc<str>)>, bool) {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = lock(&self.entries);
         let first = entries.front().map_or(after + 1, |e| e.0);
         let skip = (after + 1).saturating_sub(first) as usize;
         let gap = first > after + 1;
@@ -117,7 +117,7 @@ impl AlertLog {
 
     /// The newest `limit` alerts, oldest first.
     pub fn latest(&self, limit: usize) -> Vec<(u64, Arc<str>)> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = lock(&self.entries);
         entries.iter().skip(entries.len().saturating_sub(limit)).cloned().collect()
     }
 
@@ -206,7 +206,7 @@ impl Telemetry {
             return;
         }
         {
-            let mut by = self.by_source.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut by = lock(&self.by_source);
             for a in alerts {
                 let kind = match a.kind {
                     AlertKind::Fired => "fired",
@@ -217,7 +217,7 @@ impl Telemetry {
         }
         {
             let now = wall_ms();
-            let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut series = lock(&self.series);
             for a in alerts {
                 let key = (a.key.device.0, a.metric_id.0);
                 series.alerted.retain(|s| s.key != key);
@@ -242,7 +242,7 @@ impl Telemetry {
         if windows.is_empty() {
             return;
         }
-        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut series = lock(&self.series);
         let room = series.points.len() < SPARK_SERIES;
         for w in windows {
             let key = (w.device.0, w.metric.0);
@@ -260,7 +260,7 @@ impl Telemetry {
 
     /// Alerts written so far by (rule or model, `fired`/`cleared`).
     pub fn alerts_by_source(&self) -> BTreeMap<(String, &'static str), u64> {
-        let by = self.by_source.lock().unwrap_or_else(PoisonError::into_inner);
+        let by = lock(&self.by_source);
         by.iter().map(|((source, kind), &n)| ((source.to_string(), *kind), n)).collect()
     }
 
@@ -323,7 +323,7 @@ impl Telemetry {
             records_in: records,
         };
         *sampler = Sampler { at: now, records, alerts, buckets };
-        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut history = lock(&self.history);
         history.push_back(sample);
         while history.len() > HISTORY {
             history.pop_front();
@@ -333,12 +333,12 @@ impl Telemetry {
 
     /// The kept samples, oldest first.
     pub fn history(&self) -> Vec<Sample> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect()
+        lock(&self.history).iter().copied().collect()
     }
 
     /// Sparklines of the series that alerted most recently (newest first, at most `limit`).
     pub fn sparklines(&self, limit: usize) -> Vec<serde_json::Value> {
-        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let series = lock(&self.series);
         series
             .alerted
             .iter()

@@ -1,8 +1,20 @@
 //! sensorflow: event-time stream processing for IoT sensor telemetry on timely-dataflow.
 //!
-//! The library holds the engine (config, connectors, pipeline assembly, sinks); the binary
-//! adds the command line. Operators live in `sensorflow-operators`, models and the
-//! synthetic signal generator in `sensorflow-models`.
+//! The library, by job:
+//!
+//! - [`config`]: [`RunConfig`] and its parts, durations, the rules file and default rules;
+//! - [`engine`]: [`run`] — the dataflow graph, the worker loop, durable commits and resume,
+//!   the rules watch, the scorer factory, the [`Summary`];
+//! - [`connectors`]: every source behind one `open()` (text files, NAB, the simulator, the
+//!   binary log, Kafka, MQTT), with the Kafka and MQTT sinks beside their sources;
+//! - [`sinks`]: the one `Sink` trait, the de-duplicating alert writer, the dead-letter and
+//!   late-event writer;
+//! - [`observe`]: live telemetry, logs and traces, progress, the HTTP server and dashboard;
+//! - [`tools`]: commands built on the engine (simulate, record, bridge, bench, plot, …).
+//!
+//! The binary (`src/main.rs`, `src/cli/`) adds the command line. The timely operators and the
+//! event vocabulary live in `sensorflow-operators`; the synthetic signal generator, the NAB
+//! scorer and the Burn detector in `sensorflow-models`.
 #![deny(missing_docs)]
 
 pub mod config;

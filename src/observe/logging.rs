@@ -155,12 +155,12 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 /// Where each device's recent source batches came from, for tracing alerts back to them.
 #[derive(Debug, Default)]
 pub struct BatchLedger {
-    by_device: Mutex<HashMap<u64, VecDeque<Arc<BatchRecord>>>>,
+    by_device: Mutex<HashMap<u64, VecDeque<Arc<LedgerEntry>>>>,
 }
 
 /// One source batch, as remembered for tracing.
 #[derive(Debug)]
-pub struct BatchRecord {
+pub struct LedgerEntry {
     /// The partition's name.
     pub partition: String,
     /// The process-wide batch number.
@@ -181,7 +181,7 @@ impl BatchHook for BatchLedger {
         if !context.is_valid() {
             return;
         }
-        let record = Arc::new(BatchRecord {
+        let record = Arc::new(LedgerEntry {
             partition: info.partition.to_string(),
             batch: info.batch,
             context,
@@ -201,7 +201,7 @@ impl BatchHook for BatchLedger {
 impl BatchLedger {
     /// The newest remembered batch with events of `device` in `[start, end)`, else the
     /// device's newest batch.
-    pub fn find(&self, device: u64, start: u64, end: u64) -> Option<Arc<BatchRecord>> {
+    pub fn find(&self, device: u64, start: u64, end: u64) -> Option<Arc<LedgerEntry>> {
         let map = lock(&self.by_device);
         let q = map.get(&device)?;
         q.iter().rev().find(|b| b.ts_range.0 < end && b.ts_range.1 >= start).or_else(|| q.back()).cloned()

@@ -13,10 +13,11 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
-use sensorflow_operators::{Dictionary, PartitionReader};
+use sensorflow_operators::{Dictionary, PartitionReader, Poll};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use kafka::KafkaSourceConfig;
 pub use mqtt::MqttSourceConfig;
@@ -79,6 +80,34 @@ pub trait Committer: Send + Sync + std::fmt::Debug {
     /// `mark` is the frontier to record beside the offsets (see [`kafka::resume_frontier`]).
     /// `last` asks for a synchronous commit (the run is ending).
     fn commit(&self, durable: u64, mark: u64, last: bool);
+}
+
+/// Ends a live source once nothing has arrived for a while (`--until-idle`; tests and one-off
+/// transfers), or never.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UntilIdle {
+    idle: Option<Duration>,
+    last: Instant,
+}
+
+impl UntilIdle {
+    pub(crate) fn new(idle_ms: Option<u64>) -> Self {
+        UntilIdle { idle: idle_ms.map(Duration::from_millis), last: Instant::now() }
+    }
+
+    /// Something arrived: [`Poll::Ready`].
+    pub(crate) fn arrived(&mut self) -> Poll {
+        self.last = Instant::now();
+        Poll::Ready
+    }
+
+    /// Nothing arrived: done once idle for long enough, otherwise pending.
+    pub(crate) fn nothing(&self) -> Poll {
+        match self.idle {
+            Some(idle) if self.last.elapsed() >= idle => Poll::Done,
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// A worker's readers plus the committers that go with them.

@@ -35,6 +35,13 @@ pub struct EventBuilder {
     limits: Limits,
 }
 
+/// A builder with dictionaries of its own and the default limits (for parsing outside a run).
+impl Default for EventBuilder {
+    fn default() -> Self {
+        EventBuilder::new(Names::default(), Names::default(), Limits::default())
+    }
+}
+
 impl EventBuilder {
     /// A builder registering names in `devices` and `metrics`.
     pub fn new(devices: Names, metrics: Names, limits: Limits) -> Self {

@@ -17,7 +17,7 @@ use differential_dataflow::input::{Input, InputSession};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Concat, Inspect, Probe};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::{ProbeHandle, StreamVec};
 
 use sensorflow_operators::{
     partitioned_source, Anomalies, ApplyRules, BatchHook, Control, Counters, Dedupe, PartitionReader,
@@ -32,6 +32,23 @@ use super::Shared;
 pub(super) struct Probes {
     pub source: ProbeHandle<u64>,
     pub done: ProbeHandle<u64>,
+}
+
+/// Sends a side output (dead letters, late events) to its writer; `probe` waits for it.
+fn divert<D: Clone + 'static>(
+    stream: StreamVec<'_, u64, D>,
+    shared: &Arc<Shared>,
+    write: fn(&Shared, &[D]),
+    probe: &ProbeHandle<u64>,
+) {
+    let s = shared.clone();
+    stream
+        .inspect_core(move |batch| {
+            if let Ok((_, records)) = batch {
+                write(&s, records);
+            }
+        })
+        .probe_with(probe);
 }
 
 /// Builds this worker's dataflow over `readers`; returns the rules/metadata input.
@@ -62,24 +79,8 @@ pub(super) fn build(
         let name = format!("Source({})", shared.config.source.name());
         let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);
 
-        let s = shared.clone();
-        streams
-            .dead
-            .inspect_core(move |batch| {
-                if let Ok((_, letters)) = batch {
-                    write_dead_letters(&s, letters);
-                }
-            })
-            .probe_with(done_probe);
-        let s = shared.clone();
-        streams
-            .late
-            .inspect_core(move |batch| {
-                if let Ok((_, late)) = batch {
-                    write_late(&s, late);
-                }
-            })
-            .probe_with(done_probe);
+        divert(streams.dead, shared, write_dead_letters, done_probe);
+        divert(streams.late, shared, write_late, done_probe);
 
         let s = shared.clone();
         let r = report.clone();

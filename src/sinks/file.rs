@@ -12,8 +12,7 @@ use crate::Error;
 /// An alert file: appended to, never rewritten, so the alerts of earlier runs stay.
 #[derive(Debug)]
 pub struct FileSink {
-    path: PathBuf,
-    out: BufWriter<File>,
+    file: LineFile,
     /// Ids of the alerts the file held when it was opened.
     existing: HashSet<String>,
 }
@@ -44,8 +43,7 @@ impl FileSink {
                 }
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(FileSink { path: path.to_path_buf(), out: BufWriter::new(file), existing: ids })
+        Ok(FileSink { file: LineFile::append(path)?, existing: ids })
     }
 }
 
@@ -55,14 +53,11 @@ impl Sink for FileSink {
     }
 
     fn send(&mut self, m: &Message<'_>) -> Result<(), Error> {
-        self.out
-            .write_all(m.payload)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|e| Error::io(&self.path, e))
+        self.file.send(m)
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))
+        self.file.flush()
     }
 }
 
@@ -131,6 +126,12 @@ impl LineFile {
     pub fn create(path: &Path) -> Result<Self, Error> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         Ok(LineFile { path: path.to_path_buf(), out: BufWriter::with_capacity(1 << 20, file) })
+    }
+
+    /// Opens `path` for appending (created if missing).
+    pub fn append(path: &Path) -> Result<Self, Error> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(LineFile { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
     /// Appends a line.

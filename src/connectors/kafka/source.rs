@@ -1,7 +1,7 @@
 //! The partition readers: partition `p` is read by global worker `p % peers`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -13,7 +13,7 @@ use super::commit::{PartitionCommitter, Pending};
 use super::{client, kafka_err, partition_count, KafkaSourceConfig, MAX_MESSAGE};
 use crate::connectors::parse::EventBuilder;
 use crate::connectors::text::json::parse_json;
-use crate::connectors::{Committer, ConnectorError, Opened, ReaderContext};
+use crate::connectors::{Committer, ConnectorError, Opened, ReaderContext, UntilIdle};
 
 /// Messages read per partition per poll.
 const BATCH: usize = 4096;
@@ -52,8 +52,7 @@ pub fn kafka_readers(cfg: &KafkaSourceConfig, ctx: &ReaderContext) -> Result<Ope
             builder: ctx.builder(),
             pending,
             max_ts: 0,
-            until_idle: cfg.until_idle_ms.map(Duration::from_millis),
-            last_message: Instant::now(),
+            until_idle: UntilIdle::new(cfg.until_idle_ms),
         }));
     }
     Ok((readers, committers))
@@ -66,8 +65,7 @@ struct KafkaReader {
     builder: EventBuilder,
     pending: Arc<Mutex<Pending>>,
     max_ts: u64,
-    until_idle: Option<Duration>,
-    last_message: Instant,
+    until_idle: UntilIdle,
 }
 
 impl PartitionReader for KafkaReader {
@@ -113,14 +111,8 @@ impl PartitionReader for KafkaReader {
                 }
             }
         }
-        let Some(next) = next_offset else {
-            return Ok(match self.until_idle {
-                Some(idle) if self.last_message.elapsed() >= idle => Poll::Done,
-                _ => Poll::Pending,
-            });
-        };
-        self.last_message = Instant::now();
+        let Some(next) = next_offset else { return Ok(self.until_idle.nothing()) };
         lock(&self.pending).batches.push_back((next, self.max_ts));
-        Ok(Poll::Ready)
+        Ok(self.until_idle.arrived())
     }
 }

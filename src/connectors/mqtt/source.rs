@@ -3,7 +3,6 @@
 //! broker holds the rest).
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::{PartitionReader, Poll, SourceBatch, SourceError};
@@ -11,7 +10,7 @@ use sensorflow_operators::{PartitionReader, Poll, SourceBatch, SourceError};
 use super::session::{Flow, Session, SessionHandler};
 use super::{options, parse_message, MqttSourceConfig, TopicTemplate};
 use crate::connectors::parse::EventBuilder;
-use crate::connectors::{ConnectorError, ReaderContext};
+use crate::connectors::{ConnectorError, ReaderContext, UntilIdle};
 
 /// Opens this worker's MQTT reader.
 pub fn mqtt_readers(
@@ -33,8 +32,7 @@ pub fn mqtt_readers(
         builder: ctx.builder(),
         template: cfg.topic_template.as_deref().map(TopicTemplate::new),
         received: 0,
-        until_idle: cfg.until_idle_ms.map(Duration::from_millis),
-        last_message: Instant::now(),
+        until_idle: UntilIdle::new(cfg.until_idle_ms),
     })])
 }
 
@@ -80,8 +78,7 @@ struct MqttReader {
     builder: EventBuilder,
     template: Option<TopicTemplate>,
     received: u64,
-    until_idle: Option<Duration>,
-    last_message: Instant,
+    until_idle: UntilIdle,
 }
 
 impl PartitionReader for MqttReader {
@@ -113,13 +110,6 @@ impl PartitionReader for MqttReader {
                 }
             }
         }
-        if got {
-            self.last_message = Instant::now();
-            return Ok(Poll::Ready);
-        }
-        Ok(match self.until_idle {
-            Some(idle) if self.last_message.elapsed() >= idle => Poll::Done,
-            _ => Poll::Pending,
-        })
+        Ok(if got { self.until_idle.arrived() } else { self.until_idle.nothing() })
     }
 }

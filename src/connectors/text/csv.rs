@@ -83,16 +83,11 @@ impl CsvColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::parse::Limits;
-    use sensorflow_operators::{DeviceId, Names};
-
-    fn builder() -> EventBuilder {
-        EventBuilder::new(Names::default(), Names::default(), Limits::default())
-    }
+    use sensorflow_operators::DeviceId;
 
     #[test]
     fn csv_by_header_in_any_order() {
-        let mut b = builder();
+        let mut b = EventBuilder::default();
         let cols = CsvColumns::from_header(b"ts,value,device,metric").unwrap();
         let e = cols.parse(b"2023-11-14T22:13:20Z,1.5,\"dev-1\",humidity", &mut b).unwrap();
         assert_eq!((e.ts, e.value, e.seq, e.device), (1_700_000_000_000, 1.5, NO_SEQ, DeviceId::of("dev-1")));

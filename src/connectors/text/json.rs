@@ -190,16 +190,11 @@ fn slow_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::parse::Limits;
-    use sensorflow_operators::{DeviceId, Names};
-
-    fn builder() -> EventBuilder {
-        EventBuilder::new(Names::default(), Names::default(), Limits::default())
-    }
+    use sensorflow_operators::DeviceId;
 
     #[test]
     fn fast_and_slow_paths_agree() {
-        let mut b = builder();
+        let mut b = EventBuilder::default();
         let fast =
             br#"{"device":"dev-000123","metric":"temperature","ts":1700000000123,"value":23.41,"seq":42}"#;
         let slow = br#" { "seq": 42, "value": 23.41, "ts": "2023-11-14T22:13:20.123Z", "metric": "temperature", "device": "dev-000123", "extra": [1] }"#;
@@ -253,7 +248,7 @@ mod tests {
 
     #[test]
     fn seq_is_optional_and_escapes_take_the_slow_path() {
-        let mut b = builder();
+        let mut b = EventBuilder::default();
         let e = parse_json(br#"{"device":"a","metric":"m","ts":5,"value":-1e3}"#, &mut b).unwrap();
         assert_eq!((e.seq, e.value), (NO_SEQ, -1000.0));
         let e = parse_json(br#"{"device":"a\"b","metric":"m","ts":5,"value":1}"#, &mut b).unwrap();
@@ -262,7 +257,7 @@ mod tests {
 
     #[test]
     fn bad_json_is_rejected_with_a_reason() {
-        let mut b = builder();
+        let mut b = EventBuilder::default();
         let cases: [(&[u8], &str); 9] = [
             (b"{not json", "invalid event JSON"),
             (br#"{"device":"a","metric":"m","ts":"soon","value":1}"#, "neither epoch ms"),

@@ -50,11 +50,26 @@ pub fn jsonl_readers(
     paths: &[PathBuf],
     ctx: &ReaderContext,
 ) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
+    ranged(paths, ctx, false, |_| Ok(JsonLines(ctx.builder())))
+}
+
+/// This worker's byte range of each file, read line by line with the parser `parser` makes
+/// for it. A file with a header skips it (and an empty one, having none, is skipped whole).
+fn ranged<P: LineParser>(
+    paths: &[PathBuf],
+    ctx: &ReaderContext,
+    header: bool,
+    mut parser: impl FnMut(&Path) -> Result<P, ConnectorError>,
+) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
     let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
     for path in paths {
         let len = file_len(path)?;
+        if header && len == 0 {
+            continue;
+        }
+        let parser = parser(path)?;
         let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
-        readers.push(Box::new(LineReader::new(path, start, end, false, MAX_LINE, JsonLines(ctx.builder()))));
+        readers.push(Box::new(LineReader::new(path, start, end, header, MAX_LINE, parser)));
     }
     Ok(readers)
 }
@@ -84,24 +99,10 @@ pub fn csv_readers(
     paths: &[PathBuf],
     ctx: &ReaderContext,
 ) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
-    let mut readers: Vec<Box<dyn PartitionReader>> = Vec::new();
-    for path in paths {
-        let len = file_len(path)?;
-        if len == 0 {
-            continue;
-        }
+    ranged(paths, ctx, true, |path| {
         let header = read_header(path)?;
         let cols = CsvColumns::from_header(&header)
             .map_err(|e| ConnectorError::Config(format!("{}: {e}", path.display())))?;
-        let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
-        readers.push(Box::new(LineReader::new(
-            path,
-            start,
-            end,
-            true,
-            MAX_LINE,
-            CsvLines(cols, ctx.builder()),
-        )));
-    }
-    Ok(readers)
+        Ok(CsvLines(cols, ctx.builder()))
+    })
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bridge;
+pub mod cluster;
 pub mod evaluate;
 pub mod plot;
 pub mod record;

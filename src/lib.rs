@@ -57,6 +57,9 @@ pub enum Error {
     /// The anomaly model cannot be loaded.
     #[error(transparent)]
     Model(#[from] sensorflow_models::detector::artifact::ModelError),
+    /// The NAB corpus or a detector's NAB result files are unusable.
+    #[error(transparent)]
+    Nab(#[from] sensorflow_models::nab::NabError),
     /// The dataflow runtime failed.
     #[error("runtime: {0}")]
     Runtime(String),

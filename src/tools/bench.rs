@@ -11,7 +11,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sensorflow_operators::{Dictionary, Event};
 use serde::Serialize;
@@ -21,7 +21,143 @@ use crate::connectors::binlog::LogWriter;
 use crate::connectors::simulator::SimConfig;
 use crate::connectors::SourceConfig;
 use crate::engine::summary::LatencySummary;
+use crate::observe::progress::Meter;
 use crate::Error;
+
+/// One of the benchmark workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Binary log → windows → rule.
+    W1,
+    /// JSON lines → windows → rule.
+    W2,
+    /// W2 plus the shipped anomaly model.
+    W3,
+    /// Decision latency at fixed offered rates.
+    L,
+}
+
+impl Workload {
+    /// The workload called `name` on the command line (`w1`, `w2`, `w3`, `l`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "w1" => Some(Workload::W1),
+            "w2" => Some(Workload::W2),
+            "w3" => Some(Workload::W3),
+            "l" => Some(Workload::L),
+            _ => None,
+        }
+    }
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "w1",
+            Workload::W2 => "w2",
+            Workload::W3 => "w3",
+            Workload::L => "l",
+        }
+    }
+}
+
+/// Everything `sensorflow bench` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchConfig {
+    /// Workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// Events per W run.
+    pub events: u64,
+    /// Worker counts each W workload runs at.
+    pub workers: Vec<usize>,
+    /// Offered rates for L, events/s.
+    pub rates: Vec<u64>,
+    /// Seconds per L rate.
+    pub secs: u64,
+    /// L: simulator tick, ms.
+    pub tick_ms: u64,
+    /// Where generated datasets are kept.
+    pub dir: PathBuf,
+    /// The JSON result file.
+    pub out: PathBuf,
+}
+
+/// `sensorflow bench`: runs every workload (W at each worker count, L at each rate) with
+/// progress on stderr, prints the table on stdout and writes the rows, with the machine's CPU
+/// and core count, as JSON to `config.out`.
+pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
+    let mut rows = Vec::new();
+    let rules = hot_rules(&config.dir)?;
+    let planned: usize = config
+        .workloads
+        .iter()
+        .map(|w| if *w == Workload::L { config.rates.len() } else { config.workers.len() })
+        .sum();
+    let mut meter = Meter::new("bench", Some(planned as u64), "rows", Duration::ZERO);
+    for &w in &config.workloads {
+        let before = rows.len();
+        match w {
+            Workload::W1 => {
+                let path = log_dataset(&config.dir, config.events)?;
+                for &n in &config.workers {
+                    let source = SourceConfig::Log { path: path.clone(), realtime: None };
+                    rows.push(run_w("W1 log → windows → rule", source, &rules, n, "none")?);
+                }
+            }
+            Workload::W2 | Workload::W3 => {
+                let path = json_dataset(&config.dir, config.events)?;
+                let (name, model) = if w == Workload::W2 {
+                    ("W2 JSON → windows → rule", "none")
+                } else {
+                    ("W3 W2 + anomaly model", "default")
+                };
+                for &n in &config.workers {
+                    let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
+                    rows.push(run_w(name, source, &rules, n, model)?);
+                }
+            }
+            Workload::L => {
+                for &rate in &config.rates {
+                    rows.push(latency(&config.dir, rate, config.secs, config.tick_ms, 2)?);
+                }
+            }
+        }
+        if rows.len() > before {
+            meter.set(rows.len() as u64, || format!("{} done", w.name()));
+        }
+    }
+    meter.finish();
+    print_table("sensorflow bench", &rows);
+    write_json(&config.out, &rows)?;
+    Ok(rows)
+}
+
+/// The CPU model named in `/proc/cpuinfo` (empty where there is none).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `rows` with the machine and version to `out` (creating its folder).
+fn write_json(out: &Path, rows: &[BenchRow]) -> Result<(), Error> {
+    let json = serde_json::json!({
+        "machine": { "cpu": cpu_model(), "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "version": env!("CARGO_PKG_VERSION"),
+        "rows": rows,
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| Error::Runtime(format!("bench results: {e}")))?;
+    std::fs::write(out, text).map_err(|e| Error::io(out, e))
+}
 
 /// One measured configuration.
 #[derive(Clone, Debug, Serialize)]

@@ -1,0 +1,183 @@
+//! The model steps (`train`, `distill`, `prune`, `quantize`, `optimize`) and `evaluate`.
+
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+use clap::{Args, ValueEnum};
+
+use sensorflow::config::duration::parse_ms;
+use sensorflow::tools::evaluate::{nab_root, Calibration, Corpus, EvaluateConfig};
+use sensorflow_models::detector::evaluate::ReportRow;
+use sensorflow_models::detector::pipeline::{self, Options};
+
+/// Settings of the model steps.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Directory holding the models and the report.
+    #[arg(long, default_value = "models/artifacts")]
+    pub dir: PathBuf,
+    /// Seed for data, initialisation and shuffles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Student hidden units.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// NAB corpus root for the report's NAB columns (default: ../shared/datasets/nab if present).
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// Skip NAB scoring.
+    #[arg(long)]
+    pub no_nab: bool,
+    /// Time budget per training step (e.g. 4m).
+    #[arg(long, value_parser = parse_ms, default_value = "4m")]
+    pub budget: u64,
+    /// Small data and two epochs: a smoke test of the whole pipeline.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl ModelArgs {
+    /// The pipeline options (the NAB corpus from `--nab`, `$SENSORFLOW_NAB_DIR` or beside the
+    /// checkout, unless `--no-nab`).
+    pub fn into_config(self) -> Options {
+        let mut o = Options::new(&self.dir);
+        o.seed = self.seed;
+        o.hidden = self.hidden;
+        o.budget = std::time::Duration::from_millis(self.budget);
+        o.quick = self.quick;
+        o.nab = if self.no_nab { None } else { nab_root(self.nab.as_deref()) };
+        o
+    }
+}
+
+/// A model step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `train`.
+    Train,
+    /// `distill`.
+    Distill,
+    /// `prune`.
+    Prune,
+    /// `quantize`.
+    Quantize,
+    /// `optimize`: every step in order.
+    Optimize,
+}
+
+/// Runs one model step: the only place the binary calls the models pipeline.
+pub fn step(step: Step, opts: &Options) -> Result<()> {
+    let rows: Vec<ReportRow> = match step {
+        Step::Train => pipeline::train(opts)?,
+        Step::Distill => pipeline::distill(opts)?,
+        Step::Prune => pipeline::prune(opts)?,
+        Step::Quantize => pipeline::quantize_step(opts)?,
+        Step::Optimize => {
+            let started = std::time::Instant::now();
+            let rows = pipeline::optimize(opts)?;
+            eprintln!(
+                "optimize finished in {:.1} s; report in {}/report.md",
+                started.elapsed().as_secs_f64(),
+                opts.dir.display()
+            );
+            rows
+        }
+    };
+    ensure!(!rows.is_empty(), "no report rows were produced");
+    Ok(())
+}
+
+/// `sensorflow evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// NAB corpus root (default: ../shared/datasets/nab if present).
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// Model directory and name to score (default: models/artifacts, student-int8).
+    #[arg(long, default_value = "models/artifacts")]
+    pub dir: PathBuf,
+    /// Model name in the directory.
+    #[arg(long, default_value = "student-int8")]
+    pub model: String,
+    /// Score this detector's per-row NAB result files instead (a `results/<detector>` dir).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Also write the model's per-row outputs in NAB's results layout under this directory.
+    #[arg(long)]
+    pub write_results: Option<PathBuf>,
+    /// Episode threshold for the model's (calibrated) scores instead of the card's.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Score the synthetic NAB-like corpus (generated from this seed) instead of NAB (no NAB
+    /// corpus needed).
+    #[arg(long, value_name = "SEED", conflicts_with_all = ["results", "write_results", "plot"])]
+    pub synthetic: Option<u64>,
+    /// Calibration of the model's scores: as its card says, none, default settings, or the
+    /// card's without one of its parts (to see what each contributes).
+    #[arg(long, value_enum, default_value = "card")]
+    pub calibration: CalibrationArg,
+    /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
+    /// `report.png` from the optimization report (`--dir`/report.json) when there is one.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Also print, per file, the windows detected, false alarms and share of the raw score
+    /// (standard profile at its optimal threshold), worst files first; with `--synthetic`,
+    /// per injected anomaly kind, how many were detected and how many rows after the onset.
+    #[arg(long)]
+    pub per_file: bool,
+}
+
+impl EvaluateArgs {
+    /// The evaluation: the synthetic corpus with `--synthetic` (which clap keeps apart from
+    /// `--results`), else the NAB corpus, which must be found.
+    pub fn into_config(self) -> Result<EvaluateConfig> {
+        let corpus = match self.synthetic {
+            Some(seed) => Corpus::Synthetic(seed),
+            None => {
+                Corpus::Nab(nab_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?)
+            }
+        };
+        Ok(EvaluateConfig {
+            corpus,
+            dir: self.dir,
+            model: self.model,
+            results: self.results,
+            write_results: self.write_results,
+            threshold: self.threshold,
+            calibration: self.calibration.into(),
+            plot: self.plot,
+            per_file: self.per_file,
+        })
+    }
+}
+
+/// `evaluate --calibration`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CalibrationArg {
+    /// Whatever the model card says.
+    Card,
+    /// Raw probabilities.
+    None,
+    /// Per-series calibration with default settings (likelihood, records, excursion checks).
+    Likelihood,
+    /// The card's (or the default) calibration without its range check.
+    NoRange,
+    /// The card's (or the default) range check alone: the model's scores are ignored.
+    RangeOnly,
+    /// The card's (or the default) calibration without its excursion checks (rate and
+    /// recurrence).
+    NoExcursions,
+}
+
+impl From<CalibrationArg> for Calibration {
+    fn from(c: CalibrationArg) -> Self {
+        match c {
+            CalibrationArg::Card => Calibration::Card,
+            CalibrationArg::None => Calibration::None,
+            CalibrationArg::Likelihood => Calibration::Likelihood,
+            CalibrationArg::NoRange => Calibration::NoRange,
+            CalibrationArg::RangeOnly => Calibration::RangeOnly,
+            CalibrationArg::NoExcursions => Calibration::NoExcursions,
+        }
+    }
+}

@@ -6,9 +6,11 @@ use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
 
 use sensorflow::config::duration::parse_ms;
-use sensorflow::tools::evaluate::{nab_root, Calibration, Corpus, EvaluateConfig};
+use sensorflow::observe::progress::OptimizePrinter;
+use sensorflow::tools::evaluate::{Calibration, Corpus, EvaluateConfig};
 use sensorflow_models::detector::evaluate::ReportRow;
-use sensorflow_models::detector::pipeline::{self, Options};
+use sensorflow_models::detector::optimize::{self, Options};
+use sensorflow_models::nab::discover_root;
 
 /// Settings of the model steps.
 #[derive(Debug, Args)]
@@ -45,7 +47,7 @@ impl ModelArgs {
         o.hidden = self.hidden;
         o.budget = std::time::Duration::from_millis(self.budget);
         o.quick = self.quick;
-        o.nab = if self.no_nab { None } else { nab_root(self.nab.as_deref()) };
+        o.nab = if self.no_nab { None } else { discover_root(self.nab.as_deref()) };
         o
     }
 }
@@ -67,14 +69,16 @@ pub enum Step {
 
 /// Runs one model step: the only place the binary calls the models pipeline.
 pub fn step(step: Step, opts: &Options) -> Result<()> {
+    let mut printer = OptimizePrinter::default();
+    let on = &mut |e| printer.event(e);
     let rows: Vec<ReportRow> = match step {
-        Step::Train => pipeline::train(opts)?,
-        Step::Distill => pipeline::distill(opts)?,
-        Step::Prune => pipeline::prune(opts)?,
-        Step::Quantize => pipeline::quantize_step(opts)?,
+        Step::Train => optimize::train(opts, on)?,
+        Step::Distill => optimize::distill(opts, on)?,
+        Step::Prune => optimize::prune(opts, on)?,
+        Step::Quantize => optimize::quantize_step(opts, on)?,
         Step::Optimize => {
             let started = std::time::Instant::now();
-            let rows = pipeline::optimize(opts)?;
+            let rows = optimize::optimize(opts, on)?;
             eprintln!(
                 "optimize finished in {:.1} s; report in {}/report.md",
                 started.elapsed().as_secs_f64(),
@@ -133,9 +137,9 @@ impl EvaluateArgs {
     pub fn into_config(self) -> Result<EvaluateConfig> {
         let corpus = match self.synthetic {
             Some(seed) => Corpus::Synthetic(seed),
-            None => {
-                Corpus::Nab(nab_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?)
-            }
+            None => Corpus::Nab(
+                discover_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?,
+            ),
         };
         Ok(EvaluateConfig {
             corpus,

@@ -14,28 +14,6 @@ use sensorflow_operators::LikelihoodParams;
 use crate::observe::progress::Meter;
 use crate::Error;
 
-/// The environment variable that names the NAB corpus root.
-pub const NAB_DIR_VAR: &str = "SENSORFLOW_NAB_DIR";
-
-/// Where the corpus is looked for when neither a path nor [`NAB_DIR_VAR`] is given: beside the
-/// checkout, relative to the current directory.
-pub const NAB_BESIDE: &str = "../shared/datasets/nab";
-
-/// The NAB corpus root: `explicit` if given, else `$SENSORFLOW_NAB_DIR` if set and not empty,
-/// else [`NAB_BESIDE`] (relative to the current directory) if it has a `data` folder, else
-/// `None`. A path given explicitly or through the variable is returned as it is, so a wrong
-/// one fails where the corpus is read instead of silently falling back to another.
-pub fn nab_root(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(root) = explicit {
-        return Some(root.to_path_buf());
-    }
-    if let Some(dir) = std::env::var_os(NAB_DIR_VAR).filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    let beside = PathBuf::from(NAB_BESIDE);
-    beside.join("data").is_dir().then_some(beside)
-}
-
 /// What the model's scores are calibrated with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Calibration {
@@ -261,12 +239,6 @@ fn plot_evaluation(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_explicit_nab_root_wins() {
-        let explicit = Path::new("/somewhere/nab");
-        assert_eq!(nab_root(Some(explicit)), Some(explicit.to_path_buf()));
-    }
 
     #[test]
     fn range_only_never_ends_its_warm_up_and_keeps_the_cards_range() {

@@ -69,4 +69,32 @@ impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), source }
     }
+
+    /// Whether running again unchanged may succeed: a broker that was down or busy, a read
+    /// that was interrupted, a model file still being copied in. Configuration, rules, corrupt
+    /// input and runtime failures need a fix first.
+    pub fn retryable(&self) -> bool {
+        use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+        match self {
+            Error::Connector(e) => e.retryable(),
+            Error::Source(e) => e.retryable,
+            Error::Io { source, .. } => matches!(source.kind(), Interrupted | TimedOut | WouldBlock),
+            Error::Model(sensorflow_models::detector::artifact::ModelError::Io { .. }) => true,
+            Error::Config(_) | Error::Rules(_) | Error::Model(_) | Error::Nab(_) | Error::Runtime(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_failure_is_retryable_and_a_bad_setting_is_not() {
+        let down = Error::Connector(connectors::ConnectorError::broker("kafka: cannot reach 127.0.0.1:1"));
+        assert!(down.retryable());
+        assert!(!Error::Config("workers must be 1..=1024, got 0".into()).retryable());
+        let topic = connectors::kafka::check_topic("no spaces allowed").expect_err("an invalid topic name");
+        assert!(!Error::Connector(topic).retryable());
+    }
 }

@@ -37,13 +37,7 @@ where
     let c = counters.clone();
     let config = timely::Config::process(workers);
     let guards = timely::execute(config, move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let readers: Vec<Box<dyn PartitionReader>> = partitions
-            .iter()
-            .enumerate()
-            .filter(|(p, _)| p % peers == index)
-            .map(|(_, events)| Box::new(VecReader::new(events.clone(), 3)) as Box<dyn PartitionReader>)
-            .collect();
+        let readers = VecReader::for_worker(&partitions, worker.index(), worker.peers(), 3);
         let probe = ProbeHandle::new();
         let ctx = SourceContext { counters: c.clone(), ..SourceContext::default() };
         let (out, late) = worker.dataflow::<u64, _, _>(|scope| {

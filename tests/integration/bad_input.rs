@@ -178,12 +178,8 @@ fn fail_policy_stops_with_the_position() {
 
 #[test]
 fn unknown_rule_fields_are_a_clear_error() {
-    let dir = tmp();
-    let rules = write_file(
-        dir.path(),
-        "rules.toml",
-        "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n",
-    );
+    let (_dir, rules) =
+        tmp_file("rules.toml", "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n");
     let mut cfg = config(SourceConfig::Simulator(small_sim()), 1);
     cfg.rules = Some(rules);
     let err = sensorflow::run(&cfg).unwrap_err().to_string();
@@ -199,8 +195,7 @@ fn missing_input_file_is_a_clear_error() {
 
 #[test]
 fn csv_bad_rows_are_dead_lettered() {
-    let dir = tmp();
-    let path = write_file(dir.path(), "x.csv", "device,metric,ts,value,seq\nd1,t,1000,1.5,0\nd1,t,1001,abc,1\nd1,t,1002\nd1,t,1003,inf,3\nd1,t,2023-11-14T22:13:20Z,2,4\n");
+    let (_dir, path) = tmp_file("x.csv", "device,metric,ts,value,seq\nd1,t,1000,1.5,0\nd1,t,1001,abc,1\nd1,t,1002\nd1,t,1003,inf,3\nd1,t,2023-11-14T22:13:20Z,2,4\n");
     let mut cfg = config(SourceConfig::Csv { paths: vec![path] }, 2);
     cfg.lateness = u64::MAX / 4;
     let (summary, c) = run(&cfg);

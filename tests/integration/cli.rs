@@ -41,8 +41,7 @@ fn run_prints_alerts_on_stdout_and_the_summary_on_stderr() {
 
 #[test]
 fn flags_override_the_config_file() {
-    let dir = tmp();
-    let cfg = write_file(dir.path(), "c.toml", "workers = 3\nwindow = \"5s\"\nalerts = \"none\"\n[source]\nkind = \"simulator\"\ndevices = 10\nspan_ms = 60000\n");
+    let (_dir, cfg) = tmp_file("c.toml", "workers = 3\nwindow = \"5s\"\nalerts = \"none\"\n[source]\nkind = \"simulator\"\ndevices = 10\nspan_ms = 60000\n");
     let out = sensorflow().args(["run", "--config"]).arg(&cfg).args(["--workers", "2"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -20,6 +20,13 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A temporary directory holding `text` as `name` alone, and that file's path.
+pub fn tmp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tmp();
+    let path = write_file(dir.path(), name, text);
+    (dir, path)
+}
+
 /// Writes `lines` (each followed by a newline) to `dir/name`.
 pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     let mut text = lines.join("\n");

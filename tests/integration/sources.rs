@@ -100,9 +100,7 @@ fn nab_corpus_is_read_whole_at_two_workers() {
 
 #[test]
 fn csv_rfc3339_and_epoch_timestamps_mix() {
-    let dir = tmp();
-    let path = write_file(
-        dir.path(),
+    let (_dir, path) = tmp_file(
         "m.csv",
         "ts,device,metric,value\n2024-01-01T00:00:00Z,a,temperature,50\n1704067201000,a,temperature,60\n",
     );

@@ -138,19 +138,19 @@ impl EvaluateArgs {
     pub fn into_config(self) -> Result<EvaluateConfig> {
         let corpus = match self.synthetic {
             Some(seed) => Corpus::Synthetic(seed),
-            None => Corpus::Nab(
-                discover_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?,
-            ),
+            None => Corpus::Nab {
+                root: discover_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?,
+                results: self.results,
+                write_results: self.write_results,
+                plot: self.plot,
+            },
         };
         Ok(EvaluateConfig {
             corpus,
             dir: self.dir,
             model: self.model,
-            results: self.results,
-            write_results: self.write_results,
             threshold: self.threshold,
             calibration: self.calibration,
-            plot: self.plot,
             per_file: self.per_file,
         })
     }

@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{data_dir, env_u64, report, Row};
+use common::{best_of_three, data_dir, env_u64, report, Row};
 use sensorflow::connectors::SourceConfig;
 
 fn dataset(events: u64) -> PathBuf {
@@ -84,21 +84,12 @@ fn cluster(path: &Path, rules: &Path, events: u64) -> Row {
 fn main() {
     let events = env_u64("W2_EVENTS", 10_000_000);
     let path = dataset(events);
-    let rules = data_dir().join("w2-rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nname = \"hot\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 80\n",
-    )
-    .unwrap();
+    let rules = sensorflow::tools::bench::hot_rules(&data_dir()).expect("write the W rules");
     // Warm the page cache so every configuration reads from memory.
     let _ = bare_loop(&path);
     let mut rows = vec![bare_loop(&path)];
     for workers in [1, 2] {
-        // Best of three: the first run also warms the page cache.
-        let runs: Vec<(Row, u64)> = (0..3).map(|_| engine(&path, &rules, workers, "none")).collect();
-        let fired = runs[0].1;
-        assert!(runs.iter().all(|r| r.1 == fired), "alert counts must not depend on the run");
-        rows.push(runs.into_iter().map(|r| r.0).min_by_key(|r| r.elapsed).unwrap());
+        rows.push(best_of_three(|| engine(&path, &rules, workers, "none")));
     }
     rows.push(cluster(&path, &rules, events));
     for workers in [1, 2] {

@@ -46,13 +46,7 @@ fn run(workers: usize, parts: &[Vec<Event>]) -> (u64, u64, std::time::Duration) 
     let c = counters.clone();
     let started = Instant::now();
     timely::execute(timely::Config::process(workers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let readers: Vec<Box<dyn PartitionReader>> = parts
-            .iter()
-            .enumerate()
-            .filter(|(p, _)| p % peers == index)
-            .map(|(_, e)| Box::new(VecReader::new(e.clone(), 16_384)) as Box<dyn PartitionReader>)
-            .collect();
+        let readers = VecReader::for_worker(&parts, worker.index(), worker.peers(), 16_384);
         let probe = ProbeHandle::new();
         let ctx = SourceContext { counters: c.clone(), ..SourceContext::default() };
         let factory = factory.clone();

@@ -37,13 +37,7 @@ where
     let c = counters.clone();
     let config = timely::Config::process(workers);
     let guards = timely::execute(config, move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let readers: Vec<Box<dyn PartitionReader>> = partitions
-            .iter()
-            .enumerate()
-            .filter(|(p, _)| p % peers == index)
-            .map(|(_, events)| Box::new(VecReader::new(events.clone(), 3)) as Box<dyn PartitionReader>)
-            .collect();
+        let readers = VecReader::for_worker(&partitions, worker.index(), worker.peers(), 3);
         let probe = ProbeHandle::new();
         let ctx = SourceContext { counters: c.clone(), ..SourceContext::default() };
         let (out, late) = worker.dataflow::<u64, _, _>(|scope| {
@@ -465,6 +459,15 @@ struct CalibratedStub {
 /// The likelihood alone.
 const CALIBRATED: CalibratedStub = CalibratedStub { range: None, silent: false };
 
+/// The alerts the anomaly operator over `factory`'s scorers fires on `parts` at `workers`
+/// workers (lateness far beyond the data, so no sample is late).
+fn fired_anomalies(workers: usize, parts: &[Vec<Event>], factory: ScorerFactory) -> Vec<Alert> {
+    let out = run(workers, parts.to_vec(), opts(100_000), move |s, c| {
+        s.anomalies(factory.clone(), Dictionary::default(), c)
+    });
+    out.data.into_iter().map(|(_, a)| a).filter(|a| a.kind == AlertKind::Fired).collect()
+}
+
 impl Scorer for CalibratedStub {
     fn window(&self) -> usize {
         8
@@ -511,14 +514,9 @@ fn a_calibrated_model_alerts_on_calibrated_scores_after_its_warm_up_at_any_worke
     let mut results = Vec::new();
     for workers in [1, 2] {
         let factory: ScorerFactory = Arc::new(|| (Box::new(CALIBRATED) as Box<dyn Scorer>, None));
-        let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
-            s.anomalies(factory.clone(), Dictionary::default(), c)
-        });
-        let mut fired: Vec<(DeviceId, u64, u64)> = out
-            .data
+        let mut fired: Vec<(DeviceId, u64, u64)> = fired_anomalies(workers, &parts, factory)
             .iter()
-            .filter(|(_, a)| a.kind == AlertKind::Fired)
-            .map(|(_, a)| {
+            .map(|a| {
                 assert!((0.5..=1.0).contains(&a.value), "alerts carry the calibrated score: {}", a.value);
                 (a.key.device, a.key.window_start, (a.value * 1e6) as u64)
             })
@@ -562,14 +560,9 @@ fn a_jump_beyond_a_series_range_alerts_with_score_one_and_a_trend_does_not_at_an
             };
             (Box::new(CalibratedStub { range: Some(range), silent: true }) as Box<dyn Scorer>, None)
         });
-        let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
-            s.anomalies(factory.clone(), Dictionary::default(), c)
-        });
-        let mut fired: Vec<(DeviceId, u64, f64)> = out
-            .data
+        let mut fired: Vec<(DeviceId, u64, f64)> = fired_anomalies(workers, &parts, factory)
             .iter()
-            .filter(|(_, a)| a.kind == AlertKind::Fired)
-            .map(|(_, a)| (a.key.device, a.key.window_start, a.value))
+            .map(|a| (a.key.device, a.key.window_start, a.value))
             .collect();
         fired.sort_by_key(|f| (f.0, f.1));
         results.push(fired);

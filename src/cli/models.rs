@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 
 use sensorflow::config::duration::parse_ms;
 use sensorflow::observe::progress::OptimizePrinter;
@@ -118,8 +119,8 @@ pub struct EvaluateArgs {
     pub synthetic: Option<u64>,
     /// Calibration of the model's scores: as its card says, none, default settings, or the
     /// card's without one of its parts (to see what each contributes).
-    #[arg(long, value_enum, default_value = "card")]
-    pub calibration: CalibrationArg,
+    #[arg(long, value_parser = calibration_parser(), default_value = "card")]
+    pub calibration: Calibration,
     /// Draw a PNG per NAB file (series, score, labelled windows) into this directory, and
     /// `report.png` from the optimization report (`--dir`/report.json) when there is one.
     #[arg(long, value_name = "DIR")]
@@ -137,51 +138,72 @@ impl EvaluateArgs {
     pub fn into_config(self) -> Result<EvaluateConfig> {
         let corpus = match self.synthetic {
             Some(seed) => Corpus::Synthetic(seed),
-            None => Corpus::Nab(
-                discover_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?,
-            ),
+            None => Corpus::Nab {
+                root: discover_root(self.nab.as_deref()).context("no NAB corpus found; pass --nab DIR")?,
+                results: self.results,
+                write_results: self.write_results,
+                plot: self.plot,
+            },
         };
         Ok(EvaluateConfig {
             corpus,
             dir: self.dir,
             model: self.model,
-            results: self.results,
-            write_results: self.write_results,
             threshold: self.threshold,
-            calibration: self.calibration.into(),
-            plot: self.plot,
+            calibration: self.calibration,
             per_file: self.per_file,
         })
     }
 }
 
-/// `evaluate --calibration`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum CalibrationArg {
-    /// Whatever the model card says.
-    Card,
-    /// Raw probabilities.
-    None,
-    /// Per-series calibration with default settings (likelihood, records, excursion checks).
-    Likelihood,
-    /// The card's (or the default) calibration without its range check.
-    NoRange,
-    /// The card's (or the default) range check alone: the model's scores are ignored.
-    RangeOnly,
-    /// The card's (or the default) calibration without its excursion checks (rate and
-    /// recurrence).
-    NoExcursions,
+/// `evaluate --calibration`: each of the library's choices under its command-line name, with
+/// the line `--help` shows for it.
+const CALIBRATIONS: [(&str, Calibration, &str); 6] = [
+    ("card", Calibration::Card, "Whatever the model card says"),
+    ("none", Calibration::None, "Raw probabilities"),
+    (
+        "likelihood",
+        Calibration::Likelihood,
+        "Per-series calibration with default settings (likelihood, records, excursion checks)",
+    ),
+    ("no-range", Calibration::NoRange, "The card's (or the default) calibration without its range check"),
+    (
+        "range-only",
+        Calibration::RangeOnly,
+        "The card's (or the default) range check alone: the model's scores are ignored",
+    ),
+    (
+        "no-excursions",
+        Calibration::NoExcursions,
+        "The card's (or the default) calibration without its excursion checks (rate and recurrence)",
+    ),
+];
+
+/// Parses `--calibration` straight into the library's [`Calibration`] (clap types stay here).
+fn calibration_parser() -> impl TypedValueParser<Value = Calibration> {
+    PossibleValuesParser::new(CALIBRATIONS.map(|(name, _, help)| PossibleValue::new(name).help(help)))
+        .try_map(|name| match CALIBRATIONS.iter().find(|(n, ..)| *n == name) {
+            Some(&(_, calibration, _)) => Ok(calibration),
+            None => Err(format!("unknown calibration {name:?}")),
+        })
 }
 
-impl From<CalibrationArg> for Calibration {
-    fn from(c: CalibrationArg) -> Self {
-        match c {
-            CalibrationArg::Card => Calibration::Card,
-            CalibrationArg::None => Calibration::None,
-            CalibrationArg::Likelihood => Calibration::Likelihood,
-            CalibrationArg::NoRange => Calibration::NoRange,
-            CalibrationArg::RangeOnly => Calibration::RangeOnly,
-            CalibrationArg::NoExcursions => Calibration::NoExcursions,
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn every_calibration_name_parses_to_its_choice() {
+        for (name, calibration, _) in CALIBRATIONS {
+            let cli = Cli::try_parse_from(["sensorflow", "evaluate", "--calibration", name]);
+            let parsed = match cli.map(|c| c.command) {
+                Ok(Command::Evaluate(args)) => Some(args.calibration),
+                _ => None,
+            };
+            assert_eq!(parsed, Some(calibration), "{name}");
         }
     }
 }

@@ -198,57 +198,61 @@ fn w_events(
     Ok(())
 }
 
-fn finish_tmp(tmp: &Path, path: &Path) -> Result<PathBuf, Error> {
-    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(path.to_path_buf())
+/// `dir/name`, generated on first use: `write` fills a temporary file beside it, which is
+/// renamed into place only once complete, so an interrupted run never leaves a partial dataset
+/// that later runs would take as generated.
+fn cached_dataset(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<PathBuf, Error> {
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    write(&tmp)?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
 }
 
 /// The W2/W3 dataset of `events` JSON lines in `dir` (generated on first use).
 pub fn json_dataset(dir: &Path, events: u64) -> Result<PathBuf, Error> {
-    let path = dir.join(format!("w2-{events}.jsonl"));
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = BufWriter::with_capacity(1 << 22, file);
-    w_events(events, |device, ts, value, seq| {
-        writeln!(
-            w,
-            r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{seq}}}"#
-        )
-        .map_err(|e| Error::io(&tmp, e))
-    })?;
-    w.flush().map_err(|e| Error::io(&tmp, e))?;
-    drop(w);
-    finish_tmp(&tmp, &path)
+    cached_dataset(dir, &format!("w2-{events}.jsonl"), |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        let mut w = BufWriter::with_capacity(1 << 22, file);
+        w_events(events, |device, ts, value, seq| {
+            writeln!(
+                w,
+                r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{seq}}}"#
+            )
+            .map_err(|e| Error::io(tmp, e))
+        })?;
+        w.flush().map_err(|e| Error::io(tmp, e))
+    })
 }
 
 /// The W1 dataset of `events` events as a binary log in `dir` (generated on first use).
 pub fn log_dataset(dir: &Path, events: u64) -> Result<PathBuf, Error> {
-    let path = dir.join(format!("w1-{events}.sflog"));
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let dict = Dictionary::default();
-    let devices: Vec<_> = (0..1000).map(|d| dict.device(&format!("dev-{d:06}"))).collect();
-    let metric = dict.metric("temperature");
-    let mut w = LogWriter::create(&tmp)?;
-    let mut chunk = Vec::with_capacity(1 << 16);
-    w_events(events, |device, ts, value, seq| {
-        chunk.push(Event { device: devices[device], metric, ts, value, seq });
-        if chunk.len() == 1 << 16 {
-            w.write(&chunk, &dict)?;
-            chunk.clear();
-        }
+    cached_dataset(dir, &format!("w1-{events}.sflog"), |tmp| {
+        let dict = Dictionary::default();
+        let devices: Vec<_> = (0..1000).map(|d| dict.device(&format!("dev-{d:06}"))).collect();
+        let metric = dict.metric("temperature");
+        let mut w = LogWriter::create(tmp)?;
+        let mut chunk = Vec::with_capacity(1 << 16);
+        w_events(events, |device, ts, value, seq| {
+            chunk.push(Event { device: devices[device], metric, ts, value, seq });
+            if chunk.len() == 1 << 16 {
+                w.write(&chunk, &dict)?;
+                chunk.clear();
+            }
+            Ok(())
+        })?;
+        w.write(&chunk, &dict)?;
+        w.finish()?;
         Ok(())
-    })?;
-    w.write(&chunk, &dict)?;
-    w.finish()?;
-    finish_tmp(&tmp, &path)
+    })
 }
 
 /// The W rule file (`temperature max > 80`) in `dir`.

@@ -54,8 +54,17 @@ impl Calibration {
 /// The corpus `evaluate` scores on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Corpus {
-    /// The NAB corpus at this root.
-    Nab(PathBuf),
+    /// The NAB corpus, and what else is done with it (none of which applies to the synthetic one).
+    Nab {
+        /// The corpus root.
+        root: PathBuf,
+        /// Score this detector's result files (`results/<detector>`) instead of the model.
+        results: Option<PathBuf>,
+        /// Also write the per-row outputs in NAB's results layout under this directory.
+        write_results: Option<PathBuf>,
+        /// Draw a PNG per file (and the optimization report's chart) into this directory.
+        plot: Option<PathBuf>,
+    },
     /// The synthetic NAB-like corpus generated from this seed (no NAB needed).
     Synthetic(u64),
 }
@@ -69,29 +78,23 @@ pub struct EvaluateConfig {
     pub dir: PathBuf,
     /// Model name in the directory.
     pub model: String,
-    /// NAB only: score this detector's result files (`results/<detector>`) instead of the model.
-    pub results: Option<PathBuf>,
-    /// NAB only: also write the per-row outputs in NAB's results layout under this directory.
-    pub write_results: Option<PathBuf>,
     /// Episode threshold instead of the card's.
     pub threshold: Option<f32>,
     /// Calibration of the model's scores.
     pub calibration: Calibration,
-    /// NAB only: draw a PNG per file (and the optimization report's chart) into this directory.
-    pub plot: Option<PathBuf>,
     /// Also print per file (NAB) or per injected anomaly kind (synthetic).
     pub per_file: bool,
 }
 
 /// Runs `evaluate` and prints its tables on stdout.
 pub fn evaluate(config: &EvaluateConfig) -> Result<(), Error> {
-    let root = match &config.corpus {
+    let (root, results, write_results, plot) = match &config.corpus {
         Corpus::Synthetic(seed) => return evaluate_synthetic(config, *seed),
-        Corpus::Nab(root) => root,
+        Corpus::Nab { root, results, write_results, plot } => (root, results, write_results, plot),
     };
     let windows = nab::load_windows(&root.join("labels/combined_windows.json"))?;
     let profiles = nab::load_profiles(&root.join("config/profiles.json"))?;
-    let (name, outputs) = match &config.results {
+    let (name, outputs) = match results {
         Some(dir) => (dir.display().to_string(), nab::read_results(dir)?),
         None => {
             let (scorer, calibration) = load_for_evaluation(config)?;
@@ -126,11 +129,11 @@ pub fn evaluate(config: &EvaluateConfig) -> Result<(), Error> {
             println!("{:<62} {w:>7} {d:>8} {fa:>12} {:>8.3}", "total", best.raw);
         }
     }
-    if let Some(dir) = &config.plot {
+    if let Some(dir) = plot {
         let standard = scores.iter().find(|s| s.profile == "standard").map(|s| s.threshold);
         plot_evaluation(dir, &config.dir, &outputs, &windows, standard)?;
     }
-    if let Some(out) = &config.write_results {
+    if let Some(out) = write_results {
         let with: Vec<(nab::Profile, f64)> =
             profiles.iter().cloned().zip(scores.iter().map(|s| s.threshold)).collect();
         let detector = name.rsplit('/').next().unwrap_or("sensorflow").to_string();

@@ -3,9 +3,12 @@
 //! report. Drawn with plotters' bitmap backend and a font compiled into the binary, so no
 //! system fonts or fontconfig are needed.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use sensorflow_models::detector::evaluate::ReportRow;
 use sensorflow_models::nab::FileOutput;
@@ -74,31 +77,11 @@ fn draw_file(
     let (top, bottom) = root.split_vertically(SIZE.1 * 62 / 100);
     let hours = |t: u64| (t.saturating_sub(t0)) as f64 / 3.6e6;
     let span = hours(t1).max(1e-6);
-    let shade = RGBColor(255, 120, 90).mix(0.18);
+    let windows: Vec<(f64, f64)> = windows.iter().map(|&(a, b)| (hours(a), hours(b))).collect();
 
-    let mut values = ChartBuilder::on(&top)
-        .caption(&output.file, (FONT, 22))
-        .margin(10)
-        .x_label_area_size(28)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..span, (lo - pad)..(hi + pad))
-        .map_err(|e| draw_err(path, e))?;
-    values
-        .configure_mesh()
-        .x_desc("hours since the first row")
-        .y_desc("value")
-        .label_style((FONT, 14))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(|e| draw_err(path, e))?;
-    for &(a, b) in windows {
-        values
-            .draw_series(std::iter::once(Rectangle::new(
-                [(hours(a), lo - pad), (hours(b), hi + pad)],
-                shade.filled(),
-            )))
-            .map_err(|e| draw_err(path, e))?;
-    }
+    let y = (lo - pad)..(hi + pad);
+    let axes = (Some("hours since the first row"), "value");
+    let mut values = file_panel(&top, path, Some(&output.file), (span, y), axes, &windows)?;
     values
         .draw_series(LineSeries::new(
             output
@@ -111,24 +94,7 @@ fn draw_file(
         ))
         .map_err(|e| draw_err(path, e))?;
 
-    let mut scores = ChartBuilder::on(&bottom)
-        .margin(10)
-        .x_label_area_size(28)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..span, 0.0..1.05)
-        .map_err(|e| draw_err(path, e))?;
-    scores
-        .configure_mesh()
-        .y_desc("anomaly score")
-        .label_style((FONT, 14))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(|e| draw_err(path, e))?;
-    for &(a, b) in windows {
-        scores
-            .draw_series(std::iter::once(Rectangle::new([(hours(a), 0.0), (hours(b), 1.05)], shade.filled())))
-            .map_err(|e| draw_err(path, e))?;
-    }
+    let mut scores = file_panel(&bottom, path, None, (span, 0.0..1.05), (None, "anomaly score"), &windows)?;
     scores
         .draw_series(LineSeries::new(
             output.timestamps.iter().zip(&output.scores).map(|(&t, &s)| (hours(t), s.clamp(0.0, 1.0))),
@@ -153,6 +119,47 @@ fn draw_file(
         .map_err(|e| draw_err(path, e))?;
     root.present().map_err(|e| draw_err(path, e))?;
     Ok(())
+}
+
+/// A panel of a file plot: hours on x.
+type FilePanel<'a, 'p> = ChartContext<'a, BitMapBackend<'p>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A file plot's panel over hours `0..span` and `y`, with the grid (the x axis described
+/// where `x_desc` is given) and the labelled `windows` (in hours) shaded over its full height.
+fn file_panel<'a, 'p>(
+    area: &'a DrawingArea<BitMapBackend<'p>, Shift>,
+    path: &Path,
+    caption: Option<&str>,
+    (span, y): (f64, Range<f64>),
+    (x_desc, y_desc): (Option<&str>, &str),
+    windows: &[(f64, f64)],
+) -> Result<FilePanel<'a, 'p>, Error> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, (FONT, 22));
+    }
+    let mut chart = builder
+        .margin(10)
+        .x_label_area_size(28)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..span, y.clone())
+        .map_err(|e| draw_err(path, e))?;
+    let mut mesh = chart.configure_mesh();
+    if let Some(x_desc) = x_desc {
+        mesh.x_desc(x_desc);
+    }
+    mesh.y_desc(y_desc)
+        .label_style((FONT, 14))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|e| draw_err(path, e))?;
+    let shade = RGBColor(255, 120, 90).mix(0.18);
+    for &(a, b) in windows {
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(a, y.start), (b, y.end)], shade.filled())))
+            .map_err(|e| draw_err(path, e))?;
+    }
+    Ok(chart)
 }
 
 /// One quantity of a report row.

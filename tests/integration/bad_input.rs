@@ -126,15 +126,14 @@ fn truncated_last_line() {
 #[test]
 fn empty_file_and_blank_lines() {
     let dir = tmp();
-    let empty = dir.path().join("empty.jsonl");
-    std::fs::write(&empty, "").unwrap();
+    let empty = write_file(dir.path(), "empty.jsonl", "");
     for workers in [1, 2] {
         let (summary, c) = run(&config(SourceConfig::Jsonl { paths: vec![empty.clone()] }, workers));
         assert_eq!((summary.records_in, summary.alerts()), (0, 0));
         assert!(c.dead_letters().is_empty());
     }
-    let blank = dir.path().join("blank.jsonl");
-    std::fs::write(&blank, format!("\n\n{}\n\r\n", json_event("d", "t", 1, 1.0, 0))).unwrap();
+    let blank =
+        write_file(dir.path(), "blank.jsonl", &format!("\n\n{}\n\r\n", json_event("d", "t", 1, 1.0, 0)));
     let (summary, _) = run(&config(SourceConfig::Jsonl { paths: vec![blank] }, 1));
     assert_eq!((summary.records_in, summary.processed), (1, 1));
 }
@@ -179,9 +178,8 @@ fn fail_policy_stops_with_the_position() {
 
 #[test]
 fn unknown_rule_fields_are_a_clear_error() {
-    let dir = tmp();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n").unwrap();
+    let (_dir, rules) =
+        tmp_file("rules.toml", "[[rule]]\nname='a'\nmetric='t'\nop='>'\nvalue=1\nthreshhold=2\n");
     let mut cfg = config(SourceConfig::Simulator(small_sim()), 1);
     cfg.rules = Some(rules);
     let err = sensorflow::run(&cfg).unwrap_err().to_string();
@@ -197,9 +195,7 @@ fn missing_input_file_is_a_clear_error() {
 
 #[test]
 fn csv_bad_rows_are_dead_lettered() {
-    let dir = tmp();
-    let path = dir.path().join("x.csv");
-    std::fs::write(&path, "device,metric,ts,value,seq\nd1,t,1000,1.5,0\nd1,t,1001,abc,1\nd1,t,1002\nd1,t,1003,inf,3\nd1,t,2023-11-14T22:13:20Z,2,4\n").unwrap();
+    let (_dir, path) = tmp_file("x.csv", "device,metric,ts,value,seq\nd1,t,1000,1.5,0\nd1,t,1001,abc,1\nd1,t,1002\nd1,t,1003,inf,3\nd1,t,2023-11-14T22:13:20Z,2,4\n");
     let mut cfg = config(SourceConfig::Csv { paths: vec![path] }, 2);
     cfg.lateness = u64::MAX / 4;
     let (summary, c) = run(&cfg);

@@ -6,7 +6,7 @@ use std::time::Instant;
 use sensorflow::connectors::SourceConfig;
 use sensorflow::tools::record::record;
 
-use crate::common::{alert_view, config, run, small_sim, tmp};
+use crate::common::{alert_view, config, run, small_sim, tmp, write_file};
 
 fn log_source(path: &Path) -> SourceConfig {
     SourceConfig::Log { path: path.to_path_buf(), realtime: None }
@@ -88,11 +88,9 @@ fn a_wrong_magic_or_a_foreign_file_is_an_error() {
     bytes[0] = b'X';
     std::fs::write(&path, &bytes).unwrap();
     assert!(replay_error(&path).contains("not a sensorflow log"));
-    let json = dir.path().join("events.jsonl");
-    std::fs::write(&json, "{\"device\":\"d\"}\n").unwrap();
+    let json = write_file(dir.path(), "events.jsonl", "{\"device\":\"d\"}\n");
     assert!(replay_error(&json).contains("not a sensorflow log"));
-    let empty = dir.path().join("empty.sflog");
-    std::fs::write(&empty, "").unwrap();
+    let empty = write_file(dir.path(), "empty.sflog", "");
     assert!(replay_error(&empty).contains("not a sensorflow log"));
 }
 

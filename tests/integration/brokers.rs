@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event as MqttEvent, Packet, QoS};
+use rumqttc::{Client, Connection, Event as MqttEvent, Packet, QoS};
 use sensorflow::config::AlertOutput;
 use sensorflow::connectors::kafka::{ensure_topic, existing_keys, KafkaProducer};
 use sensorflow::connectors::mqtt::options;
@@ -79,6 +79,20 @@ fn start_bridge(
         std::thread::sleep(Duration::from_millis(20));
     }
     bridge
+}
+
+/// An MQTT client `id` (with a persistent session if `persistent`, a request queue of `cap`)
+/// subscribed to `filter`, once the broker has acknowledged the subscription.
+fn subscribed(id: &str, persistent: bool, filter: String, cap: usize) -> (Client, Connection) {
+    let (client, mut conn) = Client::new(options(&mqtt(), id, persistent).unwrap(), cap);
+    client.subscribe(filter, QoS::AtLeastOnce).unwrap();
+    for ev in conn.iter() {
+        if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = ev {
+            break;
+        }
+        ev.unwrap();
+    }
+    (client, conn)
 }
 
 fn ids(alerts: &[sensorflow_operators::Alert]) -> BTreeSet<String> {
@@ -257,15 +271,8 @@ fn mqtt_source_shares_a_subscription_over_two_workers_with_persistent_sessions()
     // Create the workers' persistent sessions first, so the broker queues what is published
     // before the run starts (this is also what happens while a worker reconnects).
     for worker in 0..2 {
-        let opts = options(&mqtt(), &format!("{client_id}-{worker}"), true).unwrap();
-        let (client, mut conn) = Client::new(opts, 10);
-        client.subscribe(format!("$share/{client_id}/{filter}"), QoS::AtLeastOnce).unwrap();
-        for ev in conn.iter() {
-            if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = ev {
-                break;
-            }
-            ev.unwrap();
-        }
+        let id = format!("{client_id}-{worker}");
+        let (client, mut conn) = subscribed(&id, true, format!("$share/{client_id}/{filter}"), 10);
         client.disconnect().unwrap();
         let _ = conn.iter().take(2).count();
     }
@@ -309,15 +316,7 @@ fn alerts_go_to_kafka_keyed_by_id_and_a_rerun_adds_no_key_twice() {
 #[test]
 fn alerts_are_published_to_mqtt_per_device() {
     let prefix = unique("alerts");
-    let opts = options(&mqtt(), &unique("listener"), false).unwrap();
-    let (client, mut conn) = Client::new(opts, 100);
-    client.subscribe(format!("{prefix}/#"), QoS::AtLeastOnce).unwrap();
-    for ev in conn.iter() {
-        if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = ev {
-            break;
-        }
-        ev.unwrap();
-    }
+    let (_client, mut conn) = subscribed(&unique("listener"), false, format!("{prefix}/#"), 100);
     let mut c = config(SourceConfig::Simulator(sim(30, 20, 4)), 2);
     c.alerts = AlertOutput::Mqtt { broker: mqtt(), prefix: prefix.clone() };
     let (_, out) = run(&c);

@@ -1,11 +1,15 @@
 //! The `sensorflow` binary.
 
-use std::process::Command;
-
 use crate::common::*;
 
-fn sensorflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+/// The rows of the table under the line starting with `heading` (after its column names),
+/// split into columns.
+fn table_after<'t>(text: &'t str, heading: &str) -> Vec<Vec<&'t str>> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
 
 #[test]
@@ -37,9 +41,7 @@ fn run_prints_alerts_on_stdout_and_the_summary_on_stderr() {
 
 #[test]
 fn flags_override_the_config_file() {
-    let dir = tmp();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "workers = 3\nwindow = \"5s\"\nalerts = \"none\"\n[source]\nkind = \"simulator\"\ndevices = 10\nspan_ms = 60000\n").unwrap();
+    let (_dir, cfg) = tmp_file("c.toml", "workers = 3\nwindow = \"5s\"\nalerts = \"none\"\n[source]\nkind = \"simulator\"\ndevices = 10\nspan_ms = 60000\n");
     let out = sensorflow().args(["run", "--config"]).arg(&cfg).args(["--workers", "2"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -68,12 +70,7 @@ fn bad_configuration_exits_2_with_a_message() {
 fn simulate_then_run_the_file() {
     let dir = tmp();
     let data = dir.path().join("s.jsonl");
-    let out = sensorflow()
-        .args(["simulate", "--devices", "20", "--span", "10m", "-o"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = simulate_file(&data, "20", "10m");
     assert!(dir.path().join("s.labels.json").exists());
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     let lines = std::fs::read_to_string(&data).unwrap().lines().count();
@@ -177,12 +174,7 @@ fn evaluate_per_file_accounts_for_every_window_and_the_whole_raw_score() {
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no standard line in {text}"));
-    let table: Vec<Vec<&str>> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("per file"))
-        .skip(2)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let table: Vec<Vec<&str>> = table_after(&text, "per file");
     let (total, files) = table.split_last().expect("a total line");
     assert_eq!(total[0], "total");
     assert_eq!(files.len(), labels.as_object().unwrap().len(), "one line per labelled file");
@@ -279,12 +271,7 @@ fn evaluate_synthetic_needs_no_nab_corpus_and_reports_detection_per_anomaly_kind
         .unwrap_or_else(|| panic!("no standard score in {text}"));
     // The shipped model scores about 77 on this corpus (models/EXPERIMENTS.md).
     assert!(score > 50.0 && score <= 100.0, "{score}");
-    let table: Vec<Vec<&str>> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("per anomaly kind"))
-        .skip(2)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let table: Vec<Vec<&str>> = table_after(&text, "per anomaly kind");
     let kinds: Vec<&str> = table.iter().map(|r| r[0]).collect();
     for kind in ["spike", "dip", "level-shift", "drift", "stuck-at", "noise-burst"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");

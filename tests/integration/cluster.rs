@@ -3,11 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::tmp;
-
-fn sensorflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sensorflow"))
-}
+use crate::common::{sensorflow, simulate_file, tmp};
 
 fn sorted_alert_lines(out: &[u8]) -> Vec<String> {
     let mut lines: Vec<String> =
@@ -40,12 +36,7 @@ fn exit_within(child: &mut std::process::Child, limit: Duration, what: &str) -> 
 fn same_alerts_at_1x1_1x4_and_2x2() {
     let dir = tmp();
     let data = dir.path().join("sim.jsonl");
-    let out = sensorflow()
-        .args(["simulate", "--devices", "100", "--span", "30m", "-o"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    simulate_file(&data, "100", "30m");
     let input = data.to_str().unwrap();
     let run = ["run", "-q", "--source", "jsonl", "--input", input, "--window", "10s"];
 

@@ -1,6 +1,7 @@
 //! Shared helpers.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use sensorflow::config::{AlertOutput, RunConfig};
 use sensorflow::connectors::simulator::SimConfig;
@@ -12,13 +13,41 @@ pub fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
-/// Writes `lines` (each followed by a newline) to `dir/name`.
-pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+/// Writes `text` to `dir/name`.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
-    let mut text = lines.join("\n");
-    text.push('\n');
     std::fs::write(&path, text).expect("write file");
     path
+}
+
+/// A temporary directory holding `text` as `name` alone, and that file's path.
+pub fn tmp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tmp();
+    let path = write_file(dir.path(), name, text);
+    (dir, path)
+}
+
+/// Writes `lines` (each followed by a newline) to `dir/name`.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    write_file(dir, name, &text)
+}
+
+/// The `sensorflow` binary under test.
+pub fn sensorflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sensorflow"))
+}
+
+/// `sensorflow simulate --devices N --span SPAN -o path`, which must succeed; its output.
+pub fn simulate_file(path: &Path, devices: &str, span: &str) -> Output {
+    let out = sensorflow()
+        .args(["simulate", "--devices", devices, "--span", span, "-o"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
 }
 
 /// One canonical JSON event line.

@@ -196,12 +196,11 @@ fn alert_file_is_effectively_once_across_reruns() {
 #[test]
 fn device_metadata_is_joined_into_alerts() {
     let dir = tmp();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
+    let rules = write_file(
+        dir.path(),
+        "rules.toml",
         "[[rule]]\nname='hot'\nmetric='temperature'\nfield='max'\nop='>'\nvalue=50\n\n[[device]]\nname='d1'\nsite='plant-a'\nowner='ops'\n",
-    )
-    .unwrap();
+    );
     let lines: Vec<String> = (0..30)
         .map(|i| json_event(if i % 2 == 0 { "d1" } else { "d2" }, "temperature", i * 1000, 60.0, i))
         .collect();

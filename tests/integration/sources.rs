@@ -100,13 +100,10 @@ fn nab_corpus_is_read_whole_at_two_workers() {
 
 #[test]
 fn csv_rfc3339_and_epoch_timestamps_mix() {
-    let dir = tmp();
-    let path = dir.path().join("m.csv");
-    std::fs::write(
-        &path,
+    let (_dir, path) = tmp_file(
+        "m.csv",
         "ts,device,metric,value\n2024-01-01T00:00:00Z,a,temperature,50\n1704067201000,a,temperature,60\n",
-    )
-    .unwrap();
+    );
     let (summary, c) = run(&config(SourceConfig::Csv { paths: vec![path] }, 1));
     assert_eq!(summary.processed, 2);
     let alerts: Vec<_> = c.sorted_alerts().into_iter().filter(|a| &*a.key.source == "overheat").collect();

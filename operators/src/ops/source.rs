@@ -395,6 +395,22 @@ impl VecReader {
     pub fn new(events: Vec<Event>, chunk: usize) -> Self {
         VecReader { events: events.into_iter(), chunk: chunk.max(1) }
     }
+
+    /// Worker `index` of `peers`'s readers over in-memory `partitions`: partition `p` is read,
+    /// in chunks of `chunk`, by worker `p % peers`.
+    pub fn for_worker(
+        partitions: &[Vec<Event>],
+        index: usize,
+        peers: usize,
+        chunk: usize,
+    ) -> Vec<Box<dyn PartitionReader>> {
+        partitions
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| p % peers == index)
+            .map(|(_, events)| Box::new(VecReader::new(events.clone(), chunk)) as Box<dyn PartitionReader>)
+            .collect()
+    }
 }
 
 impl PartitionReader for VecReader {

@@ -15,11 +15,9 @@ avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
 if [ "${avail_kib:-0}" -lt 6000000 ]; then
   echo "test.sh: only $((avail_kib / 1024)) MiB free here; the build and tests need about 6 GiB" >&2
 fi
-# The NAB corpus (read-only, never copied here): beside the checkout, or where CI keeps it.
-if [ -z "${SENSORFLOW_NAB_DIR:-}" ]; then
-  for d in ../shared/datasets/nab; do
-    if [ -d "$d/data" ]; then export SENSORFLOW_NAB_DIR="$(cd "$d" && pwd)"; break; fi
-  done
+# The NAB corpus (read-only, never copied here): $SENSORFLOW_NAB_DIR, else beside the checkout.
+if [ -z "${SENSORFLOW_NAB_DIR:-}" ] && [ -d ../shared/datasets/nab/data ]; then
+  export SENSORFLOW_NAB_DIR="$(cd ../shared/datasets/nab && pwd)"
 fi
 if [ ! -d "${SENSORFLOW_NAB_DIR:-/nonexistent}/data" ]; then
   echo "test.sh: the NAB corpus was not found (../shared/datasets/nab; set SENSORFLOW_NAB_DIR)" >&2

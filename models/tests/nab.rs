@@ -8,10 +8,14 @@ use sensorflow_models::nab::{
 };
 
 /// The NAB corpus as [`discover_root`] finds it (`$SENSORFLOW_NAB_DIR`, else
-/// `../shared/datasets/nab` from the current directory): its root, labels and profiles, and
-/// the windowedGaussian detector's published per-row results.
+/// `../shared/datasets/nab` from the current directory), else beside the checkout (this test
+/// runs in `models/`): its root, labels and profiles, and the windowedGaussian detector's
+/// published per-row results.
 fn windowed_gaussian() -> (PathBuf, Windows, Vec<Profile>, Vec<FileOutput>) {
-    let root = discover_root(None).expect("no NAB corpus: set SENSORFLOW_NAB_DIR");
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/nab");
+    let root = discover_root(None)
+        .or_else(|| beside.join("data").is_dir().then_some(beside))
+        .expect("no NAB corpus: set SENSORFLOW_NAB_DIR");
     let windows = load_windows(&root.join("labels/combined_windows.json")).unwrap();
     let profiles = load_profiles(&root.join("config/profiles.json")).unwrap();
     let outputs = read_results(&root.join("results/windowedGaussian")).unwrap();

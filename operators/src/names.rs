@@ -1,7 +1,7 @@
 //! The name dictionary that travels beside the stream: events carry ids, sinks want names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::event::{stable_hash, DeviceId, MetricId};
 use crate::hash::{IdHashMap, IdHashSet};
@@ -19,7 +19,7 @@ impl Names {
     /// Records `name` under `id`; returns `false` if `id` already named something else
     /// (a 64-bit hash collision, which the caller should report).
     pub fn insert(&self, id: u64, name: &str) -> bool {
-        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = crate::sync::write(&self.inner);
         match map.get(&id) {
             Some(existing) => existing.as_ref() == name,
             None => {
@@ -39,13 +39,13 @@ impl Names {
 
     /// The name recorded for `id`.
     pub fn get(&self, id: u64) -> Option<Arc<str>> {
-        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let map = crate::sync::read(&self.inner);
         map.get(&id).cloned()
     }
 
     /// How many names are recorded.
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner).len()
+        crate::sync::read(&self.inner).len()
     }
 
     /// Whether no name is recorded.

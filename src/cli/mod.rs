@@ -1,5 +1,7 @@
 //! The command line: clap types only, one file per subcommand group, each ending in
-//! `into_config()` (a plain validated config); [`dispatch`] runs one command. For the pipeline,
+//! `into_config()` (a plain validated config); [`dispatch`] runs one command. `run` holds
+//! `run`, `replay` and `record` (and the simulator and broker flags they share), `models` the
+//! model steps and `evaluate`, `tools` `simulate`, `bridge`, `bench` and `cluster`. For a run,
 //! flags override the `--config` file, which overrides built-in defaults.
 
 pub mod models;

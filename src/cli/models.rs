@@ -34,13 +34,13 @@ pub struct ModelArgs {
     /// Time budget per training step (e.g. 4m).
     #[arg(long, value_parser = parse_ms, default_value = "4m")]
     pub budget: u64,
-    /// Small data and two epochs: a smoke test of the whole pipeline.
+    /// Small data and two epochs: a smoke test of every step.
     #[arg(long)]
     pub quick: bool,
 }
 
 impl ModelArgs {
-    /// The pipeline options (the NAB corpus from `--nab`, `$SENSORFLOW_NAB_DIR` or beside the
+    /// The optimization steps' options (the NAB corpus from `--nab`, `$SENSORFLOW_NAB_DIR` or beside the
     /// checkout, unless `--no-nab`).
     pub fn into_config(self) -> Options {
         let mut o = Options::new(&self.dir);
@@ -68,7 +68,7 @@ pub enum Step {
     Optimize,
 }
 
-/// Runs one model step: the only place the binary calls the models pipeline.
+/// Runs one model step: the only place the binary calls the optimization steps.
 pub fn step(step: Step, opts: &Options) -> Result<()> {
     let mut printer = OptimizePrinter::default();
     let on = &mut |e| printer.event(e);

@@ -1,5 +1,7 @@
 //! The run configuration: a plain validated struct the engine reads. Built-in defaults are
 //! overridden by a TOML file (`--config`), which is overridden by command-line flags.
+//! `duration` parses `10s`-style durations; `rules` reads the rules file (and holds the
+//! built-in `default_rules.toml`).
 
 pub mod duration;
 pub mod rules;

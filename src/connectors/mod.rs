@@ -1,7 +1,14 @@
 //! Every source sensorflow can read, behind one shape: [`open`] gives a worker its
 //! [`PartitionReader`]s and, for sources that track offsets, the [`Committer`]s that go with
 //! them. This is the single place that lists the connectors; each has a module (a folder when
-//! it has several parts), and the Kafka and MQTT ones also hold their alert sinks.
+//! it has several parts), and the Kafka and MQTT ones also hold their alert sinks:
+//!
+//! - `parse`: the event builder every parser shares (names, limits, reasons for rejects);
+//! - `text/`: JSON lines and CSV files, split into byte ranges over the workers;
+//! - `nab`: the NAB corpus, a file per device; `simulator`: the built-in device fleet;
+//! - `binlog/`: the binary event log (format, writer, reader);
+//! - `kafka/`: partitions over the workers, offsets committed at the durable frontier;
+//! - `mqtt/`: a shared subscription over the workers, every client on one session loop.
 
 pub mod binlog;
 pub mod kafka;
@@ -47,6 +54,10 @@ pub enum ConnectorError {
         /// broker rejects for what it is: no).
         retryable: bool,
     },
+    /// The operating system refused a thread or an async runtime: a retry may help once
+    /// resources are free.
+    #[error("{0}")]
+    System(String),
 }
 
 impl ConnectorError {
@@ -70,6 +81,7 @@ impl ConnectorError {
             ),
             ConnectorError::Config(_) => false,
             ConnectorError::Broker { retryable, .. } => *retryable,
+            ConnectorError::System(_) => true,
         }
     }
 }

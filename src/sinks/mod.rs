@@ -1,9 +1,11 @@
 //! Where the run's output goes: one [`Sink`] trait for every destination of lines (a file,
 //! standard output, a Kafka topic, an MQTT broker), one de-duplicating [`AlertWriter`] over
-//! it for alerts, and one [`Diverted`] writer for dead letters and late events.
+//! it for alerts, and one [`Diverted`] writer for dead letters and late events; `json` renders
+//! each of them as a JSON line.
 //!
-//! Adding a destination is adding one type that implements [`Sink`]: files and standard
-//! output live here, the Kafka and MQTT sinks beside their connectors
+//! Adding a destination is one type that implements [`Sink`], plus, for alerts, its
+//! [`AlertOutput`] variant and arm in [`AlertWriter::open`]. Files and standard output live
+//! here, the Kafka and MQTT sinks beside their connectors
 //! ([`crate::connectors::kafka::KafkaSink`], [`crate::connectors::mqtt::MqttSink`]).
 
 pub mod diverted;

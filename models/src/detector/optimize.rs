@@ -247,7 +247,7 @@ fn card(
 }
 
 /// Reads the report rows in `dir`, replaces those of `rows`' steps, and writes it back.
-fn record(
+fn merge_report(
     dir: &Path,
     rows: Vec<ReportRow>,
     on: &mut dyn FnMut(Event),
@@ -310,7 +310,7 @@ pub fn train(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>
     save_measured(opts, &teacher, &mut rows, |r| {
         card("teacher-cnn", "teacher", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows, on)
+    merge_report(&opts.dir, rows, on)
 }
 
 fn student_rows(
@@ -362,7 +362,7 @@ pub fn distill(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRo
         card("student-mlp", "student", opts, threshold, prov.clone(), r)
     })?;
     rows.extend(srows);
-    record(&opts.dir, rows, on)
+    merge_report(&opts.dir, rows, on)
 }
 
 /// Step 3: prunes the student by magnitude (sparsity 0.2 → 0.8, polynomial schedule) while
@@ -383,7 +383,7 @@ pub fn prune(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<ReportRow>
     save_measured(opts, &pruned, &mut rows, |r| {
         card("student-mlp", "student-pruned", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows, on)
+    merge_report(&opts.dir, rows, on)
 }
 
 /// Step 4: quantizes the pruned student to int8; saves `student-int8`. Reports Burn's int8
@@ -399,7 +399,7 @@ pub fn quantize_step(opts: &Options, on: &mut dyn FnMut(Event)) -> Result<Vec<Re
     save_measured(opts, &q, &mut rows, |r| {
         card("student-mlp", "student-int8", opts, threshold, prov.clone(), r)
     })?;
-    record(&opts.dir, rows, on)
+    merge_report(&opts.dir, rows, on)
 }
 
 /// Every step in order, each reporting to `on`.

@@ -20,8 +20,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::excursions::{ExcursionParams, Excursions};
+use super::extremes::{RangeGuard, RangeParams};
 use super::normalize::weighted_update;
-use super::records::{RangeGuard, RangeParams};
 
 /// Settings of the calibration.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

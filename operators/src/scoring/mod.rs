@@ -1,21 +1,21 @@
 //! Model scoring as the anomaly operator sees it: the [`Scorer`] trait a model implements, how
 //! scorers are made and swapped, the online normalisation both training and scoring use
 //! ([`normalize`]), and the per-series calibration of raw scores: the Gaussian-tail
-//! [`likelihood`], the [`records`] a value can break and the [`excursions`] checks.
+//! [`likelihood`], the [`extremes`] a value can break and the [`excursions`] checks.
 //!
 //! The operator itself is [`crate::Anomalies`]; nothing here depends on timely.
 
 use std::sync::Arc;
 
 pub mod excursions;
+pub mod extremes;
 pub mod likelihood;
 pub mod normalize;
-pub mod records;
 
 pub use excursions::ExcursionParams;
+pub use extremes::{RangeGuard, RangeParams};
 pub use likelihood::{Calibration, Likelihood, LikelihoodParams, LIKELIHOOD_THRESHOLD};
 pub use normalize::{OnlineNormalizer, SeriesWindow, CLIP, HORIZON};
-pub use records::{RangeGuard, RangeParams};
 
 /// Scores normalised windows. Implemented by the models crate (a distilled student network
 /// run as plain Rust); the operator calls it once per batch, never per event.

@@ -62,7 +62,7 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), C
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ConnectorError::Config(format!("kafka: admin runtime: {e}")))?;
+        .map_err(|e| ConnectorError::System(format!("kafka: admin runtime: {e}")))?;
     let results =
         rt.block_on(admin.create_topics(&[new], &opts)).map_err(|e| kafka_err("creating topic", e))?;
     for r in results {

@@ -94,7 +94,9 @@ pub fn client(brokers: &str) -> ClientConfig {
     c
 }
 
-/// A Kafka failure as a connector error: the broker may be down or busy, so a retry can help.
+/// A Kafka failure as a connector error. A client that cannot be created or configured is a
+/// setting to fix (no retry helps); anything else the broker or the network said may pass.
 pub(crate) fn kafka_err(what: &str, e: KafkaError) -> ConnectorError {
-    ConnectorError::broker(format!("kafka: {what}: {e}"))
+    let retryable = !matches!(e, KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..));
+    ConnectorError::Broker { message: format!("kafka: {what}: {e}"), retryable }
 }

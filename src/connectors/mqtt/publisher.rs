@@ -54,7 +54,10 @@ impl MqttPublisher {
     /// Publishes at QoS 1 (blocks while the client's request queue is full).
     pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), ConnectorError> {
         let Some(session) = &self.session else {
-            return Err(ConnectorError::Config("mqtt: the publisher is closed".into()));
+            return Err(ConnectorError::Broker {
+                message: "mqtt: the publisher is closed".into(),
+                retryable: false,
+            });
         };
         session
             .client()

@@ -78,7 +78,7 @@ impl Session {
         std::thread::Builder::new()
             .name(thread.into())
             .spawn(move || event_loop(connection, c, handler, s, n))
-            .map_err(|e| ConnectorError::Config(format!("mqtt: cannot start a thread: {e}")))?;
+            .map_err(|e| ConnectorError::System(format!("mqtt: cannot start a thread: {e}")))?;
         Ok(Session { client, stop })
     }
 

@@ -1,4 +1,4 @@
-//! Records of a series: the range of its values, its longest run of repeats and the range of
+//! The extremes of a series: the range of its values, its longest run of repeats and the range of
 //! its short-term level, and whether a new value breaks one of them.
 //!
 //! A model that sees a normalised window of recent values cannot know that a value is the

@@ -9,8 +9,12 @@
 //! `signals.rs` holds the normal behaviour (profiles, shapes, [`Series`]); `anomalies.rs` the
 //! injected anomalies and the process that draws them; `rng.rs` the seeded generator.
 //! Everything is re-exported here: `sensorflow_models::synth::Series`.
+//!
+//! [`rigs`] is separate: multivariate rigs (correlated sensors driven by latent operating
+//! variables) with labelled faults, the device-level benchmark of issue 14.
 
 mod anomalies;
+pub mod rigs;
 mod rng;
 mod signals;
 

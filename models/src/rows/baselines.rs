@@ -79,13 +79,13 @@ impl Baseline {
 }
 
 impl std::str::FromStr for Baseline {
-    type Err = String;
+    type Err = RowsError;
     /// `zscore` ([`ZSCORE_K`]) or `all`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, RowsError> {
         match s {
             "zscore" => Ok(Baseline::zscore()),
             "all" => Ok(Baseline::AllAnomalous),
-            _ => Err(format!("unknown baseline {s:?} (expected zscore or all)")),
+            _ => Err(RowsError::UnknownBaseline(s.to_string())),
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum RowsError {
         /// Number of predictions.
         predictions: usize,
     },
+    /// A baseline name that does not exist. A retry cannot help: use `zscore` or `all`.
+    #[error("unknown baseline {0:?} (expected zscore or all)")]
+    UnknownBaseline(String),
 }
 
 fn ratio(num: u64, den: u64) -> f64 {

@@ -1,10 +1,11 @@
 //! The command line: clap types only, one file per subcommand group, each ending in
 //! `into_config()` (a plain validated config); [`dispatch`] runs one command. `run` holds
 //! `run`, `replay` and `record` (and the simulator and broker flags they share), `models` the
-//! model steps and `evaluate`, `tools` `simulate`, `bridge`, `bench` and `cluster`. For a run,
+//! model steps and `evaluate`, `rig` the multivariate rig benchmark, `tools` `simulate`, `bridge`, `bench` and `cluster`. For a run,
 //! flags override the `--config` file, which overrides built-in defaults.
 
 pub mod models;
+pub mod rig;
 pub mod run;
 pub mod tools;
 
@@ -12,6 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use models::{EvaluateArgs, ModelArgs, Step};
+use rig::RigArgs;
 use run::{RecordArgs, ReplayArgs, RunArgs};
 use tools::{BenchArgs, BridgeArgs, ClusterArgs, SimulateArgs};
 
@@ -57,6 +59,8 @@ pub enum Command {
     Quantize(ModelArgs),
     /// Run every model step in order and print the optimization report.
     Optimize(ModelArgs),
+    /// The multivariate rig benchmark: write a labelled run, or score the naive baselines.
+    Rig(RigArgs),
     /// Score a model (or any detector's NAB result files) on the NAB corpus.
     Evaluate(EvaluateArgs),
 }
@@ -81,6 +85,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Prune(args) => models::step(Step::Prune, &args.into_config()),
         Command::Quantize(args) => models::step(Step::Quantize, &args.into_config()),
         Command::Optimize(args) => models::step(Step::Optimize, &args.into_config()),
+        Command::Rig(args) => rig::rig(args),
         Command::Evaluate(args) => Ok(sensorflow::tools::evaluate::evaluate(&args.into_config()?)?),
     }
 }

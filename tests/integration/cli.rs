@@ -283,3 +283,50 @@ fn evaluate_synthetic_needs_no_nab_corpus_and_reports_detection_per_anomaly_kind
         assert!(anomalies >= 5 && detected * 10 >= anomalies * 8, "{row:?}");
     }
 }
+
+#[test]
+fn rig_write_saves_a_wide_csv_whose_rows_and_labels_agree_with_the_labels_file() {
+    let dir = tmp();
+    let csv = dir.path().join("hvac.csv");
+    let out = sensorflow()
+        .args(["rig", "write", "--rig", "hvac", "--seed", "101", "-o"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.first(), Some(&"ts"));
+    assert_eq!(header.last(), Some(&"label"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == header.len()), "every row has every column");
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("hvac.labels.json")).unwrap()).unwrap();
+    // The rows labelled 1 are exactly those inside the labels file's fault spans.
+    let mut faulty = vec![false; rows.len()];
+    for f in labels["faults"].as_array().unwrap() {
+        let (s, e) = (f["start_row"].as_u64().unwrap() as usize, f["end_row"].as_u64().unwrap() as usize);
+        faulty[s..e].iter_mut().for_each(|x| *x = true);
+    }
+    assert!(faulty.iter().any(|x| *x), "a run has faults");
+    for (r, f) in rows.iter().zip(&faulty) {
+        assert_eq!(r[r.len() - 1] == "1", *f);
+    }
+    let bad = sensorflow().args(["rig", "write", "--rig", "turbine", "-o"]).arg(&csv).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown rig \"turbine\""));
+}
+
+#[test]
+fn rig_baselines_flag_every_row_with_the_all_baseline() {
+    let out =
+        sensorflow().args(["rig", "baselines", "--seeds", "design", "--baseline", "all"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let overall = text.lines().find(|l| l.starts_with("| overall |")).expect("an overall row");
+    let cols: Vec<&str> = overall.split('|').map(str::trim).collect();
+    // | rig | runs | rows | anomalous | precision | recall | F1 | FAR | missed | ...
+    assert_eq!(cols[2], "32", "4 rigs × 8 design seeds");
+    assert_eq!((cols[6], cols[8], cols[9]), ("1.000", "1.000", "0.000"), "{overall}");
+}

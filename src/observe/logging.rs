@@ -70,8 +70,12 @@ pub fn traces_url(endpoint: &str) -> String {
 /// endpoint, the OTLP trace exporter.
 pub fn init(otlp_endpoint: Option<&str>) -> Result<Logging, Error> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let fmt =
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true).with_filter(filter());
+    // Colour only on a terminal: a log written to a file or a pipe must be plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true)
+        .with_filter(filter());
     let Some(endpoint) = otlp_endpoint else {
         let _ = tracing_subscriber::registry().with(fmt).try_init();
         return Ok(Logging::default());

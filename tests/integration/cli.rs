@@ -330,3 +330,17 @@ fn rig_baselines_flag_every_row_with_the_all_baseline() {
     assert_eq!(cols[2], "32", "4 rigs × 8 design seeds");
     assert_eq!((cols[6], cols[8], cols[9]), ("1.000", "1.000", "0.000"), "{overall}");
 }
+
+#[test]
+fn r15_logs_to_a_pipe_carry_no_colour_codes() {
+    // Logs written to a file or pipe carried ANSI colour codes (`[2m…[0m`).
+    let out = sensorflow()
+        .args(["run", "--devices", "20", "--span", "2m", "--alerts", "none"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l.contains("INFO")), "info lines are logged: {err}");
+    assert!(!err.contains('\u{1b}'), "no escape codes on a pipe: {err}");
+}

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod detector;
+pub mod device;
 pub mod nab;
 pub mod rows;
 pub mod synth;

@@ -59,7 +59,8 @@ pub enum Command {
     Quantize(ModelArgs),
     /// Run every model step in order and print the optimization report.
     Optimize(ModelArgs),
-    /// The multivariate rig benchmark: write a labelled run, or score the naive baselines.
+    /// The multivariate rig benchmark: write a labelled run, score the naive baselines or the
+    /// statistical device detector.
     Rig(RigArgs),
     /// Score a model (or any detector's NAB result files) on the NAB corpus.
     Evaluate(EvaluateArgs),

@@ -25,6 +25,27 @@ impl RigRun {
         w.flush()
     }
 
+    /// Writes the run as narrow JSON lines, one event per reading: `device` (as given),
+    /// `metric` (the sensor), `ts`, `value` and `seq` (counting the device's events from 0).
+    /// Missing readings are absent. This is what `sensorflow run --source jsonl` reads.
+    pub fn write_jsonl<W: Write>(&self, device: &str, mut w: W) -> std::io::Result<()> {
+        let device = serde_json::to_string(device).map_err(std::io::Error::other)?;
+        let mut seq = 0u64;
+        for row in &self.rows {
+            for (name, v) in self.sensors.iter().zip(&row.values) {
+                if let Some(v) = v {
+                    writeln!(
+                        w,
+                        r#"{{"device":{device},"metric":"{name}","ts":{},"value":{v},"seq":{seq}}}"#,
+                        row.ts_ms
+                    )?;
+                    seq += 1;
+                }
+            }
+        }
+        w.flush()
+    }
+
     /// Writes the labels as JSON: rig, seed, interval, warm-up, sensors with their σ, and
     /// every fault (kind, class, rows, timestamps, sensors by name, size in σ).
     pub fn write_labels<W: Write>(&self, mut w: W) -> std::io::Result<()> {
@@ -61,10 +82,16 @@ impl RigRun {
         w.flush()
     }
 
-    /// Writes the wide CSV to `csv` and, if given, the labels JSON to `labels`.
-    pub fn save(&self, csv: &Path, labels: Option<&Path>) -> Result<(), RigError> {
-        let file = std::fs::File::create(csv).map_err(io(csv))?;
-        self.write_csv(std::io::BufWriter::new(file)).map_err(io(csv))?;
+    /// Writes the run to `path` — narrow JSON lines for a `.jsonl` or `.json` name (device
+    /// `<rig>-<seed>`), the wide CSV otherwise — and, if given, the labels JSON to `labels`.
+    pub fn save(&self, path: &Path, labels: Option<&Path>) -> Result<(), RigError> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io(path))?);
+        let json = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
+        if json {
+            self.write_jsonl(&format!("{}-{}", self.shape.name(), self.seed), file).map_err(io(path))?;
+        } else {
+            self.write_csv(file).map_err(io(path))?;
+        }
         if let Some(path) = labels {
             let file = std::fs::File::create(path).map_err(io(path))?;
             self.write_labels(std::io::BufWriter::new(file)).map_err(io(path))?;

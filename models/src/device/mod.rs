@@ -1,0 +1,240 @@
+//! Device-level anomaly detection (issue 14): one model per device that learns the device's
+//! normal behaviour online from rows of its metrics (one value per metric, aligned on event
+//! time) and keeps anomaly *episodes*, not blips.
+//!
+//! # The statistical detector ([`DeviceModel`])
+//!
+//! Each metric is predicted from the others — a "virtual sensor" per metric — by a ridge
+//! regression on the other metrics' current values and their exponential moving averages at
+//! a few time constants ([`DeviceConfig::ema_seconds`]). The moving averages let a linear
+//! model follow the first-order lags that tie temperatures to currents or loads, so the
+//! relations hold through set-point changes, not only at steady state. A metric's own values
+//! are never among its regressors, so a fault on it (offset, drift, stuck, decoupled) shows in
+//! its residual instead of being explained by itself.
+//!
+//! Residuals are standardised by their out-of-sample σ and smoothed by two exponentially
+//! weighted means (a short and a long span): the row's score is the largest smoothed residual
+//! of any metric in units of that mean's own normal deviation. Small persistent faults (1–2σ
+//! of the sensor noise for minutes) are invisible row by row but not in a mean over minutes.
+//! Two conditions need no model: a metric that repeats its reading for longer than its
+//! warm-up repeat rate makes plausible (stuck), and a metric missing for
+//! [`DeviceConfig::missing_rows`] rows (dropout).
+//!
+//! **Warm-up** ([`DeviceConfig::warmup_rows`]): the first 60 % of the warm-up rows fit the
+//! regressions; the next 20 % measure the residuals' σ out of sample; the last 20 % measure
+//! the smoothed residuals' deviation and the score distribution, from which the device's
+//! threshold is set ([`DeviceConfig::threshold_quantile`] × [`DeviceConfig::threshold_margin`],
+//! at least [`DeviceConfig::threshold_floor`]); then the regressions are refitted on every
+//! warm-up row. Rows the caller marks `exclude` (a known incident in the labels) are never
+//! learned from.
+//!
+//! **Afterwards** the moments behind the regressions keep adapting with exponential
+//! forgetting ([`DeviceConfig::adapt_halflife_rows`]), but only on rows judged clearly normal
+//! (score below [`DeviceConfig::adapt_below`] of the threshold, no episode open or pending),
+//! so a slow normal regime change is followed while a persistent fault is not learned.
+//!
+//! # Episodes ([`Episode`])
+//!
+//! An episode opens (one `fired` transition) once the score has stayed above the threshold
+//! for [`DeviceConfig::min_duration_rows`] rows, stays open while the device stays abnormal,
+//! and closes (`cleared`) after [`DeviceConfig::hold_rows`] consecutive normal rows. The
+//! fired transition names the metrics that contributed most while it was pending.
+
+mod episode;
+mod linalg;
+mod model;
+
+pub use episode::{Episode, RowState, Transition};
+pub use model::{DeviceModel, Reason, RowScore};
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the device detector. Every field has a default ([`DeviceConfig::default`]);
+/// [`DeviceConfig::validate`] range-checks them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Rows of warm-up per device (fit, σ, threshold); at least 50.
+    pub warmup_rows: usize,
+    /// Time constants (seconds) of the moving averages used as regressors; at most 8.
+    pub ema_seconds: Vec<f64>,
+    /// Quadratic regressors from the metrics' current values (none, squares, or every
+    /// product of two): relations such as vibration ∝ speed² or pressure ∝ flow².
+    pub quadratic: Quadratic,
+    /// Ridge penalty, relative to each regressor's variance.
+    pub ridge: f64,
+    /// Choose each metric's ridge among 10⁻⁴ … 1 (and `ridge`) by its out-of-sample error on
+    /// the warm-up's σ rows, instead of using `ridge` for all (tried: worse on the design
+    /// seeds, see models/EXPERIMENTS.md).
+    pub choose_ridge: bool,
+    /// Span of the short smoothing of residuals, seconds (at least one row).
+    pub short_span_s: f64,
+    /// Span of the long smoothing of residuals, seconds (at least one row).
+    pub long_span_s: f64,
+    /// Quantile of the warm-up's scores the threshold starts from, in (0, 1].
+    pub threshold_quantile: f64,
+    /// Factor on that quantile, ≥ 1.
+    pub threshold_margin: f64,
+    /// Least threshold, in units of the smoothed residuals' normal deviation, > 0.
+    pub threshold_floor: f64,
+    /// Rows scoring below this fraction of the threshold are learned from, in [0, 1].
+    pub adapt_below: f64,
+    /// Whether rows clearly below the threshold are learned from while an episode is open
+    /// (otherwise only with no episode open or pending).
+    pub adapt_in_episode: bool,
+    /// An episode open this long (seconds of rows) is taken as a new normal operating point:
+    /// from then on every row is learned from (refitting ten times as often) until it clears.
+    pub rebaseline_after_s: f64,
+    /// Half-life of the adapted moments, rows, ≥ 1.
+    pub adapt_halflife_rows: usize,
+    /// Refit the regressions after this many adapted rows, ≥ 1.
+    pub refit_every: usize,
+    /// A repeated reading is "stuck" once its run is less likely than this under the warm-up's
+    /// repeat rate, in (0, 1).
+    pub stuck_probability: f64,
+    /// A metric missing for this many consecutive rows makes the row abnormal, ≥ 1.
+    pub missing_rows: usize,
+    /// Abnormal rows in a row before an episode opens, ≥ 1.
+    pub min_duration_rows: usize,
+    /// Normal rows in a row before an open episode closes, ≥ 1.
+    pub hold_rows: usize,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            warmup_rows: 1800,
+            ema_seconds: vec![60.0, 300.0, 1200.0],
+            quadratic: Quadratic::Squares,
+            ridge: 1e-3,
+            choose_ridge: false,
+            short_span_s: 15.0,
+            long_span_s: 60.0,
+            threshold_quantile: 0.99,
+            threshold_margin: 1.5,
+            threshold_floor: 10.0,
+            adapt_below: 0.5,
+            adapt_in_episode: false,
+            rebaseline_after_s: 7200.0,
+            adapt_halflife_rows: 20_000,
+            refit_every: 200,
+            stuck_probability: 1e-5,
+            missing_rows: 3,
+            min_duration_rows: 3,
+            hold_rows: 10,
+        }
+    }
+}
+
+/// Which quadratic regressors the device model adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quadratic {
+    /// Linear in the values and moving averages only.
+    None,
+    /// Each metric's centred value squared.
+    Squares,
+    /// Every product of two centred values (squares included).
+    Products,
+}
+
+/// A device detector that cannot be built or scored.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Scoring failed (labels and predictions disagree). A retry cannot help.
+    #[error(transparent)]
+    Rows(#[from] crate::rows::RowsError),
+    /// A setting out of its range. A retry cannot help: fix the setting.
+    #[error("device detector setting {field} = {value}: {expected}")]
+    BadSetting {
+        /// The field.
+        field: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// The range it must lie in.
+        expected: &'static str,
+    },
+}
+
+fn bad(field: &'static str, value: impl ToString, expected: &'static str) -> DeviceError {
+    DeviceError::BadSetting { field, value: value.to_string(), expected }
+}
+
+impl DeviceConfig {
+    /// Checks every field's range (see the fields' documentation).
+    pub fn validate(&self) -> Result<(), DeviceError> {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        if !(50..=10_000_000).contains(&self.warmup_rows) {
+            return Err(bad("warmup_rows", self.warmup_rows, "50 ..= 10000000"));
+        }
+        if self.ema_seconds.len() > 8 || !self.ema_seconds.iter().all(|&s| pos(s)) {
+            return Err(bad("ema_seconds", format!("{:?}", self.ema_seconds), "at most 8 positive numbers"));
+        }
+        if !(self.ridge.is_finite() && self.ridge >= 0.0) {
+            return Err(bad("ridge", self.ridge, "a finite number ≥ 0"));
+        }
+        for (field, v) in [
+            ("short_span_s", self.short_span_s),
+            ("long_span_s", self.long_span_s),
+            ("rebaseline_after_s", self.rebaseline_after_s),
+        ] {
+            if !pos(v) {
+                return Err(bad(field, v, "a positive number of seconds"));
+            }
+        }
+        if !(self.threshold_quantile > 0.0 && self.threshold_quantile <= 1.0) {
+            return Err(bad("threshold_quantile", self.threshold_quantile, "in (0, 1]"));
+        }
+        if !(self.threshold_margin.is_finite() && self.threshold_margin >= 1.0) {
+            return Err(bad("threshold_margin", self.threshold_margin, "a finite number ≥ 1"));
+        }
+        if !pos(self.threshold_floor) {
+            return Err(bad("threshold_floor", self.threshold_floor, "a positive number"));
+        }
+        if !(0.0..=1.0).contains(&self.adapt_below) {
+            return Err(bad("adapt_below", self.adapt_below, "in [0, 1]"));
+        }
+        for (field, v) in [
+            ("adapt_halflife_rows", self.adapt_halflife_rows),
+            ("refit_every", self.refit_every),
+            ("missing_rows", self.missing_rows),
+            ("min_duration_rows", self.min_duration_rows),
+            ("hold_rows", self.hold_rows),
+        ] {
+            if !(1..=100_000_000).contains(&v) {
+                return Err(bad(field, v, "1 ..= 100000000"));
+            }
+        }
+        if !(self.stuck_probability > 0.0 && self.stuck_probability < 1.0) {
+            return Err(bad("stuck_probability", self.stuck_probability, "in (0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// The statistical detector's figures on a rig seed set: every rig shape × every seed, each
+/// run with its own warm-up (`cfg`'s other settings as given), a row flagged while an episode
+/// is open.
+pub fn rig_benchmark(cfg: &DeviceConfig, seeds: &[u64]) -> Result<crate::rows::BenchmarkTable, DeviceError> {
+    cfg.validate()?;
+    let mut failure = None;
+    let table = crate::rows::run_detector(seeds, "statistical", |run| {
+        let cfg = DeviceConfig { warmup_rows: run.warmup_rows, ..cfg.clone() };
+        match DeviceModel::new(run.sensors.len(), run.interval_ms, &cfg) {
+            Ok(mut model) => {
+                run.rows.iter().map(|row| model.push(&row.values, false).state == RowState::Open).collect()
+            }
+            Err(e) => {
+                failure = Some(e);
+                vec![false; run.rows.len()]
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    table.map_err(DeviceError::Rows)
+}
+
+#[cfg(test)]
+mod tests;

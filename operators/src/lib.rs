@@ -41,6 +41,9 @@ pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
 pub use names::{Dictionary, Interner, Names};
 pub use ops::anomaly::Anomalies;
 pub use ops::dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
+pub use ops::devices::{
+    DeviceRows, RowModel, RowModelFactory, RowPhase, RowVerdict, ScoreSink, ScoredRow, DEVICE_MODEL_SOURCE,
+};
 pub use ops::resolve::ResolveNames;
 pub use ops::rules::ApplyRules;
 pub use ops::source::{

@@ -224,6 +224,16 @@ pub struct RunArgs {
     /// Anomaly model: `default` (built in), `none`, or a model card path (`dir/name.json`).
     #[arg(long)]
     pub model: Option<String>,
+    /// Device-level model over rows of all of a device's metrics per window: `none` or
+    /// `statistical`.
+    #[arg(long)]
+    pub device_model: Option<String>,
+    /// Rows (windows) of warm-up per device for the device model.
+    #[arg(long)]
+    pub device_warmup: Option<usize>,
+    /// Write every device row's score and state to this CSV (`device,ts,score,state`).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     /// Do not print the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -285,6 +295,9 @@ impl RunArgs {
         set(&mut c.max_events, self.events);
         set(&mut c.duration, self.duration);
         set(&mut c.model, self.model);
+        set(&mut c.device_model, self.device_model);
+        set(&mut c.device_warmup, self.device_warmup);
+        set(&mut c.scores, self.scores.map(Some));
         set(&mut c.summary, self.quiet.then_some(false));
         c.validate()?;
         Ok(c)

@@ -127,6 +127,13 @@ pub struct RunConfig {
     /// Anomaly model: `default` (the student shipped in the binary), `none`, or the path of a
     /// model card (`dir/name.json`, weights beside it as `name.bpk`), reloaded on change.
     pub model: String,
+    /// Device-level model over rows of every metric of a device per window: `none` or
+    /// `statistical` (virtual-sensor regressions, see `sensorflow_models::device`).
+    pub device_model: String,
+    /// Rows (windows) of warm-up per device before the device model scores.
+    pub device_warmup: usize,
+    /// Write every device row's score and state here (CSV: `device,ts,score,state`).
+    pub scores: Option<PathBuf>,
     /// Print the summary table at the end.
     pub summary: bool,
     /// Serve `/metrics`, `/alerts`, `/healthz` and the dashboard on this address while the
@@ -164,6 +171,9 @@ impl Default for RunConfig {
             max_events: None,
             duration: None,
             model: "default".into(),
+            device_model: "none".into(),
+            device_warmup: 1800,
+            scores: None,
             summary: true,
             http: None,
             otlp_endpoint: None,
@@ -285,6 +295,21 @@ impl RunConfig {
         }
         if let SourceConfig::Simulator(sim) = &self.source {
             sim.validate().map_err(|e| Error::Config(e.to_string()))?;
+        }
+        if !matches!(self.device_model.as_str(), "none" | "statistical") {
+            return Err(Error::Config(format!(
+                "device_model must be none or statistical, got {:?}",
+                self.device_model
+            )));
+        }
+        if !(50..=10_000_000).contains(&self.device_warmup) {
+            return Err(Error::Config(format!(
+                "device_warmup must be 50..=10000000 rows, got {}",
+                self.device_warmup
+            )));
+        }
+        if self.scores.is_some() && self.device_model == "none" {
+            return Err(Error::Config("scores needs a device model (--device-model statistical)".into()));
         }
         Ok(())
     }

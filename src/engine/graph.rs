@@ -1,9 +1,10 @@
 //! The dataflow every worker builds, as in the design's diagram:
 //!
 //! ```text
-//! source ─► dedupe(device, seq) ─► exchange(device) ─┬► windows ─► threshold rules ─┬► alerts ─► sink
-//!   ├► dead letters ─► dead-letter writer            └► anomaly (batched Scorer) ───┘   ▲
-//!   └► late events ─► late writer                   rules + device metadata (differential) ┘
+//! source ─► dedupe(device, seq) ─► exchange(device) ─┬► windows ─┬► threshold rules ────────┬► alerts ─► sink
+//!   ├► dead letters ─► dead-letter writer            │           └► device rows (RowModel) ─┤   ▲
+//!   └► late events ─► late writer                    └► anomaly (batched Scorer) ───────────┘   │
+//!                                                    rules + device metadata (differential) ────┘
 //! ```
 //!
 //! In a cluster, alerts also pass `resolve_names`: an alert may be made in a process that
@@ -20,8 +21,8 @@ use timely::dataflow::operators::{Concat, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use sensorflow_operators::{
-    partitioned_source, Anomalies, ApplyRules, BatchHook, Control, Counters, Dedupe, PartitionReader,
-    ResolveNames, SourceContext, WindowSpec, Windows,
+    partitioned_source, Anomalies, ApplyRules, BatchHook, Control, Counters, Dedupe, DeviceRows,
+    PartitionReader, ResolveNames, SourceContext, WindowSpec, Windows,
 };
 
 use super::outputs::{write_alerts, write_dead_letters, write_late};
@@ -98,7 +99,20 @@ pub(super) fn build(
             }
             None => windows,
         };
-        let rule_alerts = windows.apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone());
+        let rule_alerts =
+            windows.clone().apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone());
+        let rule_alerts = match &shared.device_models {
+            Some(models) => {
+                let device_alerts = windows.clone().device_rows(
+                    models.clone(),
+                    shared.scores.clone(),
+                    shared.dict.clone(),
+                    counters.clone(),
+                );
+                rule_alerts.concat(device_alerts)
+            }
+            None => rule_alerts,
+        };
         let alerts = match &shared.scorers {
             Some(factory) => {
                 let model_alerts = events.anomalies(factory.clone(), shared.dict.clone(), counters.clone());

@@ -108,6 +108,9 @@ struct Shared {
     labels: Labels,
     initial_rules: Vec<Control>,
     scorers: Option<ScorerFactory>,
+    /// The device model over device rows, and where its per-row scores go.
+    device_models: Option<sensorflow_operators::RowModelFactory>,
+    scores: Option<sensorflow_operators::ScoreSink>,
     /// Every worker's offset committers; worker 0 commits them all at one frontier.
     committers: Mutex<Vec<Arc<dyn Committer>>>,
     /// Alerts below this dataflow time were written by an earlier run (Kafka resume point).
@@ -174,6 +177,8 @@ pub fn run_with(
     if let Some(t) = &telemetry {
         *lock(&t.model) = scorers::model_info(&config.model, scorers.as_ref());
     }
+    let device_models = scorers::device_model_factory(config)?;
+    let scores = config.scores.as_deref().map(scorers::score_file).transpose()?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         dict: Dictionary::default(),
@@ -189,6 +194,8 @@ pub fn run_with(
         labels,
         initial_rules,
         scorers,
+        device_models,
+        scores,
         committers: Mutex::default(),
         suppress_below: resume.suppress_below,
         telemetry: telemetry.clone(),

@@ -126,3 +126,74 @@ pub fn scorer_factory_with(
         }
     }
 }
+
+/// The statistical device model behind the engine's [`RowModel`] interface.
+struct StatisticalRows(sensorflow_models::device::DeviceModel);
+
+impl sensorflow_operators::RowModel for StatisticalRows {
+    fn push(&mut self, values: &[Option<f64>]) -> sensorflow_operators::RowVerdict {
+        use sensorflow_models::device::{RowState, Transition};
+        use sensorflow_operators::RowPhase;
+        let out = self.0.push(values, false);
+        let phase = match out.state {
+            RowState::WarmUp => RowPhase::WarmUp,
+            RowState::Normal => RowPhase::Normal,
+            RowState::Pending => RowPhase::Pending,
+            RowState::Open => RowPhase::Open,
+        };
+        let (fired, cleared) = match out.transition {
+            Some(Transition::Fired { top }) => (Some(top), false),
+            Some(Transition::Cleared { .. }) => (None, true),
+            None => (None, false),
+        };
+        sensorflow_operators::RowVerdict { score: out.score, phase, fired, cleared }
+    }
+
+    fn is_live(&self) -> bool {
+        self.0.is_live()
+    }
+}
+
+/// The device-model factory `config` asks for (`None` for `device_model = "none"`): one
+/// statistical model per device of at least two metrics, its rows one window hop apart.
+pub fn device_model_factory(
+    config: &crate::config::RunConfig,
+) -> Result<Option<sensorflow_operators::RowModelFactory>, Error> {
+    use sensorflow_models::device::{DeviceConfig, DeviceModel};
+    if config.device_model == "none" {
+        return Ok(None);
+    }
+    let spec = config.window_spec()?;
+    let cfg = DeviceConfig { warmup_rows: config.device_warmup, ..DeviceConfig::default() };
+    cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
+    let interval = spec.hop_ms;
+    Ok(Some(Arc::new(move |metrics: usize| {
+        if metrics < 2 {
+            return None;
+        }
+        DeviceModel::new(metrics, interval, &cfg)
+            .ok()
+            .map(|m| Box::new(StatisticalRows(m)) as Box<dyn sensorflow_operators::RowModel>)
+    })))
+}
+
+/// A score sink writing `device,ts,score,state` lines to `path` (created, with a header).
+pub fn score_file(path: &Path) -> Result<sensorflow_operators::ScoreSink, Error> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "device,ts,score,state").map_err(|e| Error::io(path, e))?;
+    w.flush().map_err(|e| Error::io(path, e))?;
+    let w = std::sync::Mutex::new(w);
+    let path = path.to_path_buf();
+    Ok(Arc::new(move |rows: &[sensorflow_operators::ScoredRow]| {
+        let mut w = lock(&w);
+        let result = rows
+            .iter()
+            .try_for_each(|r| writeln!(w, "{},{},{:.4},{}", r.device, r.ts, r.score, r.phase.name()))
+            .and_then(|()| w.flush());
+        if let Err(e) = result {
+            tracing::error!(path = %path.display(), error = %e, "writing device scores");
+        }
+    }))
+}

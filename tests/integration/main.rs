@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod common;
 mod dashboard;
+mod devices;
 mod http_client;
 mod ops;
 mod pipeline;

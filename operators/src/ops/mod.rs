@@ -9,6 +9,7 @@ use timely::dataflow::operators::{Capability, InputCapability};
 
 pub mod anomaly;
 pub mod dedupe;
+pub mod devices;
 pub mod resolve;
 pub mod rules;
 pub mod source;

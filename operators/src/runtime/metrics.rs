@@ -24,6 +24,8 @@ pub struct Counters {
     pub dedupe_horizon_exceeded: AtomicU64,
     /// Model windows scored.
     pub windows_scored: AtomicU64,
+    /// Device rows scored by the device model.
+    pub device_rows_scored: AtomicU64,
     /// Windows closed and emitted.
     pub windows_closed: AtomicU64,
     /// Alerts emitted (fired and cleared).

@@ -132,6 +132,12 @@ impl Collector for PipelineCollector {
         )?;
         counter(
             &mut enc,
+            "sensorflow_device_rows_scored",
+            "Device rows (every metric of a device in one window) scored by the device model",
+            &one(&c.device_rows_scored),
+        )?;
+        counter(
+            &mut enc,
             "sensorflow_alerts_deduplicated",
             "Alerts a sink had already written and skipped",
             &one(&c.alerts_deduplicated),

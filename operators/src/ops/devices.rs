@@ -1,0 +1,245 @@
+//! The device-rows operator: the per-window values of every metric of a device joined into
+//! one row per device and window, scored by a multivariate [`RowModel`] that keeps anomaly
+//! episodes (issue 14).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::StreamVec;
+
+use crate::alert::{Alert, AlertKey, AlertKind};
+use crate::event::MetricId;
+use crate::hash::IdHashMap;
+use crate::names::{Dictionary, NameCache};
+use crate::ops::window::WindowAgg;
+use crate::runtime::metrics::Counters;
+
+/// Where a device stands after a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowPhase {
+    /// Learning the device's normal behaviour.
+    WarmUp,
+    /// Normal.
+    Normal,
+    /// Abnormal, not yet for the minimum duration.
+    Pending,
+    /// An episode is open.
+    Open,
+}
+
+impl RowPhase {
+    /// Name in score files (`warm-up`, `normal`, `pending`, `open`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RowPhase::WarmUp => "warm-up",
+            RowPhase::Normal => "normal",
+            RowPhase::Pending => "pending",
+            RowPhase::Open => "open",
+        }
+    }
+}
+
+/// A row model's verdict on one row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowVerdict {
+    /// Score as a multiple of the device's threshold (0 during the warm-up).
+    pub score: f64,
+    /// The device's state after the row.
+    pub phase: RowPhase,
+    /// An episode opened on this row; the metrics (indices into the row) that contributed
+    /// most, largest first.
+    pub fired: Option<Vec<usize>>,
+    /// The open episode closed on this row.
+    pub cleared: bool,
+}
+
+/// A multivariate model of one device, fed its rows in event-time order.
+pub trait RowModel: Send {
+    /// Scores one row (one value per metric, `None` where the metric sent nothing in the
+    /// window).
+    fn push(&mut self, values: &[Option<f64>]) -> RowVerdict;
+    /// Whether the warm-up is over (the metric set is then fixed).
+    fn is_live(&self) -> bool;
+}
+
+/// Makes the model of a device with the given number of metrics, `None` if no model applies
+/// (for example a device with a single metric, which the series scorer covers).
+pub type RowModelFactory = Arc<dyn Fn(usize) -> Option<Box<dyn RowModel>> + Send + Sync>;
+
+/// One scored row, for `--scores`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoredRow {
+    /// Device name.
+    pub device: Arc<str>,
+    /// Window start, ms.
+    pub ts: u64,
+    /// Score ÷ threshold.
+    pub score: f64,
+    /// State after the row.
+    pub phase: RowPhase,
+}
+
+/// Receives every scored row (called once per closed window end, per worker).
+pub type ScoreSink = Arc<dyn Fn(&[ScoredRow]) + Send + Sync>;
+
+/// The name alerts of the device model carry as their source.
+pub const DEVICE_MODEL_SOURCE: &str = "device-model";
+
+struct DeviceState {
+    /// The device's metrics, ordered by name (so the row does not depend on which worker
+    /// interned a name first).
+    metrics: Vec<MetricId>,
+    model: Option<Box<dyn RowModel>>,
+    /// Start of the window the open episode fired on, and the metric named in it.
+    open: Option<(u64, MetricId)>,
+}
+
+/// Extension trait: device rows from window aggregates.
+pub trait DeviceRows<'scope> {
+    /// Joins the windows of each device (already partitioned by device, as the windows
+    /// operator leaves them) into one row per window end, in event-time order once the
+    /// frontier has passed the window, and scores it with the device's [`RowModel`]: each
+    /// metric's window mean, `None` for a metric with no event in the window (never
+    /// invented). A device's metric set is what it sent during the warm-up (a new metric
+    /// restarts the warm-up; once live, new metrics are ignored). Emits `fired` when an
+    /// episode opens (naming the metric that contributed most) and `cleared` when it closes,
+    /// with the same key.
+    fn device_rows(
+        self,
+        models: RowModelFactory,
+        scores: Option<ScoreSink>,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, Alert>;
+}
+
+impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
+    fn device_rows(
+        self,
+        models: RowModelFactory,
+        scores: Option<ScoreSink>,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+    ) -> StreamVec<'scope, u64, Alert> {
+        self.unary_frontier(Pipeline, "DeviceRows", move |_cap, _info| {
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
+            let mut devices: IdHashMap<u64, DeviceState> = IdHashMap::default();
+            let mut names = NameCache::default();
+            let mut scored: Vec<ScoredRow> = Vec::new();
+            let mut row: Vec<Option<f64>> = Vec::new();
+            let source: Arc<str> = Arc::from(DEVICE_MODEL_SOURCE);
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else { return };
+                    let slot = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                    for batch in data {
+                        slot.1.append(batch);
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.get().0.time()) {
+                        break;
+                    }
+                    let (cap, mut aggs) = entry.remove();
+                    aggs.sort_unstable_by_key(|a| (a.end, a.device, a.metric));
+                    let mut session = output.session(&cap);
+                    for group in aggs.chunk_by(|a, b| a.device == b.device && a.end == b.end) {
+                        let first = &group[0];
+                        let device = first.device;
+                        let state = devices.entry(device.0).or_insert_with(|| DeviceState {
+                            metrics: Vec::new(),
+                            model: None,
+                            open: None,
+                        });
+                        let live = state.model.as_ref().is_some_and(|m| m.is_live());
+                        if !live {
+                            let mut grown = false;
+                            for a in group {
+                                if !state.metrics.contains(&a.metric) {
+                                    state.metrics.push(a.metric);
+                                    grown = true;
+                                }
+                            }
+                            if grown || state.model.is_none() {
+                                state.metrics.sort_by_cached_key(|&m| dict.metric_name(m));
+                                state.model = models(state.metrics.len());
+                                tracing::debug!(
+                                    device = %names.device(device, &dict),
+                                    metrics = state.metrics.len(),
+                                    "device model (re)starts its warm-up"
+                                );
+                            }
+                        }
+                        let Some(model) = state.model.as_mut() else { continue };
+                        row.clear();
+                        row.extend(state.metrics.iter().map(|&m| {
+                            group.iter().find(|a| a.metric == m).map(|a| a.mean).filter(|v| v.is_finite())
+                        }));
+                        let verdict = model.push(&row);
+                        Counters::add(&counters.device_rows_scored, 1);
+                        if scores.is_some() {
+                            scored.push(ScoredRow {
+                                device: names.device(device, &dict),
+                                ts: first.start,
+                                score: verdict.score,
+                                phase: verdict.phase,
+                            });
+                        }
+                        let transition = match (&verdict.fired, verdict.cleared, state.open) {
+                            (Some(top), _, None) => {
+                                let metric = top
+                                    .first()
+                                    .and_then(|&i| state.metrics.get(i))
+                                    .copied()
+                                    .unwrap_or(first.metric);
+                                let names: Vec<Arc<str>> = top
+                                    .iter()
+                                    .filter_map(|&i| state.metrics.get(i))
+                                    .map(|&m| dict.metric_name(m))
+                                    .collect();
+                                state.open = Some((first.start, metric));
+                                Some((AlertKind::Fired, first.start, metric, names))
+                            }
+                            (_, true, Some((since, metric))) => {
+                                state.open = None;
+                                Some((AlertKind::Cleared, since, metric, Vec::new()))
+                            }
+                            _ => None,
+                        };
+                        let Some((kind, since, metric, top)) = transition else { continue };
+                        let condition = if top.is_empty() {
+                            "device rows back to normal".to_string()
+                        } else {
+                            let top: Vec<&str> = top.iter().map(|n| n.as_ref()).collect();
+                            format!("device rows abnormal; most: {}", top.join(", "))
+                        };
+                        Counters::add(&counters.alerts, 1);
+                        session.give(Alert {
+                            key: AlertKey { device, source: source.clone(), window_start: since },
+                            kind,
+                            device: names.device(device, &dict),
+                            metric_id: metric,
+                            metric: dict.metric_name(metric),
+                            value: verdict.score,
+                            threshold: 1.0,
+                            condition: Arc::from(condition),
+                            window_start: first.start,
+                            window_end: first.end,
+                            severity: Arc::from("warning"),
+                            site: None,
+                            owner: None,
+                        });
+                    }
+                    if let Some(sink) = scores.as_ref() {
+                        if !scored.is_empty() {
+                            sink(&scored);
+                            scored.clear();
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! The device model in the engine (issue 14): rows of every metric of a device per window,
+//! scored by `--device-model statistical`, with episodes and a score file.
+
+use std::path::Path;
+
+use sensorflow::connectors::SourceConfig;
+use sensorflow_models::synth::SplitMix64;
+use sensorflow_operators::{AlertKind, DEVICE_MODEL_SOURCE};
+
+use crate::common::*;
+
+const ROWS: u64 = 7000;
+const T0: u64 = 1_700_000_000_000;
+
+/// Four devices of three related metrics (`b = 2a + 5`, `c = 10 − a`, noise σ 0.1), one
+/// reading per metric per second; on `dev-1` and `dev-3`, `b` reads 3.0 high on rows
+/// 4000..6000 (a persistent fault, 30σ of the noise).
+fn write_devices(path: &Path) {
+    let mut lines = Vec::new();
+    let mut rngs: Vec<SplitMix64> = (0..4).map(|d| SplitMix64::new(100 + d)).collect();
+    let mut seqs = [0u64; 4];
+    // In time order: a file ordered per device would make most of it late.
+    for i in 0..ROWS {
+        let a = 10.0 * (i as f64 / 70.0).sin() + 3.0 * (i as f64 / 17.0).cos();
+        for (d, (rng, seq)) in rngs.iter_mut().zip(seqs.iter_mut()).enumerate() {
+            let fault = d % 2 == 1 && (4000..6000).contains(&i);
+            let values = [
+                a + 0.1 * rng.normal(),
+                2.0 * a + 5.0 + if fault { 3.0 } else { 0.0 } + 0.1 * rng.normal(),
+                10.0 - a + 0.1 * rng.normal(),
+            ];
+            for (metric, v) in ["a", "b", "c"].iter().zip(values) {
+                let ts = T0 + i * 1000 + 10;
+                lines.push(json_event(&format!("dev-{d}"), metric, ts, (v * 1e4).round() / 1e4, *seq));
+                *seq += 1;
+            }
+        }
+    }
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn device_config(path: &Path, workers: usize) -> sensorflow::config::RunConfig {
+    let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.to_path_buf()] }, workers);
+    cfg.window = 1000;
+    cfg.lateness = 5_000;
+    cfg.model = "none".into();
+    cfg.device_model = "statistical".into();
+    cfg.device_warmup = 2000;
+    cfg
+}
+
+#[test]
+fn a_persistent_fault_keeps_one_device_episode_open_until_it_ends_at_1_and_2_workers() {
+    let dir = tmp();
+    let data = dir.path().join("devices.jsonl");
+    write_devices(&data);
+    let mut views = Vec::new();
+    for workers in [1, 2] {
+        let (summary, c) = run(&device_config(&data, workers));
+        assert!(summary.balanced(), "{summary}");
+        let alerts: Vec<_> =
+            c.sorted_alerts().into_iter().filter(|a| a.key.source.as_ref() == DEVICE_MODEL_SOURCE).collect();
+        for d in 0..4 {
+            let name = format!("dev-{d}");
+            let mine: Vec<_> = alerts.iter().filter(|a| a.device.as_ref() == name).collect();
+            if d % 2 == 0 {
+                assert!(mine.is_empty(), "{name} is healthy: {mine:?}");
+                continue;
+            }
+            assert_eq!(mine.len(), 2, "{name}: one fired, one cleared: {mine:?}");
+            let fired = mine.iter().find(|a| a.kind == AlertKind::Fired).expect("fired");
+            let cleared = mine.iter().find(|a| a.kind == AlertKind::Cleared).expect("cleared");
+            let row = |ts: u64| (ts - T0) / 1000;
+            assert!((4000..4030).contains(&row(fired.window_start)), "{fired:?}");
+            assert!((6000..6100).contains(&row(cleared.window_start)), "{cleared:?}");
+            assert_eq!(fired.key, cleared.key);
+            assert_eq!(fired.metric.as_ref(), "b", "the faulty metric is named: {fired:?}");
+        }
+        views.push(alert_view(&c));
+    }
+    assert_eq!(views[0], views[1], "the same alerts at 1 and 2 workers");
+}
+
+#[test]
+fn scores_file_has_one_row_per_device_and_window_with_its_state() {
+    let dir = tmp();
+    let data = dir.path().join("devices.jsonl");
+    write_devices(&data);
+    let scores = dir.path().join("scores.csv");
+    let mut cfg = device_config(&data, 2);
+    cfg.scores = Some(scores.clone());
+    run(&cfg);
+    let text = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("device,ts,score,state"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len() as u64, 4 * ROWS, "one row per device and window");
+    let state = |device: &str, row: u64| {
+        let ts = (T0 + row * 1000).to_string();
+        rows.iter().find(|r| r[0] == device && r[1] == ts).map(|r| r[3]).expect("a row")
+    };
+    assert_eq!(state("dev-1", 100), "warm-up");
+    assert_eq!(state("dev-1", 3000), "normal");
+    assert_eq!(state("dev-1", 5000), "open");
+    assert_eq!(state("dev-0", 5000), "normal");
+    let score: f64 =
+        rows.iter().find(|r| r[0] == "dev-1" && r[3] == "open").map(|r| r[2].parse().unwrap()).unwrap();
+    assert!(score.is_finite());
+}
+
+#[test]
+fn scores_without_a_device_model_is_a_clear_error() {
+    let dir = tmp();
+    let out = sensorflow()
+        .args(["run", "--devices", "5", "--span", "1m", "--alerts", "none", "--scores"])
+        .arg(dir.path().join("s.csv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("device model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -87,6 +87,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Quantize(args) => models::step(Step::Quantize, &args.into_config()),
         Command::Optimize(args) => models::step(Step::Optimize, &args.into_config()),
         Command::Rig(args) => rig::rig(args),
+        Command::Evaluate(args) if args.rows.is_some() => models::evaluate_rows(&args),
         Command::Evaluate(args) => Ok(sensorflow::tools::evaluate::evaluate(&args.into_config()?)?),
     }
 }

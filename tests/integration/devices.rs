@@ -123,3 +123,67 @@ fn scores_without_a_device_model_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The overall row of an `evaluate --rows` table, as its cells.
+fn evaluate_rows(args: &[&std::ffi::OsStr]) -> Vec<String> {
+    let out = sensorflow().arg("evaluate").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().last().expect("a table row").to_string();
+    line.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+#[test]
+fn a_rig_run_through_the_engine_scores_the_same_from_its_alerts_and_its_scores() {
+    let dir = tmp();
+    let data = dir.path().join("c.jsonl");
+    let labels = dir.path().join("c.labels.json");
+    let out = sensorflow()
+        .args(["rig", "write", "--rig", "compressor", "--seed", "102", "-o"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (alerts, scores) = (dir.path().join("a.jsonl"), dir.path().join("s.csv"));
+    let out = sensorflow()
+        .args(["run", "--source", "jsonl", "--input"])
+        .arg(&data)
+        .args([
+            "--window",
+            "10s",
+            "--model",
+            "none",
+            "--device-model",
+            "statistical",
+            "--device-warmup",
+            "3456",
+        ])
+        .args(["--workers", "2", "-q", "--alerts"])
+        .arg(&alerts)
+        .arg("--scores")
+        .arg(&scores)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let from_alerts = evaluate_rows(&[
+        os("--rows").as_os_str(),
+        labels.as_os_str(),
+        os("--alerts").as_os_str(),
+        alerts.as_os_str(),
+        os("--rule").as_os_str(),
+        os(DEVICE_MODEL_SOURCE).as_os_str(),
+    ]);
+    let from_scores = evaluate_rows(&[
+        os("--rows").as_os_str(),
+        labels.as_os_str(),
+        os("--scores").as_os_str(),
+        scores.as_os_str(),
+    ]);
+    assert_eq!(from_alerts, from_scores);
+    // | rows | anomalous | precision | recall | F1 | FAR | events detected | delay |
+    assert_eq!(from_alerts[0], (17_280 - 3456).to_string(), "every row after the warm-up is scored");
+    let far: f64 = from_alerts[5].parse().unwrap();
+    let detected: Vec<u32> = from_alerts[6].split(" / ").map(|n| n.parse().unwrap()).collect();
+    assert!(far < 0.5 && detected[0] > 0, "{from_alerts:?}");
+}

@@ -17,6 +17,9 @@
 //! is 0 when precision + recall is 0.
 
 mod baselines;
+mod files;
+
+pub use files::{flags_from_alerts, flags_from_scores, RowLabels};
 
 pub use baselines::{
     run_baseline, run_detector, score_run, Baseline, BenchmarkRow, BenchmarkTable, ZSCORE_K,
@@ -33,6 +36,22 @@ pub enum RowsError {
         labels: usize,
         /// Number of predictions.
         predictions: usize,
+    },
+    /// A labels, alert or score file that does not parse. A retry cannot help: fix the file.
+    #[error("{path}: {why}")]
+    BadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, with the line.
+        why: String,
+    },
+    /// A file could not be read. A retry helps if the cause was transient.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// A baseline name that does not exist. A retry cannot help: use `zscore` or `all`.
     #[error("unknown baseline {0:?} (expected zscore or all)")]

@@ -46,7 +46,7 @@ impl RigRun {
         w.flush()
     }
 
-    /// Writes the labels as JSON: rig, seed, interval, warm-up, sensors with their σ, and
+    /// Writes the labels as JSON: rig, seed, interval, rows, warm-up, sensors with their σ, and
     /// every fault (kind, class, rows, timestamps, sensors by name, size in σ).
     pub fn write_labels<W: Write>(&self, mut w: W) -> std::io::Result<()> {
         let in_range = self.in_range_faults();
@@ -72,6 +72,7 @@ impl RigRun {
             rig: self.shape.name(),
             seed: self.seed,
             interval_ms: self.interval_ms,
+            rows: self.rows.len(),
             warmup_rows: self.warmup_rows,
             sensors: &self.sensors,
             noise: &self.noise,
@@ -109,6 +110,7 @@ struct LabelFile<'a> {
     rig: &'static str,
     seed: u64,
     interval_ms: u64,
+    rows: usize,
     warmup_rows: usize,
     sensors: &'a [&'static str],
     noise: &'a [f64],

@@ -47,8 +47,8 @@ pub use ops::devices::{
 pub use ops::resolve::ResolveNames;
 pub use ops::rules::ApplyRules;
 pub use ops::source::{
-    partitioned_source, BadRecordPolicy, BatchHook, BatchInfo, ErrorSlot, PartitionReader, Poll, SourceBatch,
-    SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
+    partitioned_source, BadRecordPolicy, BatchHook, BatchInfo, ClockGuard, ErrorSlot, PartitionReader, Poll,
+    SourceBatch, SourceContext, SourceError, SourceOptions, SourceStreams, VecReader,
 };
 pub use ops::window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};
 pub use rules::{glob_match, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};

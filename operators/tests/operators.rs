@@ -341,7 +341,12 @@ fn idle_run(workers: usize, idle_timeout: Duration) -> Vec<(u64, bool)> {
                 finished: finished.clone(),
             }));
         }
-        let options = SourceOptions { lateness_ms: 0, idle_timeout, policy: BadRecordPolicy::DeadLetter };
+        let options = SourceOptions {
+            lateness_ms: 0,
+            idle_timeout,
+            policy: BadRecordPolicy::DeadLetter,
+            ..SourceOptions::default()
+        };
         let probe = ProbeHandle::new();
         let seen = s2.clone();
         worker.dataflow::<u64, _, _>(|scope| {

@@ -187,6 +187,18 @@ pub struct RunArgs {
     /// Window hop for sliding windows (default: tumbling).
     #[arg(long, value_parser = parse_ms)]
     pub hop: Option<u64>,
+    /// Events stamped before this epoch-ms time are dead letters (default 0: no floor; e.g.
+    /// 946684800000 for 2000-01-01).
+    #[arg(long)]
+    pub min_ts: Option<u64>,
+    /// Events further ahead of the wall clock than this are dead letters (default 1d; 0: no
+    /// limit).
+    #[arg(long, value_parser = parse_ms)]
+    pub max_future: Option<u64>,
+    /// An event further ahead of its partition's newest than this is a dead letter unless 64
+    /// events in a row (or the end of the input) confirm the jump (default 1d; 0: no limit).
+    #[arg(long, value_parser = parse_ms)]
+    pub max_jump: Option<u64>,
     /// Allowed lateness per source partition (e.g. 2s).
     #[arg(long, value_parser = parse_ms)]
     pub lateness: Option<u64>,
@@ -285,6 +297,9 @@ impl RunArgs {
         set(&mut c.window, self.window);
         set(&mut c.hop, self.hop);
         set(&mut c.lateness, self.lateness);
+        set(&mut c.min_ts, self.min_ts);
+        set(&mut c.max_future, self.max_future);
+        set(&mut c.max_jump, self.max_jump);
         set(&mut c.idle_timeout, self.idle_timeout);
         set(&mut c.rules, self.rules);
         set(&mut c.reload_rules, self.no_reload.then_some(false));

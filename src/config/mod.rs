@@ -9,7 +9,7 @@ pub mod rules;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sensorflow_operators::{BadRecordPolicy, SourceOptions, WindowSpec};
+use sensorflow_operators::{BadRecordPolicy, ClockGuard, SourceOptions, WindowSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::config::duration::serde_ms;
@@ -102,6 +102,15 @@ pub struct RunConfig {
     pub idle_timeout: u64,
     /// What to do with records that fail to parse.
     pub on_bad_record: BadRecordPolicy,
+    /// Events stamped before this time (epoch ms) are dead letters ("timestamp out of range").
+    pub min_ts: u64,
+    /// Events further ahead of the wall clock than this are dead letters, ms; 0: no limit.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub max_future: u64,
+    /// An event further ahead of its partition's newest than this is a dead letter unless 64
+    /// events in a row (or the end of the input) confirm the jump, ms; 0: no limit.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub max_jump: u64,
     /// Largest accepted |value|.
     pub max_abs_value: f64,
     /// Rules file; `None` uses the built-in default rules.
@@ -161,6 +170,9 @@ impl Default for RunConfig {
             lateness: 0,
             idle_timeout: 5_000,
             on_bad_record: BadRecordPolicy::DeadLetter,
+            min_ts: ClockGuard::default().min_ts_ms,
+            max_future: ClockGuard::default().max_future_ms.unwrap_or(0),
+            max_jump: ClockGuard::default().max_jump_ms.unwrap_or(0),
             max_abs_value: Limits::default().max_abs_value,
             rules: None,
             reload_rules: true,
@@ -211,6 +223,12 @@ impl RunConfig {
             lateness_ms: self.lateness,
             idle_timeout: Duration::from_millis(self.idle_timeout),
             policy: self.on_bad_record,
+            clock_guard: ClockGuard {
+                min_ts_ms: self.min_ts,
+                max_future_ms: (self.max_future > 0).then_some(self.max_future),
+                max_jump_ms: (self.max_jump > 0).then_some(self.max_jump),
+                ..ClockGuard::default()
+            },
         }
     }
 

@@ -76,6 +76,7 @@ pub(super) fn build(
             stop: shared.stop.clone(),
             worker: local,
             batch_hook: shared.ledger.clone().map(|l| l as Arc<dyn BatchHook>),
+            names: shared.dict.clone(),
         };
         let name = format!("Source({})", shared.config.source.name());
         let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);

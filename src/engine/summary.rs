@@ -131,6 +131,15 @@ impl fmt::Display for Summary {
         writeln!(f, "events/s             {:>14.0}", self.events_per_sec())?;
         writeln!(f, "processed            {:>14}", self.processed)?;
         writeln!(f, "late                 {:>14}", self.late)?;
+        if self.records_in > 0 && self.late * 100 > self.records_in {
+            writeln!(
+                f,
+                "  {:.1} % of events were late (behind their partition's newest minus the lateness): \
+                 raise --lateness to keep events up to that far behind (--late-events FILE \
+                 shows which were late)",
+                100.0 * self.late as f64 / self.records_in as f64
+            )?;
+        }
         let dead_note = match &self.dead_letter_file {
             Some(p) => format!("  → {}", p.display()),
             None if self.dead_lettered > 10 => "  (first 10 on stderr; --dead-letters FILE keeps all)".into(),

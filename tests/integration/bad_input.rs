@@ -206,3 +206,95 @@ fn csv_bad_rows_are_dead_lettered() {
     assert!(reasons[1].contains(r#""abc" is not a number"#), "{reasons:?}");
     assert!(reasons[2].contains("not a finite number"), "{reasons:?}");
 }
+
+/// 20,000 events of 10 devices in time order, one device's clock in the year 3000.
+fn lying_clock_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let lines: Vec<String> = (0..20_000u64)
+        .map(|i| {
+            let d = i % 10;
+            let ts = if d == 3 { 32_503_680_000_000 + i * 100 } else { 1_704_067_200_000 + i * 100 };
+            json_event(&format!("dev-{d}"), "temp", ts, 20.0 + (i % 7) as f64, i / 10)
+        })
+        .collect();
+    write_lines(dir, "clock.jsonl", &lines)
+}
+
+#[test]
+fn r15_one_device_clock_in_the_year_3000_is_dead_lettered_and_blinds_nothing_at_1_and_2_workers() {
+    let dir = tmp();
+    let path = lying_clock_file(dir.path());
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+        cfg.model = "none".into();
+        cfg.window = 1000;
+        let (summary, c) = run(&cfg);
+        assert!(summary.balanced(), "{summary}");
+        assert_eq!(summary.late, 0, "{summary}");
+        assert_eq!(summary.processed, 18_000, "{summary}");
+        assert_eq!(summary.dead_lettered, 2_000, "{summary}");
+        let dead = c.dead_letters();
+        assert!(dead.iter().all(|d| d.reason == "timestamp out of range"), "{:?}", dead.first());
+        assert!(String::from_utf8_lossy(&dead[0].raw).contains("\"dev-3\""), "the record is kept readable");
+    }
+    // Without the guard, the jump makes nearly everything late (the issue's measurement).
+    let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 1);
+    (cfg.model, cfg.max_future, cfg.max_jump) = ("none".into(), 0, 0);
+    let (summary, _) = run(&cfg);
+    assert!(summary.late > 17_000, "{summary}");
+}
+
+#[test]
+fn r15_recordings_of_later_days_concatenated_in_one_file_are_read_whole() {
+    // Three recordings, two days apart, each in time order: each starts with a jump forward that
+    // the following events confirm.
+    let dir = tmp();
+    let mut lines = Vec::new();
+    for day in 0..3u64 {
+        for i in 0..5_000u64 {
+            let ts = 1_704_067_200_000 + day * 2 * 86_400_000 + i * 200;
+            lines.push(json_event(&format!("dev-{}", i % 5), "temp", ts, 20.0, day * 1_000 + i / 5));
+        }
+    }
+    let path = write_lines(dir.path(), "days.jsonl", &lines);
+    let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 1);
+    cfg.model = "none".into();
+    let (summary, _) = run(&cfg);
+    assert_eq!((summary.processed, summary.late, summary.dead_lettered), (15_000, 0, 0), "{summary}");
+}
+
+#[test]
+fn r15_events_before_the_floor_or_far_ahead_of_the_wall_clock_are_dead_letters() {
+    let dir = tmp();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut lines: Vec<String> =
+        (0..100u64).map(|i| json_event("d", "m", now - 100_000 + i * 1000, 1.0, i)).collect();
+    lines.insert(10, json_event("d", "m", 5_000, 1.0, 1000)); // 1970
+    lines.insert(20, json_event("d", "m", now + 3 * 86_400_000, 1.0, 1001)); // three days ahead
+    let path = write_lines(dir.path(), "mixed.jsonl", &lines);
+    let mut cfg = config(SourceConfig::Jsonl { paths: vec![path] }, 1);
+    cfg.model = "none".into();
+    cfg.min_ts = 946_684_800_000; // 2000-01-01
+    let (summary, c) = run(&cfg);
+    assert_eq!((summary.processed, summary.dead_lettered, summary.late), (100, 2, 0), "{summary}");
+    assert!(c.dead_letters().iter().all(|d| d.reason == "timestamp out of range"));
+}
+
+#[test]
+fn r15_a_device_clock_a_year_ahead_in_a_replay_is_caught_by_the_jump_guard() {
+    // A 2024 recording replayed: no wall-clock limit helps, the jump guard must.
+    let dir = tmp();
+    let lines: Vec<String> = (0..20_000u64)
+        .map(|i| {
+            let d = i % 10;
+            let ahead = if d == 3 { 365 * 86_400_000 } else { 0 };
+            json_event(&format!("dev-{d}"), "temp", 1_704_067_200_000 + ahead + i * 100, 20.0, i / 10)
+        })
+        .collect();
+    let path = write_lines(dir.path(), "ahead.jsonl", &lines);
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+        (cfg.model, cfg.max_future) = ("none".into(), 0);
+        let (summary, _) = run(&cfg);
+        assert_eq!((summary.processed, summary.late, summary.dead_lettered), (18_000, 0, 2_000), "{summary}");
+    }
+}

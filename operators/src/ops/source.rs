@@ -11,6 +11,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use crate::diverted::{DeadLetter, LateEvent};
 use crate::event::Event;
+use crate::names::Dictionary;
 use crate::runtime::clock::WatermarkClock;
 use crate::runtime::metrics::Counters;
 use crate::runtime::watermark::Watermarks;
@@ -100,6 +101,47 @@ pub enum BadRecordPolicy {
     DeadLetter,
 }
 
+/// Guards against broken device clocks: an event out of range goes to the dead letters with
+/// the reason "timestamp out of range" and never moves its partition's watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockGuard {
+    /// Events before this time (epoch ms) are out of range.
+    pub min_ts_ms: u64,
+    /// Events further ahead of the wall clock than this (ms) are out of range (`None`: no
+    /// limit, for synthetic data stamped in the future).
+    pub max_future_ms: Option<u64>,
+    /// Events further ahead of their partition's newest event than this (ms) are held; if
+    /// `confirm` of them arrive in a row the partition has really moved on (a gap in a
+    /// recording, the next recording of a concatenated file) and they are kept; so are they
+    /// if the partition ends first. An event in range before that shows them out of range
+    /// (`None`: no limit).
+    pub max_jump_ms: Option<u64>,
+    /// Events in a row beyond the jump that confirm it, ≥ 1.
+    pub confirm: usize,
+}
+
+impl Default for ClockGuard {
+    /// More than a day ahead of the wall clock, or a jump of more than a day that 64 events
+    /// in a row (or the end of the partition) do not confirm. No floor by default (tests and synthetic data start at
+    /// the epoch); a clock reset to 1970 in a live stream shows as late events, which do not
+    /// move the watermark either. `--min-ts 946684800000` (2000-01-01) makes them dead letters.
+    fn default() -> Self {
+        ClockGuard {
+            min_ts_ms: 0,
+            max_future_ms: Some(86_400_000),
+            max_jump_ms: Some(86_400_000),
+            confirm: 64,
+        }
+    }
+}
+
+impl ClockGuard {
+    /// No guard at all.
+    pub fn off() -> Self {
+        ClockGuard { min_ts_ms: 0, max_future_ms: None, max_jump_ms: None, confirm: 1 }
+    }
+}
+
 /// Settings shared by every source.
 #[derive(Clone, Debug)]
 pub struct SourceOptions {
@@ -109,6 +151,8 @@ pub struct SourceOptions {
     pub idle_timeout: Duration,
     /// What to do with bad records.
     pub policy: BadRecordPolicy,
+    /// Timestamp guards.
+    pub clock_guard: ClockGuard,
 }
 
 impl Default for SourceOptions {
@@ -117,6 +161,7 @@ impl Default for SourceOptions {
             lateness_ms: 0,
             idle_timeout: Duration::from_secs(5),
             policy: BadRecordPolicy::DeadLetter,
+            clock_guard: ClockGuard::default(),
         }
     }
 }
@@ -150,12 +195,19 @@ pub struct SourceContext {
     pub worker: usize,
     /// Sees every batch, when traces are exported.
     pub batch_hook: Option<Arc<dyn BatchHook>>,
+    /// Names, to write events the clock guard rejects as readable dead letters.
+    pub names: Dictionary,
 }
 
 impl std::fmt::Debug for dyn BatchHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("BatchHook")
     }
+}
+
+/// Milliseconds since the epoch by the wall clock (0 if the clock is before it).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Process-wide batch numbers for [`BatchInfo::batch`].
@@ -194,7 +246,7 @@ pub fn partitioned_source<'scope>(
     options: SourceOptions,
     ctx: SourceContext,
 ) -> SourceStreams<'scope> {
-    let SourceContext { counters, clock, errors, stop, worker, batch_hook } = ctx;
+    let SourceContext { counters, clock, errors, stop, worker, batch_hook, names } = ctx;
     let source = name.trim_start_matches("Source(").trim_end_matches(')');
     let gauges: Vec<_> = readers
         .iter()
@@ -221,6 +273,14 @@ pub fn partitioned_source<'scope>(
         let mut batch = SourceBatch::default();
         let mut late_buf: Vec<LateEvent> = Vec::new();
         let mut devices: Vec<u64> = Vec::new();
+        let guard = options.clock_guard;
+        // Per partition: events beyond the jump limit, waiting for confirmation.
+        let mut jumped: Vec<Vec<Event>> = vec![Vec::new(); readers.len()];
+        let mut kept_buf: Vec<Event> = Vec::new();
+        // Per partition: its first device, and whether it has carried more than one.
+        let mut first_device: Vec<Option<crate::event::DeviceId>> = vec![None; readers.len()];
+        let mut mixed: Vec<bool> = vec![false; readers.len()];
+        let mut rejected: Vec<Event> = Vec::new();
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             let started = Instant::now();
@@ -288,28 +348,93 @@ pub fn partitioned_source<'scope>(
                             break;
                         }
                     }
-                    if batch.events.is_empty() {
+                    let flush_jumped = marks.is_done(part) && !jumped[part].is_empty();
+                    if batch.events.is_empty() && !flush_jumped {
                         continue;
                     }
-                    // Split off late events in place, tracking the running watermark.
+                    // Split off out-of-range and late events, tracking the running watermark.
                     let lateness = marks.lateness();
-                    let mut max_ts = marks.max_ts(part).unwrap_or(0);
+                    let mut max_ts = marks.max_ts(part);
                     let mut mark = marks.watermark(part).max(floor);
-                    let mut kept = 0;
-                    for i in 0..batch.events.len() {
-                        let e = batch.events[i];
-                        if e.ts < mark {
-                            late_buf.push(LateEvent { event: e, watermark: mark });
-                        } else {
-                            if e.ts > max_ts {
-                                max_ts = e.ts;
-                                mark = max_ts.saturating_sub(lateness).max(floor);
+                    let now_ms = guard.max_future_ms.map(|f| wall_clock_ms().saturating_add(f));
+                    kept_buf.clear();
+                    let mut keep =
+                        |e: Event, max_ts: &mut Option<u64>, mark: &mut u64, late: &mut Vec<LateEvent>| {
+                            if e.ts < *mark {
+                                late.push(LateEvent { event: e, watermark: *mark });
+                            } else {
+                                if max_ts.is_none_or(|m| e.ts > m) {
+                                    *max_ts = Some(e.ts);
+                                    *mark = e.ts.saturating_sub(lateness).max(floor);
+                                }
+                                kept_buf.push(e);
                             }
-                            batch.events[kept] = e;
-                            kept += 1;
+                        };
+                    for e in batch.events.drain(..) {
+                        match first_device[part] {
+                            None => first_device[part] = Some(e.device),
+                            Some(d) if d != e.device => mixed[part] = true,
+                            Some(_) => {}
+                        }
+                        if e.ts < guard.min_ts_ms || now_ms.is_some_and(|limit| e.ts > limit) {
+                            rejected.push(e);
+                            continue;
+                        }
+                        let beyond = match (guard.max_jump_ms, max_ts) {
+                            (Some(jump), Some(m)) => e.ts > m.saturating_add(jump),
+                            _ => false,
+                        };
+                        if beyond {
+                            jumped[part].push(e);
+                            if jumped[part].len() >= guard.confirm.max(1) {
+                                // Confirmed: the partition has moved on.
+                                for h in std::mem::take(&mut jumped[part]) {
+                                    keep(h, &mut max_ts, &mut mark, &mut late_buf);
+                                }
+                            }
+                            continue;
+                        }
+                        // An event in range: whatever jumped was a broken clock.
+                        rejected.append(&mut jumped[part]);
+                        keep(e, &mut max_ts, &mut mark, &mut late_buf);
+                    }
+                    if marks.is_done(part) && !jumped[part].is_empty() {
+                        // The partition ended after the jump with nothing to contradict it. Keep
+                        // the events if they are a gap before a recording's last rows — one
+                        // device's partition, or several devices agreeing — not one clock.
+                        let held = &jumped[part];
+                        let agree = held.iter().any(|e| e.device != held[0].device);
+                        if agree || !mixed[part] {
+                            for h in std::mem::take(&mut jumped[part]) {
+                                keep(h, &mut max_ts, &mut mark, &mut late_buf);
+                            }
+                        } else {
+                            rejected.append(&mut jumped[part]);
                         }
                     }
-                    batch.events.truncate(kept);
+                    if !rejected.is_empty() {
+                        let source = gauge.name.as_str();
+                        let mut letters: Vec<DeadLetter> = rejected
+                            .drain(..)
+                            .map(|e| {
+                                let raw = format!(
+                                    r#"{{"device":{:?},"metric":{:?},"ts":{},"value":{},"seq":{}}}"#,
+                                    names.device_name(e.device).as_ref(),
+                                    names.metric_name(e.metric).as_ref(),
+                                    e.ts,
+                                    e.value,
+                                    e.seq
+                                );
+                                DeadLetter::new(source, 0, "timestamp out of range", raw.as_bytes())
+                            })
+                            .collect();
+                        Counters::add(&counters.dead_lettered, letters.len() as u64);
+                        Counters::add(&counters.clock_rejected, letters.len() as u64);
+                        dead_out.session(&held[2]).give_container(&mut letters);
+                    }
+                    std::mem::swap(&mut batch.events, &mut kept_buf);
+                    let kept = batch.events.len();
+                    let max_ts = max_ts.unwrap_or(0);
                     if kept > 0 {
                         marks.observe(part, max_ts);
                         gauge.max_ts_ms.store(max_ts, Ordering::Relaxed);

@@ -14,6 +14,8 @@ pub struct Counters {
     pub records_in: AtomicU64,
     /// Records diverted to the dead-letter output.
     pub dead_lettered: AtomicU64,
+    /// Events whose timestamp the clock guard rejected (also counted as dead-lettered).
+    pub clock_rejected: AtomicU64,
     /// Events behind their partition's watermark, diverted to the late output.
     pub late: AtomicU64,
     /// Events dropped as duplicates of an earlier (device, seq).

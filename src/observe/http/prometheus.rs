@@ -132,6 +132,12 @@ impl Collector for PipelineCollector {
         )?;
         counter(
             &mut enc,
+            "sensorflow_clock_rejected",
+            "Events whose timestamp was out of range (before the floor, too far ahead of the wall clock, or an unconfirmed jump); also dead-lettered",
+            &one(&c.clock_rejected),
+        )?;
+        counter(
+            &mut enc,
             "sensorflow_device_rows_scored",
             "Device rows (every metric of a device in one window) scored by the device model",
             &one(&c.device_rows_scored),

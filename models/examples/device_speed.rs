@@ -28,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             open += u64::from(m.push(&row, false).score > 1.0);
         }
         let t = started.elapsed().as_secs_f64();
-        if i < cfg.warmup_rows { warm += t } else { live += t }
+        if i < cfg.warmup_rows {
+            warm += t
+        } else {
+            live += t
+        }
     }
     let live_rows = (devices * (rows - cfg.warmup_rows)) as f64;
     println!(

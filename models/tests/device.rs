@@ -142,3 +142,40 @@ fn a_stuck_metric_opens_an_episode_naming_it() {
     assert!((3000..3010).contains(at), "{t:?}");
     assert_eq!(top.first(), Some(&2), "{t:?}");
 }
+
+#[test]
+fn new_operating_ground_is_learned_instead_of_alerting_and_a_fault_there_still_fires() {
+    // A set-point d the warm-up never saw changes at row 3000 (0 → 1): it moves a's range
+    // from ±13 to 30 ± 13, lifts b by 2.0 (20σ of its noise) and c by 5.0 beyond their
+    // relations to a, which the regressions, fitted with d = 0, cannot know. A fault (b 3.0
+    // high) comes at rows 12000..13000, once the new ground has been learned.
+    let mut rng = SplitMix64::new(6);
+    let fault = |i: usize| (12_000..13_000).contains(&i);
+    let rows: Vec<Vec<Option<f64>>> = (0..14_000)
+        .map(|i| {
+            let d = if i < 3000 { 0.0 } else { 1.0 };
+            let a = 30.0 * d + 10.0 * (i as f64 / 70.0).sin() + 3.0 * (i as f64 / 17.0).cos();
+            let shift = if fault(i) { 3.0 } else { 0.0 };
+            vec![
+                Some(a + NOISE * rng.normal()),
+                Some(2.0 * a + 5.0 + 2.0 * d + shift + NOISE * rng.normal()),
+                Some(10.0 - a + 5.0 * d + NOISE * rng.normal()),
+            ]
+        })
+        .collect();
+    let mut model = DeviceModel::new(3, 1000, &config()).expect("model");
+    let t = transitions(&mut model, &rows, |_| false);
+    let fired: Vec<usize> =
+        t.iter().filter(|(_, t)| matches!(t, Transition::Fired { .. })).map(|(i, _)| *i).collect();
+    assert_eq!(fired.len(), 1, "only the fault fires: {t:?}");
+    assert!((12_000..12_030).contains(&fired[0]), "the fault on learned ground fires: {t:?}");
+    assert!(model.cells() > 1, "the device has several operating cells");
+    // Control: without operating cells the move to new ground itself alerts.
+    let plain = DeviceConfig { cell_dims: 0, ..config() };
+    let mut model = DeviceModel::new(3, 1000, &plain).expect("model");
+    let t = transitions(&mut model, &rows, |_| false);
+    assert!(
+        t.iter().any(|(i, t)| matches!(t, Transition::Fired { .. }) && (3000..12_000).contains(i)),
+        "without cells the new ground alerts: {t:?}"
+    );
+}

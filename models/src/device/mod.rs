@@ -33,6 +33,17 @@
 //! (score below [`DeviceConfig::adapt_below`] of the threshold, no episode open or pending),
 //! so a slow normal regime change is followed while a persistent fault is not learned.
 //!
+//! The smoothed residuals' normal deviation is re-measured online on the rows learned from
+//! ([`DeviceConfig::deviation_halflife_rows`]): the warm-up measures it out of sample on an
+//! early fit, which overstates it once the final fit is better.
+//!
+//! **Operating cells** ([`DeviceConfig::cell_dims`]): the device's first principal components
+//! place each row in a cube of its operating range; a cube learns what the regressions get
+//! wrong there and subtracts it once mature, and no episode opens while the device is on
+//! ground no cube has learned yet (new ground raises the bar by
+//! [`DeviceConfig::cell_new_factor`]), since there the regressions extrapolate. An open
+//! episode stays open on new ground.
+//!
 //! # Episodes ([`Episode`])
 //!
 //! An episode opens (one `fired` transition) once the score has stayed above the threshold
@@ -40,6 +51,7 @@
 //! and closes (`cleared`) after [`DeviceConfig::hold_rows`] consecutive normal rows. The
 //! fired transition names the metrics that contributed most while it was pending.
 
+mod cells;
 mod episode;
 mod linalg;
 mod model;
@@ -71,6 +83,10 @@ pub struct DeviceConfig {
     pub short_span_s: f64,
     /// Span of the long smoothing of residuals, seconds (at least one row).
     pub long_span_s: f64,
+    /// Least span of the short smoothing, rows (a slow rig still averages this many rows).
+    pub short_min_rows: f64,
+    /// Least span of the long smoothing, rows.
+    pub long_min_rows: f64,
     /// Quantile of the warm-up's scores the threshold starts from, in (0, 1].
     pub threshold_quantile: f64,
     /// Factor on that quantile, ≥ 1.
@@ -98,6 +114,21 @@ pub struct DeviceConfig {
     pub min_duration_rows: usize,
     /// Normal rows in a row before an open episode closes, ≥ 1.
     pub hold_rows: usize,
+    /// Half-life, in learned rows, of the smoothed residuals' normal deviation once live (0:
+    /// kept at the warm-up's measure). The warm-up measures it out of sample on an early fit,
+    /// which overstates it where the final fit is better.
+    pub deviation_halflife_rows: usize,
+    /// Principal components that place a row in its operating cell (0: no cells), ≤ 8.
+    pub cell_dims: usize,
+    /// Edge of an operating cell, in warm-up deviations of each component, > 0.
+    pub cell_size: f64,
+    /// Normal rows a cell learns before its bias is subtracted, ≥ 1.
+    pub cell_mature_rows: u32,
+    /// Most cells per device (past it, new cells stay new ground), ≥ 1.
+    pub cell_max: usize,
+    /// Factor on the threshold while the device is in a cell not yet mature (new ground),
+    /// ≥ 1.
+    pub cell_new_factor: f64,
 }
 
 impl Default for DeviceConfig {
@@ -110,9 +141,11 @@ impl Default for DeviceConfig {
             choose_ridge: false,
             short_span_s: 15.0,
             long_span_s: 60.0,
+            short_min_rows: 5.0,
+            long_min_rows: 20.0,
             threshold_quantile: 0.99,
-            threshold_margin: 1.5,
-            threshold_floor: 10.0,
+            threshold_margin: 1.0,
+            threshold_floor: 5.0,
             adapt_below: 0.5,
             adapt_in_episode: false,
             rebaseline_after_s: 7200.0,
@@ -122,6 +155,12 @@ impl Default for DeviceConfig {
             missing_rows: 3,
             min_duration_rows: 3,
             hold_rows: 10,
+            deviation_halflife_rows: 2000,
+            cell_dims: 3,
+            cell_size: 0.5,
+            cell_mature_rows: 200,
+            cell_max: 1024,
+            cell_new_factor: 1e9,
         }
     }
 }
@@ -204,6 +243,25 @@ impl DeviceConfig {
             if !(1..=100_000_000).contains(&v) {
                 return Err(bad(field, v, "1 ..= 100000000"));
             }
+        }
+        if self.cell_dims > 8 {
+            return Err(bad("cell_dims", self.cell_dims, "0 ..= 8"));
+        }
+        if !pos(self.cell_size) {
+            return Err(bad("cell_size", self.cell_size, "a positive number"));
+        }
+        if !(1..=1_000_000).contains(&self.cell_mature_rows) {
+            return Err(bad("cell_mature_rows", self.cell_mature_rows, "1 ..= 1000000"));
+        }
+        if !(1..=1_000_000).contains(&self.cell_max) {
+            return Err(bad("cell_max", self.cell_max, "1 ..= 1000000"));
+        }
+        if self.cell_new_factor.is_nan() || self.cell_new_factor < 1.0 {
+            return Err(bad(
+                "cell_new_factor",
+                self.cell_new_factor,
+                "a number ≥ 1 (inf: never alert on new ground)",
+            ));
         }
         if !(self.stuck_probability > 0.0 && self.stuck_probability < 1.0) {
             return Err(bad("stuck_probability", self.stuck_probability, "in (0, 1)"));

@@ -1,6 +1,7 @@
 //! The statistical device model: virtual-sensor regressions over current values and moving
 //! averages, smoothed standardised residuals, stuck and dropout checks, and the episode.
 
+use super::cells::Cells;
 use super::episode::{Episode, RowState, Transition};
 use super::linalg::cholesky_solve;
 use super::{DeviceConfig, DeviceError, Quadratic};
@@ -156,6 +157,21 @@ pub struct DeviceModel {
     contribution: Vec<f64>,
     adapted: usize,
     episode: Episode,
+    /// Weight of one learned row in the smoothed residuals' deviation (0: fixed).
+    deviation_rate: f64,
+    cell_dims: usize,
+    cell_size: f64,
+    cell_mature_rows: u32,
+    cell_max: usize,
+    cell_new_factor: f64,
+    /// The operating cells (built when the warm-up ends, with `cell_dims` > 0).
+    cells: Option<Cells>,
+    /// This row's standardised residuals (`None`: missing).
+    resid: Vec<Option<f64>>,
+    /// The bias subtracted on this row.
+    bias: Vec<f64>,
+    /// Whether the last row was in a cell not yet mature.
+    new_ground: bool,
 }
 
 fn ewma_alpha(span_rows: f64) -> f64 {
@@ -198,8 +214,8 @@ impl DeviceModel {
             ridges: vec![cfg.ridge; n],
             choose_ridge: cfg.choose_ridge,
             ema_alpha: cfg.ema_seconds.iter().map(|t| 1.0 - (-dt / t).exp()).collect(),
-            short_alpha: ewma_alpha(cfg.short_span_s / dt),
-            long_alpha: ewma_alpha(cfg.long_span_s / dt),
+            short_alpha: ewma_alpha((cfg.short_span_s / dt).max(cfg.short_min_rows)),
+            long_alpha: ewma_alpha((cfg.long_span_s / dt).max(cfg.long_min_rows)),
             threshold_quantile: cfg.threshold_quantile,
             threshold_margin: cfg.threshold_margin,
             threshold_floor: cfg.threshold_floor,
@@ -234,6 +250,20 @@ impl DeviceModel {
             contribution: vec![0.0; n],
             adapted: 0,
             episode: Episode::new(n, cfg.min_duration_rows, cfg.hold_rows),
+            deviation_rate: if cfg.deviation_halflife_rows == 0 {
+                0.0
+            } else {
+                1.0 - 0.5f64.powf(1.0 / cfg.deviation_halflife_rows as f64)
+            },
+            cell_dims: cfg.cell_dims,
+            cell_size: cfg.cell_size,
+            cell_mature_rows: cfg.cell_mature_rows,
+            cell_max: cfg.cell_max,
+            cell_new_factor: cfg.cell_new_factor,
+            cells: None,
+            resid: vec![None; n],
+            bias: vec![0.0; n],
+            new_ground: false,
         })
     }
 
@@ -330,6 +360,7 @@ impl DeviceModel {
                 if self.rows >= self.warmup {
                     self.calibrate(&smoothed);
                     self.fit();
+                    self.build_cells();
                     (Phase::Live, self.warming())
                 } else {
                     (Phase::Threshold { smoothed }, self.warming())
@@ -474,10 +505,45 @@ impl DeviceModel {
         Some(v - self.predict(&self.beta[j * f..(j + 1) * f], self.intercept[j]))
     }
 
-    /// Updates the smoothed standardised residuals.
+    /// The operating cells over the warm-up's metric moments.
+    fn build_cells(&mut self) {
+        if self.cell_dims == 0 {
+            return;
+        }
+        let block = self.block;
+        let mean: Vec<f64> = (0..self.n).map(|j| self.moments.mean[j * block]).collect();
+        let moments = &self.moments;
+        self.cells = Some(Cells::new(
+            mean,
+            |i, j| moments.cov(i * block, j * block),
+            self.cell_dims,
+            self.cell_size,
+            self.cell_mature_rows,
+            self.cell_max,
+        ));
+    }
+
+    /// The last row's standardised residual of each metric, less its cell's bias (`None`:
+    /// missing or warming up).
+    pub fn residuals(&self) -> Vec<Option<f64>> {
+        self.resid.iter().zip(&self.bias).map(|(r, b)| r.map(|r| r - b)).collect()
+    }
+
+    /// Whether the last row was on new ground: in an operating cell not yet mature.
+    pub fn on_new_ground(&self) -> bool {
+        self.new_ground
+    }
+
+    /// Operating cells held (0 without cells).
+    pub fn cells(&self) -> usize {
+        self.cells.as_ref().map_or(0, Cells::len)
+    }
+
+    /// Updates the smoothed standardised residuals, less this row's bias.
     fn smooth(&mut self, values: &[Option<f64>]) {
         for j in 0..self.n {
-            let e = self.residual(j, values).map_or(0.0, |r| r / self.sigma[j]);
+            self.resid[j] = self.residual(j, values).map(|r| r / self.sigma[j]);
+            let e = self.resid[j].map_or(0.0, |r| r - self.bias[j]);
             self.m_short[j] += self.short_alpha * (e - self.m_short[j]);
             self.m_long[j] += self.long_alpha * (e - self.m_long[j]);
         }
@@ -530,15 +596,37 @@ impl DeviceModel {
     }
 
     fn live(&mut self, values: &[Option<f64>], exclude: bool) -> RowScore {
+        // Where the device is, and what the regressions get wrong there once learned.
+        let mut cell = None;
+        if let Some(cells) = &self.cells {
+            let x: Vec<f64> = (0..self.n).map(|j| self.feat[j * self.block]).collect();
+            let key = cells.key(&x);
+            match cells.bias(key) {
+                Some(b) => {
+                    for (o, &v) in self.bias.iter_mut().zip(b) {
+                        *o = f64::from(v);
+                    }
+                }
+                None => self.bias.fill(0.0),
+            }
+            cell = Some((key, cells.is_mature(key)));
+        }
+        let new_ground = cell.is_some_and(|(_, mature)| !mature);
+        self.new_ground = new_ground;
+        // New ground raises the bar for opening an episode, never for keeping one open: a
+        // fault that moves the device off its known ground stays one episode.
+        let calm = self.episode.state() == RowState::Normal;
+        let threshold =
+            if new_ground && calm { self.threshold * self.cell_new_factor } else { self.threshold };
         self.smooth(values);
         let mut score: f64 = 0.0;
         let mut reason = None;
         for j in 0..self.n {
             let c = (self.m_short[j].abs() / self.sd_short[j]).max(self.m_long[j].abs() / self.sd_long[j]);
-            self.contribution[j] = c / self.threshold;
+            self.contribution[j] = c / threshold;
             score = score.max(c);
         }
-        let score = score / self.threshold;
+        let score = score / threshold;
         if score > 1.0 {
             reason = Some(Reason::Score);
         }
@@ -553,10 +641,30 @@ impl DeviceModel {
         }
         let transition = self.episode.step(reason.is_some(), &self.contribution);
         let state = self.episode.state();
+        if let (Some((key, mature)), Some(cells)) = (cell, self.cells.as_mut()) {
+            if !exclude
+                && reason.is_none()
+                && state == RowState::Normal
+                && (!mature || score < self.adapt_below)
+            {
+                cells.learn(key, &self.resid);
+            }
+        }
         // A long episode is taken as a new normal: learn from every row, refitting often.
         let rebaseline = state == RowState::Open && self.episode.open_rows() >= self.rebaseline_after;
         let normal =
             reason.is_none() && (self.adapt_open || state == RowState::Normal) && score < self.adapt_below;
+        if !exclude && normal && self.deviation_rate > 0.0 {
+            let a = self.deviation_rate;
+            for j in 0..self.n {
+                if self.resid[j].is_some() {
+                    self.sd_short[j] =
+                        ((1.0 - a) * self.sd_short[j].powi(2) + a * self.m_short[j].powi(2)).sqrt();
+                    self.sd_long[j] =
+                        ((1.0 - a) * self.sd_long[j].powi(2) + a * self.m_long[j].powi(2)).sqrt();
+                }
+            }
+        }
         if !exclude && (normal || rebaseline) {
             self.learn(self.decay);
             self.adapted += if rebaseline { 10 } else { 1 };

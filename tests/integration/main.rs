@@ -13,3 +13,4 @@ mod http_client;
 mod ops;
 mod pipeline;
 mod sources;
+mod wide_csv;

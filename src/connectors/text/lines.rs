@@ -4,6 +4,11 @@
 //! the next line start; the last line of a range may run past the range end. Lines longer
 //! than the limit are dead-lettered (first 4 KiB kept) without buffering them whole, and a
 //! last line without a newline that fails to parse is reported as truncated.
+//!
+//! A line may hold several events (a wide CSV row: one per metric column): the reader drives a
+//! [`RowParser`], which pushes a line's events straight into the batch and the reasons any of
+//! its fields was rejected into a small buffer the reader drains into dead letters. Formats
+//! with one event per line implement the simpler [`LineParser`], which is a `RowParser` too.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -17,6 +22,30 @@ use crate::connectors::parse::Reject;
 pub trait LineParser: 'static {
     /// Parses `line`.
     fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject>;
+}
+
+/// Turns one line (without its newline) into any number of events: what [`LineReader`] drives.
+pub trait RowParser: 'static {
+    /// Parses `line`, pushing its events onto `events` and, for each field rejected on its
+    /// own (the line's other fields still count), the reason onto `rejects`; each becomes a
+    /// dead letter carrying the whole line. `Err` rejects the whole line: the reader drops
+    /// whatever this call pushed and makes one dead letter.
+    fn parse_row(
+        &mut self,
+        line: &[u8],
+        events: &mut Vec<Event>,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<(), Reject>;
+}
+
+/// One event per line: pushed straight into the batch, no buffer in between (the JSON-lines
+/// fast path costs what it did before rows existed).
+impl<P: LineParser> RowParser for P {
+    #[inline]
+    fn parse_row(&mut self, line: &[u8], events: &mut Vec<Event>, _: &mut Vec<Reject>) -> Result<(), Reject> {
+        events.push(self.parse_line(line)?);
+        Ok(())
+    }
 }
 
 const CHUNK: usize = 1 << 20;
@@ -41,9 +70,11 @@ pub struct LineReader<P> {
     oversize: Option<(u64, u64)>,
     max_line: usize,
     parser: P,
+    /// Fields the parser rejected on their own in the current line (drained per line).
+    rejects: Vec<Reject>,
 }
 
-impl<P: LineParser> LineReader<P> {
+impl<P: RowParser> LineReader<P> {
     /// A reader for the lines of `path` starting in `[start, end)`. With `skip_header`, the
     /// file's first line (a header) is not data.
     pub fn new(path: &Path, start: u64, end: u64, skip_header: bool, max_line: usize, parser: P) -> Self {
@@ -62,6 +93,7 @@ impl<P: LineParser> LineReader<P> {
             oversize: None,
             max_line,
             parser,
+            rejects: Vec::new(),
         }
     }
 
@@ -102,34 +134,47 @@ impl<P: LineParser> LineReader<P> {
     }
 }
 
-fn emit<P: LineParser>(
-    parser: &mut P,
-    name: &str,
-    line: &[u8],
-    at: u64,
-    last_without_newline: bool,
-    out: &mut SourceBatch,
-) {
+/// Where a line's parse results go: the batch, and the buffer of rejected fields.
+struct Sink<'a> {
+    name: &'a str,
+    out: &'a mut SourceBatch,
+    rejects: &'a mut Vec<Reject>,
+}
+
+fn emit<P: RowParser>(parser: &mut P, sink: Sink<'_>, line: &[u8], at: u64, last_without_newline: bool) {
+    let Sink { name, out, rejects } = sink;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }
-    match parser.parse_line(line) {
-        Ok(e) => out.events.push(e),
-        Err(reason) if last_without_newline => out.dead.push(DeadLetter::new(
-            name,
-            at,
-            format!("truncated last line (no newline at end of file): {reason}"),
-            line,
-        )),
-        Err(reason) => out.dead.push(DeadLetter::new(name, at, reason, line)),
+    let before = out.events.len();
+    let dead = |reason: Reject| {
+        if last_without_newline {
+            DeadLetter::new(
+                name,
+                at,
+                format!("truncated last line (no newline at end of file): {reason}"),
+                line,
+            )
+        } else {
+            DeadLetter::new(name, at, reason, line)
+        }
+    };
+    match parser.parse_row(line, &mut out.events, rejects) {
+        Ok(()) if rejects.is_empty() => {}
+        Ok(()) => out.dead.extend(rejects.drain(..).map(dead)),
+        Err(reason) => {
+            out.events.truncate(before);
+            rejects.clear();
+            out.dead.push(dead(reason));
+        }
     }
 }
 
 /// Records a poll hands over at most.
 const BATCH: usize = 16_384;
 
-impl<P: LineParser> PartitionReader for LineReader<P> {
+impl<P: RowParser> PartitionReader for LineReader<P> {
     fn name(&self) -> String {
         if self.start == 0 {
             self.name.clone()
@@ -199,7 +244,8 @@ impl<P: LineParser> PartitionReader for LineReader<P> {
                 self.skip_first_line = false;
                 continue;
             }
-            emit(&mut self.parser, &self.name, &self.buf[from..to], line_start, false, out);
+            let sink = Sink { name: &self.name, out, rejects: &mut self.rejects };
+            emit(&mut self.parser, sink, &self.buf[from..to], line_start, false);
             if out.events.len() + out.dead.len() >= BATCH {
                 return Ok(Poll::Ready);
             }
@@ -207,7 +253,7 @@ impl<P: LineParser> PartitionReader for LineReader<P> {
     }
 }
 
-impl<P: LineParser> LineReader<P> {
+impl<P: RowParser> LineReader<P> {
     fn close(&mut self) -> Poll {
         self.eof = true;
         self.file = None;
@@ -225,7 +271,8 @@ impl<P: LineParser> LineReader<P> {
                 self.skip_first_line = false;
             } else {
                 let (from, to) = (self.consumed, self.buf.len());
-                emit(&mut self.parser, &self.name, &self.buf[from..to], line_start, true, out);
+                let sink = Sink { name: &self.name, out, rejects: &mut self.rejects };
+                emit(&mut self.parser, sink, &self.buf[from..to], line_start, true);
             }
         }
         self.close()

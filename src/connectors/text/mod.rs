@@ -1,5 +1,6 @@
 //! Text files: JSON lines and CSV, each file split into byte ranges, one per worker.
-//! `lines` reads a byte range line by line, `json` and `csv` turn a line into an event.
+//! `lines` reads a byte range line by line, `json` turns a line into an event and `csv` a line
+//! into one event (narrow files) or one per metric column (wide files).
 
 pub mod csv;
 pub mod json;
@@ -13,9 +14,9 @@ use sensorflow_operators::{Event, PartitionReader};
 
 use crate::connectors::parse::{EventBuilder, Reject};
 use crate::connectors::{ConnectorError, ReaderContext};
-use csv::CsvColumns;
+use csv::{CsvFormat, CsvRows};
 use json::parse_json;
-use lines::{split_ranges, LineParser, LineReader};
+use lines::{split_ranges, LineParser, LineReader, RowParser};
 
 /// Longest accepted line, bytes; longer lines are dead-lettered.
 pub const MAX_LINE: usize = 1 << 20;
@@ -26,14 +27,6 @@ impl LineParser for JsonLines {
     #[inline]
     fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
         parse_json(line, &mut self.0)
-    }
-}
-
-struct CsvLines(CsvColumns, EventBuilder);
-
-impl LineParser for CsvLines {
-    fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
-        self.0.parse(line, &mut self.1)
     }
 }
 
@@ -55,7 +48,7 @@ pub fn jsonl_readers(
 
 /// This worker's byte range of each file, read line by line with the parser `parser` makes
 /// for it. A file with a header skips it (and an empty one, having none, is skipped whole).
-fn ranged<P: LineParser>(
+fn ranged<P: RowParser>(
     paths: &[PathBuf],
     ctx: &ReaderContext,
     header: bool,
@@ -74,7 +67,8 @@ fn ranged<P: LineParser>(
     Ok(readers)
 }
 
-/// Reads the header line of a CSV file.
+/// Reads the header line of a CSV file (at most [`MAX_LINE`] bytes, so a header of any
+/// number of columns is read whole while memory stays bounded).
 pub fn read_header(path: &Path) -> Result<Vec<u8>, ConnectorError> {
     let file = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
     let mut header = Vec::new();
@@ -94,15 +88,18 @@ pub fn read_header(path: &Path) -> Result<Vec<u8>, ConnectorError> {
     Ok(header)
 }
 
-/// This worker's ranges of every CSV file in `paths` (header with `device,metric,ts,value[,seq]`).
+/// This worker's ranges of every CSV file in `paths`, narrow (`device,metric,ts,value[,seq]`)
+/// or wide (a timestamp column and a column per metric), as each file's header says
+/// ([`csv`]). Every worker reads the header from the file's start; only the worker whose
+/// range starts there skips it as data.
 pub fn csv_readers(
     paths: &[PathBuf],
     ctx: &ReaderContext,
 ) -> Result<Vec<Box<dyn PartitionReader>>, ConnectorError> {
     ranged(paths, ctx, true, |path| {
         let header = read_header(path)?;
-        let cols = CsvColumns::from_header(&header)
+        let format = CsvFormat::from_header(&header, path)
             .map_err(|e| ConnectorError::Config(format!("{}: {e}", path.display())))?;
-        Ok(CsvLines(cols, ctx.builder()))
+        Ok(CsvRows::new(format, ctx.builder()))
     })
 }

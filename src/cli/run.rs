@@ -199,6 +199,10 @@ pub struct RunArgs {
     /// events in a row (or the end of the input) confirm the jump (default 1d; 0: no limit).
     #[arg(long, value_parser = parse_ms)]
     pub max_jump: Option<u64>,
+    /// Flow control: the most events one worker's source may have in the graph before it holds
+    /// back partitions that are ahead (default 262144; bounds memory whatever the input).
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
     /// Allowed lateness per source partition (e.g. 2s).
     #[arg(long, value_parser = parse_ms)]
     pub lateness: Option<u64>,
@@ -300,6 +304,7 @@ impl RunArgs {
         set(&mut c.min_ts, self.min_ts);
         set(&mut c.max_future, self.max_future);
         set(&mut c.max_jump, self.max_jump);
+        set(&mut c.max_in_flight, self.max_in_flight);
         set(&mut c.idle_timeout, self.idle_timeout);
         set(&mut c.rules, self.rules);
         set(&mut c.reload_rules, self.no_reload.then_some(false));

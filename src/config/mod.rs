@@ -111,6 +111,10 @@ pub struct RunConfig {
     /// events in a row (or the end of the input) confirm the jump, ms; 0: no limit.
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub max_jump: u64,
+    /// Flow control: the most events one worker's source may have in the graph, not yet
+    /// through to its end; past it the source holds back any partition ahead of the graph, so
+    /// memory stays bounded whatever the input size or rate (at least 1,024).
+    pub max_in_flight: usize,
     /// Largest accepted |value|.
     pub max_abs_value: f64,
     /// Rules file; `None` uses the built-in default rules.
@@ -173,6 +177,7 @@ impl Default for RunConfig {
             min_ts: ClockGuard::default().min_ts_ms,
             max_future: ClockGuard::default().max_future_ms.unwrap_or(0),
             max_jump: ClockGuard::default().max_jump_ms.unwrap_or(0),
+            max_in_flight: 262_144,
             max_abs_value: Limits::default().max_abs_value,
             rules: None,
             reload_rules: true,
@@ -229,6 +234,7 @@ impl RunConfig {
                 max_jump_ms: (self.max_jump > 0).then_some(self.max_jump),
                 ..ClockGuard::default()
             },
+            max_in_flight: Some(self.max_in_flight),
         }
     }
 
@@ -306,6 +312,12 @@ impl RunConfig {
             return Err(Error::Config(format!(
                 "process must be in 0..{} (processes), got {}",
                 self.processes, self.process
+            )));
+        }
+        if !(1_024..=1 << 32).contains(&self.max_in_flight) {
+            return Err(Error::Config(format!(
+                "max_in_flight must be 1024..=4294967296 events per worker, got {}",
+                self.max_in_flight
             )));
         }
         if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {

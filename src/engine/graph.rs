@@ -77,6 +77,7 @@ pub(super) fn build(
             worker: local,
             batch_hook: shared.ledger.clone().map(|l| l as Arc<dyn BatchHook>),
             names: shared.dict.clone(),
+            done: Some(done_probe.clone()),
         };
         let name = format!("Source({})", shared.config.source.name());
         let streams = partitioned_source(scope, &name, readers, shared.config.source_options(), source_ctx);

@@ -271,5 +271,9 @@ pub fn run_with(
         latency: LatencySummary::from_histogram(&latency),
         dead_letter_file: config.dead_letters.clone(),
         stopped_early: shared.stop.load(Ordering::Relaxed),
+        held_back: c.partitions().iter().map(|p| p.held_back.load(Ordering::Relaxed)).sum(),
+        held_back_secs: c.partitions().iter().map(|p| p.held_back_us.load(Ordering::Relaxed)).sum::<u64>()
+            as f64
+            / 1e6,
     })
 }

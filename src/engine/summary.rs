@@ -103,6 +103,10 @@ pub struct Summary {
     pub stopped_early: bool,
     /// Alerts against the simulator's injected anomalies (simulator runs only).
     pub ground_truth: Option<GroundTruth>,
+    /// Times a source partition was held back by flow control (the graph was behind it).
+    pub held_back: u64,
+    /// Seconds partitions spent held back, summed over partitions.
+    pub held_back_secs: f64,
 }
 
 impl Summary {
@@ -178,6 +182,13 @@ impl fmt::Display for Summary {
                     "  {source:<24} {matched:>7} of {fired:>7} fired alerts match an injected anomaly"
                 )?;
             }
+        }
+        if self.held_back > 0 {
+            writeln!(
+                f,
+                "sources held back    {:>14}  times, {:.3} s in all (flow control: --max-in-flight)",
+                self.held_back, self.held_back_secs
+            )?;
         }
         if self.stopped_early {
             writeln!(f, "(stopped early by the time limit)")?;

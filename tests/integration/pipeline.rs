@@ -48,6 +48,34 @@ fn same_alerts_at_1_2_and_4_workers_from_a_split_file() {
 }
 
 #[test]
+fn flow_control_holds_sources_back_and_keeps_the_alerts_at_1_and_2_workers() {
+    // The simulator file (about 30 MB) is dealt to 2 workers in 4 MiB blocks; a bound of 1,024
+    // events in flight makes the sources wait for the graph again and again.
+    let dir = tmp();
+    let data = dir.path().join("sim.jsonl");
+    simulate(&small_sim(), &data, Format::Jsonl, &dir.path().join("labels.json"), None).unwrap();
+    assert!(std::fs::metadata(&data).unwrap().len() > 8 << 20, "the file spans several blocks");
+    let mut unbounded = config(SourceConfig::Jsonl { paths: vec![data.clone()] }, 1);
+    unbounded.max_in_flight = 1 << 32;
+    let (summary, reference) = run(&unbounded);
+    assert_eq!(summary.held_back, 0, "{summary}");
+    assert!(reference.sorted_alerts().len() > 20, "a reference with many alerts");
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![data.clone()] }, workers);
+        cfg.max_in_flight = 1024;
+        let (summary, c) = run(&cfg);
+        assert!(summary.balanced(), "{summary}");
+        assert_eq!(summary.late, 0, "{summary}");
+        assert!(summary.held_back > 0, "the bound held the sources back at {workers} workers: {summary}");
+        assert_eq!(alert_view(&c), alert_view(&reference), "same alerts at {workers} workers");
+    }
+    let mut zero = config(SourceConfig::Jsonl { paths: vec![data] }, 1);
+    zero.max_in_flight = 0;
+    let err = sensorflow::engine::run(&zero).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("max_in_flight"), "{err}");
+}
+
+#[test]
 fn simulator_anomalies_the_rules_target_are_caught() {
     let (summary, c) = run(&config(SourceConfig::Simulator(small_sim()), 2));
     let gt = summary.ground_truth.clone().expect("simulator runs score against their labels");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::diverted::{DeadLetter, LateEvent};
@@ -153,6 +154,9 @@ pub struct SourceOptions {
     pub policy: BadRecordPolicy,
     /// Timestamp guards.
     pub clock_guard: ClockGuard,
+    /// Flow control: the most events this worker's source may have in the graph, not yet
+    /// through to the end (see [`SourceContext::done`]). `None`: no bound.
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for SourceOptions {
@@ -162,6 +166,7 @@ impl Default for SourceOptions {
             idle_timeout: Duration::from_secs(5),
             policy: BadRecordPolicy::DeadLetter,
             clock_guard: ClockGuard::default(),
+            max_in_flight: None,
         }
     }
 }
@@ -197,6 +202,10 @@ pub struct SourceContext {
     pub batch_hook: Option<Arc<dyn BatchHook>>,
     /// Names, to write events the clock guard rejects as readable dead letters.
     pub names: Dictionary,
+    /// The probe at the end of the graph, over all workers and processes: with
+    /// [`SourceOptions::max_in_flight`], the source holds back a partition while too many of
+    /// the events it sent are not yet past it.
+    pub done: Option<ProbeHandle<u64>>,
 }
 
 impl std::fmt::Debug for dyn BatchHook {
@@ -246,7 +255,8 @@ pub fn partitioned_source<'scope>(
     options: SourceOptions,
     ctx: SourceContext,
 ) -> SourceStreams<'scope> {
-    let SourceContext { counters, clock, errors, stop, worker, batch_hook, names } = ctx;
+    let SourceContext { counters, clock, errors, stop, worker, batch_hook, names, done } = ctx;
+    let flow = done.zip(options.max_in_flight);
     let source = name.trim_start_matches("Source(").trim_end_matches(')');
     let gauges: Vec<_> = readers
         .iter()
@@ -281,11 +291,26 @@ pub fn partitioned_source<'scope>(
         let mut first_device: Vec<Option<crate::event::DeviceId>> = vec![None; readers.len()];
         let mut mixed: Vec<bool> = vec![false; readers.len()];
         let mut rejected: Vec<Event> = Vec::new();
+        // Flow control: events sent and not yet past the end of the graph, by the newest
+        // event time of the partition when they were sent (they are past once the end's
+        // frontier is beyond it), and when each held partition was last looked at.
+        let mut outstanding: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+        let mut in_flight = 0usize;
+        let mut hold_since: Vec<Option<Instant>> = vec![None; readers.len()];
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             let started = Instant::now();
             let floor = *held[0].time();
             let mut progressed = false;
+            let mut holding = false;
+            let end = flow
+                .as_ref()
+                .map(|(probe, _)| probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX)));
+            if let Some(end) = end {
+                let still = outstanding.split_off(&end);
+                in_flight -= outstanding.values().sum::<usize>();
+                outstanding = still;
+            }
             let mut failure: Option<SourceError> = None;
             {
                 let mut ev_out = ev_out.activate();
@@ -295,9 +320,35 @@ pub fn partitioned_source<'scope>(
                     if marks.is_done(part) {
                         continue;
                     }
+                    let gauge = &gauges[part];
+                    // Hold back a partition ahead of the graph's end while too many events are in
+                    // flight. The partition at the least watermark is never held (the end's
+                    // frontier cannot pass it until it reads on), so the graph always drains.
+                    if let (Some(end), Some((_, max))) = (end, flow.as_ref()) {
+                        if in_flight >= *max && marks.watermark(part).max(floor) > end {
+                            let now = Instant::now();
+                            match hold_since[part].replace(now) {
+                                Some(since) => {
+                                    let us = now.duration_since(since).as_micros() as u64;
+                                    gauge.held_back_us.fetch_add(us, Ordering::Relaxed);
+                                }
+                                None => {
+                                    gauge.held_back.fetch_add(1, Ordering::Relaxed);
+                                    gauge.holding.store(true, Ordering::Relaxed);
+                                }
+                            }
+                            // Held is not idle: the partition still holds the watermark.
+                            marks.active(part);
+                            holding = true;
+                            continue;
+                        }
+                    }
+                    if let Some(since) = hold_since[part].take() {
+                        gauge.held_back_us.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        gauge.holding.store(false, Ordering::Relaxed);
+                    }
                     batch.events.clear();
                     batch.dead.clear();
-                    let gauge = &gauges[part];
                     let span = tracing::info_span!(
                         target: "sensorflow::source",
                         "source_batch",
@@ -435,6 +486,10 @@ pub fn partitioned_source<'scope>(
                     std::mem::swap(&mut batch.events, &mut kept_buf);
                     let kept = batch.events.len();
                     let max_ts = max_ts.unwrap_or(0);
+                    if kept > 0 && flow.is_some() {
+                        *outstanding.entry(max_ts).or_default() += kept;
+                        in_flight += kept;
+                    }
                     if kept > 0 {
                         marks.observe(part, max_ts);
                         gauge.max_ts_ms.store(max_ts, Ordering::Relaxed);
@@ -496,6 +551,9 @@ pub fn partitioned_source<'scope>(
             }
             if progressed {
                 activator.activate();
+            } else if holding {
+                // Held back: look again once the graph has had a step to drain.
+                activator.activate_after(Duration::from_micros(200));
             } else {
                 // Live partitions are quiet: come back soon, and no later than when one turns idle.
                 let nap = Duration::from_millis(2);

@@ -67,6 +67,12 @@ pub struct PartitionGauge {
     pub max_ts_ms: AtomicU64,
     /// Set once the partition has been read to its end.
     pub done: std::sync::atomic::AtomicBool,
+    /// Times the partition was held back because the graph was too far behind it.
+    pub held_back: AtomicU64,
+    /// Time it spent held back, microseconds.
+    pub held_back_us: AtomicU64,
+    /// Whether it is held back now.
+    pub holding: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionGauge {
@@ -167,6 +173,9 @@ impl Counters {
             watermark_ms: AtomicU64::new(0),
             max_ts_ms: AtomicU64::new(0),
             done: std::sync::atomic::AtomicBool::new(false),
+            held_back: AtomicU64::new(0),
+            held_back_us: AtomicU64::new(0),
+            holding: std::sync::atomic::AtomicBool::new(false),
         });
         crate::lock(&self.partitions).push(gauge.clone());
         gauge

@@ -30,7 +30,10 @@ pub fn kafka_readers(cfg: &KafkaSourceConfig, ctx: &ReaderContext) -> Result<Ope
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
-            .set("queued.max.messages.kbytes", "65536")
+            // librdkafka prefetches while the engine holds a partition back (flow control):
+            // at most 8 MiB or 16,384 messages per partition wait in its queue.
+            .set("queued.max.messages.kbytes", "8192")
+            .set("queued.min.messages", "16384")
             .create()
             .map_err(|e| kafka_err("creating a consumer", e))?;
         let mut tpl = TopicPartitionList::new();

@@ -10,6 +10,7 @@
 //! its fields was rejected into a small buffer the reader drains into dead letters. Formats
 //! with one event per line implement the simpler [`LineParser`], which is a `RowParser` too.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -72,12 +73,31 @@ pub struct LineReader<P> {
     parser: P,
     /// Fields the parser rejected on their own in the current line (drained per line).
     rejects: Vec<Reject>,
+    /// The ranges still to read after this one, in order.
+    next: VecDeque<(u64, u64)>,
+    skip_header: bool,
+    /// Where the first range starts (the partition's name).
+    first_start: u64,
 }
 
 impl<P: RowParser> LineReader<P> {
     /// A reader for the lines of `path` starting in `[start, end)`. With `skip_header`, the
     /// file's first line (a header) is not data.
     pub fn new(path: &Path, start: u64, end: u64, skip_header: bool, max_line: usize, parser: P) -> Self {
+        Self::with_ranges(path, &[(start, end)], skip_header, max_line, parser)
+    }
+
+    /// A reader for the lines of `path` starting in any of `ranges` (ascending, disjoint),
+    /// read one after the other as one partition.
+    pub fn with_ranges(
+        path: &Path,
+        ranges: &[(u64, u64)],
+        skip_header: bool,
+        max_line: usize,
+        parser: P,
+    ) -> Self {
+        let mut next: VecDeque<(u64, u64)> = ranges.iter().copied().collect();
+        let (start, end) = next.pop_front().unwrap_or((0, 0));
         LineReader {
             name: path.display().to_string(),
             path: path.to_path_buf(),
@@ -94,6 +114,9 @@ impl<P: RowParser> LineReader<P> {
             max_line,
             parser,
             rejects: Vec::new(),
+            next,
+            skip_header,
+            first_start: start,
         }
     }
 
@@ -176,10 +199,10 @@ const BATCH: usize = 16_384;
 
 impl<P: RowParser> PartitionReader for LineReader<P> {
     fn name(&self) -> String {
-        if self.start == 0 {
+        if self.first_start == 0 {
             self.name.clone()
         } else {
-            format!("{}@{}", self.name, self.start)
+            format!("{}@{}", self.name, self.first_start)
         }
     }
 
@@ -254,12 +277,28 @@ impl<P: RowParser> PartitionReader for LineReader<P> {
 }
 
 impl<P: RowParser> LineReader<P> {
+    /// Ends the current range: on to the next one, if any.
     fn close(&mut self) -> Poll {
-        self.eof = true;
         self.file = None;
-        self.buf = Vec::new();
         self.consumed = 0;
-        Poll::Done
+        self.oversize = None;
+        match self.next.pop_front() {
+            Some((start, end)) => {
+                self.buf.clear();
+                self.start = start;
+                self.end = end;
+                self.buf_offset = start.saturating_sub(1);
+                self.eof = false;
+                self.skip_partial_first = start > 0;
+                self.skip_first_line = self.skip_header && start == 0;
+                Poll::Ready
+            }
+            None => {
+                self.eof = true;
+                self.buf = Vec::new();
+                Poll::Done
+            }
+        }
     }
 
     /// Handles what is left at end of file: a last line without a newline.
@@ -279,8 +318,105 @@ impl<P: RowParser> LineReader<P> {
     }
 }
 
+/// Bytes per block when a large file is dealt to several workers.
+pub const BLOCK: u64 = 4 << 20;
+
+/// The byte ranges of a file of `len` bytes that worker `index` of `peers` reads. A file of
+/// more than a block per worker is dealt in blocks of [`BLOCK`] bytes, block k to worker
+/// k mod `peers`, so the workers move through the file's event time side by side (halves
+/// would start the second worker in the middle of the file's time, and everything it read
+/// would wait in the graph for the first to catch up); a smaller one is split into `peers`
+/// equal ranges.
+pub fn worker_ranges(len: u64, peers: usize, index: usize) -> Vec<(u64, u64)> {
+    let peers = peers.max(1);
+    if len <= BLOCK * peers as u64 {
+        return vec![split_ranges(len, peers)[index.min(peers - 1)]];
+    }
+    let blocks = len.div_ceil(BLOCK);
+    (index as u64..blocks).step_by(peers).map(|k| (k * BLOCK, ((k + 1) * BLOCK).min(len))).collect()
+}
+
 /// Splits a file of `len` bytes into `parts` ranges.
 pub fn split_ranges(len: u64, parts: usize) -> Vec<(u64, u64)> {
     let parts = parts.max(1) as u64;
     (0..parts).map(|i| (len * i / parts, len * (i + 1) / parts)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::parse::Reject;
+    use sensorflow_operators::{DeviceId, MetricId};
+    use std::borrow::Cow;
+    use std::io::Write;
+
+    /// Each line is a number, read as an event's `seq`.
+    struct Numbers;
+
+    impl LineParser for Numbers {
+        fn parse_line(&mut self, line: &[u8]) -> Result<Event, Reject> {
+            let seq = std::str::from_utf8(line)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(Cow::Borrowed("not a number"))?;
+            Ok(Event { device: DeviceId(1), metric: MetricId(1), ts: seq, value: 0.0, seq })
+        }
+    }
+
+    #[test]
+    fn worker_ranges_deal_large_files_in_blocks_and_split_small_ones() {
+        assert_eq!(worker_ranges(100, 2, 1), vec![(50, 100)]);
+        assert_eq!(worker_ranges(100, 1, 0), vec![(0, 100)]);
+        let len = 5 * BLOCK + 7;
+        assert_eq!(
+            worker_ranges(len, 2, 0),
+            vec![(0, BLOCK), (2 * BLOCK, 3 * BLOCK), (4 * BLOCK, 5 * BLOCK)]
+        );
+        assert_eq!(
+            worker_ranges(len, 2, 1),
+            vec![(BLOCK, 2 * BLOCK), (3 * BLOCK, 4 * BLOCK), (5 * BLOCK, len)]
+        );
+        assert_eq!(
+            worker_ranges(len, 8, 7),
+            vec![(len * 7 / 8, len)],
+            "under a block per worker: equal ranges"
+        );
+    }
+
+    #[test]
+    fn a_file_dealt_in_blocks_is_read_whole_once_at_any_worker_count() {
+        // About 15 MB of numbered lines, so 2 and 3 workers get several blocks each.
+        let lines = 2_000_000u64;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("numbers.txt");
+        let mut file = std::io::BufWriter::new(File::create(&path).expect("create"));
+        for i in 0..lines {
+            writeln!(file, "{i}").expect("write");
+        }
+        drop(file);
+        let len = std::fs::metadata(&path).expect("metadata").len();
+        assert!(len > 3 * BLOCK, "the file spans several blocks: {len}");
+        for peers in [1, 2, 3] {
+            let mut seen = vec![0u8; lines as usize];
+            for index in 0..peers {
+                let ranges = worker_ranges(len, peers, index);
+                let mut reader = LineReader::with_ranges(&path, &ranges, false, 1 << 20, Numbers);
+                let mut last = None;
+                loop {
+                    let mut batch = SourceBatch::default();
+                    let poll = reader.poll(&mut batch).expect("poll");
+                    assert!(batch.dead.is_empty(), "{:?}", batch.dead.first());
+                    for e in &batch.events {
+                        assert!(last.is_none_or(|l| e.seq > l), "each worker reads in file order");
+                        last = Some(e.seq);
+                        seen[e.seq as usize] += 1;
+                    }
+                    if poll == Poll::Done {
+                        break;
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "every line exactly once at {peers} workers");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Text files: JSON lines and CSV, each file split into byte ranges, one per worker.
+//! Text files: JSON lines and CSV, each file dealt to the workers in byte ranges (blocks in
+//! turn for a large file, see [`lines::worker_ranges`]).
 //! `lines` reads a byte range line by line, `json` turns a line into an event and `csv` a line
 //! into one event (narrow files) or one per metric column (wide files).
 
@@ -16,7 +17,7 @@ use crate::connectors::parse::{EventBuilder, Reject};
 use crate::connectors::{ConnectorError, ReaderContext};
 use csv::{CsvFormat, CsvRows};
 use json::parse_json;
-use lines::{split_ranges, LineParser, LineReader, RowParser};
+use lines::{worker_ranges, LineParser, LineReader, RowParser};
 
 /// Longest accepted line, bytes; longer lines are dead-lettered.
 pub const MAX_LINE: usize = 1 << 20;
@@ -61,8 +62,8 @@ fn ranged<P: RowParser>(
             continue;
         }
         let parser = parser(path)?;
-        let (start, end) = split_ranges(len, ctx.peers)[ctx.index];
-        readers.push(Box::new(LineReader::new(path, start, end, header, MAX_LINE, parser)));
+        let ranges = worker_ranges(len, ctx.peers, ctx.index);
+        readers.push(Box::new(LineReader::with_ranges(path, &ranges, header, MAX_LINE, parser)));
     }
     Ok(readers)
 }

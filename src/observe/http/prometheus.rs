@@ -7,7 +7,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use sensorflow_operators::{lock, Counters};
+use sensorflow_operators::{lock, Counters, PartitionGauge};
 
 use crate::observe::telemetry::Telemetry;
 
@@ -27,6 +27,19 @@ struct PipelineCollector(Arc<Telemetry>);
 type Labels = Vec<(&'static str, String)>;
 
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, u64)]) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in rows {
+        m.encode_family(labels)?.encode_counter::<NoLabelSet, _, u64>(v, None)?;
+    }
+    Ok(())
+}
+
+fn float_counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, f64)],
+) -> std::fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
         m.encode_family(labels)?.encode_counter::<NoLabelSet, _, u64>(v, None)?;
@@ -188,6 +201,36 @@ impl Collector for PipelineCollector {
             "A partition's watermark (event time, seconds since the epoch)",
             &marks,
         )?;
+        let held = |f: &dyn Fn(&PartitionGauge) -> f64| -> Vec<(Labels, f64)> {
+            parts
+                .iter()
+                .map(|p| {
+                    let l = vec![
+                        ("partition", p.name.clone()),
+                        ("worker", (t.process * t.workers + p.worker).to_string()),
+                    ];
+                    (l, f(p))
+                })
+                .collect()
+        };
+        float_counter(
+            &mut enc,
+            "sensorflow_source_held_back",
+            "Times a partition was held back because the graph was too far behind it",
+            &held(&|p| p.held_back.load(Ordering::Relaxed) as f64),
+        )?;
+        float_counter(
+            &mut enc,
+            "sensorflow_source_held_back_seconds",
+            "Time a partition spent held back",
+            &held(&|p| p.held_back_us.load(Ordering::Relaxed) as f64 / 1e6),
+        )?;
+        gauge(
+            &mut enc,
+            "sensorflow_source_holding",
+            "1 while a partition is held back",
+            &held(&|p| f64::from(u8::from(p.holding.load(Ordering::Relaxed)))),
+        )?;
         histogram(
             &mut enc,
             "sensorflow_ingest_to_alert_seconds",
@@ -249,12 +292,18 @@ mod tests {
         let gauge = counters.register_partition("kafka:s/0".into(), 1);
         gauge.max_ts_ms.store(10_000, Ordering::Relaxed);
         gauge.watermark_ms.store(7_500, Ordering::Relaxed);
+        gauge.held_back.store(4, Ordering::Relaxed);
+        gauge.held_back_us.store(1_500_000, Ordering::Relaxed);
+        gauge.holding.store(true, Ordering::Relaxed);
         let text = metrics_text(&t).expect("encodes");
         for line in [
             "sensorflow_records_in_total{source=\"simulator\",worker=\"1\"} 17",
             "sensorflow_records_in_total{source=\"simulator\",worker=\"0\"} 0",
             "sensorflow_late_events_total{source=\"simulator\"} 3",
             "sensorflow_watermark_lag_seconds{partition=\"kafka:s/0\",worker=\"1\"} 2.5",
+            "sensorflow_source_held_back_total{partition=\"kafka:s/0\",worker=\"1\"} 4.0",
+            "sensorflow_source_held_back_seconds_total{partition=\"kafka:s/0\",worker=\"1\"} 1.5",
+            "sensorflow_source_holding{partition=\"kafka:s/0\",worker=\"1\"} 1.0",
             "sensorflow_ingest_to_alert_seconds_bucket{le=\"0.0005\",source=\"simulator\"} 1",
             "sensorflow_ingest_to_alert_seconds_bucket{le=\"+Inf\",source=\"simulator\"} 1",
             "sensorflow_ingest_to_alert_seconds_count{source=\"simulator\"} 1",

@@ -53,8 +53,9 @@ pub use ops::source::{
 pub use ops::window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, Windows};
 pub use rules::{glob_match, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use runtime::clock::WatermarkClock;
+pub use runtime::evict::{Evictor, StateIdle};
 pub use runtime::metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
-pub use runtime::watermark::Watermarks;
+pub use runtime::watermark::{DeviceClocks, EventTimeMode, Watermarks};
 pub use scoring::{
     Calibration, ExcursionParams, Likelihood, LikelihoodParams, OnlineNormalizer, RangeParams, Scorer,
     ScorerFactory, ScorerReload, SeriesWindow, CLEAR_MARGIN, CLIP, HORIZON, LIKELIHOOD_THRESHOLD,

@@ -191,7 +191,9 @@ fn dedupe_drops_repeats_across_partitions() {
     let p1: Vec<Event> = (25..75).map(|s| ev(DEV_A, TEMP, s * 10, s as f64, s)).collect();
     let p2: Vec<Event> = (0..10).map(|s| ev(DEV_B, TEMP, s * 10, 0.0, NO_SEQ)).collect();
     for workers in [1, 2, 3] {
-        let out = run(workers, vec![p0.clone(), p1.clone(), p2.clone()], opts(10_000), |s, c| s.dedupe(c));
+        let out = run(workers, vec![p0.clone(), p1.clone(), p2.clone()], opts(10_000), |s, c| {
+            s.dedupe(c, StateIdle(None))
+        });
         let mut seqs: Vec<u64> =
             out.data.iter().filter(|(_, e)| e.device == DEV_A).map(|(_, e)| e.seq).collect();
         seqs.sort_unstable();
@@ -237,7 +239,7 @@ fn rule_run(workers: usize, values: &[f64], rules: Vec<Control>) -> Vec<(AlertKi
             .collect::<Vec<_>>()
             .to_stream(s.scope())
             .container::<Vec<_>>();
-        s.windows(spec, c.clone()).apply_rules(control, dict.clone(), c)
+        s.windows(spec, c.clone()).apply_rules(control, dict.clone(), c, StateIdle(None))
     });
     let mut got: Vec<_> = out
         .data
@@ -430,7 +432,7 @@ fn anomaly_operator_scores_in_batches_and_is_worker_independent() {
         let factory: ScorerFactory =
             Arc::new(move || (Box::new(Stub { calls: c2.clone() }) as Box<dyn Scorer>, None));
         let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
-            s.anomalies(factory.clone(), Dictionary::default(), c)
+            s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None))
         });
         let mut alerts: Vec<(AlertKind, DeviceId, u64)> =
             out.data.iter().map(|(_, a)| (a.kind, a.key.device, a.key.window_start)).collect();
@@ -468,7 +470,7 @@ const CALIBRATED: CalibratedStub = CalibratedStub { range: None, silent: false }
 /// workers (lateness far beyond the data, so no sample is late).
 fn fired_anomalies(workers: usize, parts: &[Vec<Event>], factory: ScorerFactory) -> Vec<Alert> {
     let out = run(workers, parts.to_vec(), opts(100_000), move |s, c| {
-        s.anomalies(factory.clone(), Dictionary::default(), c)
+        s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None))
     });
     out.data.into_iter().map(|(_, a)| a).filter(|a| a.kind == AlertKind::Fired).collect()
 }

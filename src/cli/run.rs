@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use sensorflow::config::duration::parse_ms;
-use sensorflow::config::{AlertOutput, RunConfig};
+use sensorflow::config::{AlertOutput, EventTime, RunConfig};
 use sensorflow::connectors::simulator::SimConfig;
 use sensorflow::connectors::{KafkaSourceConfig, MqttSourceConfig, SourceConfig};
 use sensorflow_operators::BadRecordPolicy;
@@ -53,6 +53,25 @@ impl From<Policy> for BadRecordPolicy {
         match p {
             Policy::Fail => BadRecordPolicy::Fail,
             Policy::DeadLetter => BadRecordPolicy::DeadLetter,
+        }
+    }
+}
+
+/// Against whose progress events are judged late.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EventTimeArg {
+    /// Their partition's newest event (input in time order, or nearly).
+    Partition,
+    /// Their device's newest event, within --device-spread of the partition's (files ordered
+    /// per device).
+    Device,
+}
+
+impl From<EventTimeArg> for EventTime {
+    fn from(e: EventTimeArg) -> Self {
+        match e {
+            EventTimeArg::Partition => EventTime::Partition,
+            EventTimeArg::Device => EventTime::Device,
         }
     }
 }
@@ -203,9 +222,21 @@ pub struct RunArgs {
     /// back partitions that are ahead (default 262144; bounds memory whatever the input).
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// Allowed lateness per source partition (e.g. 2s).
+    /// Drop per-series and per-device state idle this long in event time (e.g. 1h, the
+    /// default; 0: never); a device that comes back starts fresh.
+    #[arg(long, value_parser = parse_ms)]
+    pub state_idle: Option<u64>,
+    /// Allowed lateness per source partition, or per device with --event-time device (e.g. 2s).
     #[arg(long, value_parser = parse_ms)]
     pub lateness: Option<u64>,
+    /// Judge events late against their partition's progress (default) or their device's
+    /// (`device`: for files of per-device recordings one after another; windows close
+    /// --device-spread later).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub event_time: Option<EventTimeArg>,
+    /// With --event-time device: how far devices may differ in event time (default 1d; > 0).
+    #[arg(long, value_parser = parse_ms, value_name = "DURATION")]
+    pub device_spread: Option<u64>,
     /// Quiet-partition idle timeout (e.g. 5s).
     #[arg(long, value_parser = parse_ms)]
     pub idle_timeout: Option<u64>,
@@ -301,10 +332,16 @@ impl RunArgs {
         set(&mut c.window, self.window);
         set(&mut c.hop, self.hop);
         set(&mut c.lateness, self.lateness);
+        set(&mut c.event_time, self.event_time);
+        set(&mut c.device_spread, self.device_spread);
+        if self.device_spread.is_some() && c.event_time != EventTime::Device {
+            bail!("--device-spread needs --event-time device");
+        }
         set(&mut c.min_ts, self.min_ts);
         set(&mut c.max_future, self.max_future);
         set(&mut c.max_jump, self.max_jump);
         set(&mut c.max_in_flight, self.max_in_flight);
+        set(&mut c.state_idle, self.state_idle);
         set(&mut c.idle_timeout, self.idle_timeout);
         set(&mut c.rules, self.rules);
         set(&mut c.reload_rules, self.no_reload.then_some(false));
@@ -458,6 +495,21 @@ mod tests {
         let args = ReplayArgs { file: "a.sflog".into(), speed: Some(2.0), run: RunArgs::default() };
         let c = args.into_config()?;
         assert_eq!(c.source, SourceConfig::Log { path: "a.sflog".into(), realtime: Some(2.0) });
+        Ok(())
+    }
+
+    #[test]
+    fn event_time_flags_set_the_mode_and_a_spread_needs_device_mode() -> Result<()> {
+        let args = RunArgs {
+            event_time: Some(EventTimeArg::Device),
+            device_spread: Some(3_600_000),
+            ..RunArgs::default()
+        };
+        let c = args.into_config()?;
+        assert_eq!((c.event_time, c.device_spread), (EventTime::Device, 3_600_000));
+        let args = RunArgs { device_spread: Some(3_600_000), ..RunArgs::default() };
+        let e = args.into_config().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(e, "--device-spread needs --event-time device");
         Ok(())
     }
 

@@ -9,7 +9,9 @@ pub mod rules;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sensorflow_operators::{BadRecordPolicy, ClockGuard, SourceOptions, WindowSpec};
+use sensorflow_operators::{
+    BadRecordPolicy, ClockGuard, EventTimeMode, SourceOptions, StateIdle, WindowSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::duration::serde_ms;
@@ -74,6 +76,18 @@ impl AlertOutput {
     }
 }
 
+/// Against whose progress events are judged late.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventTime {
+    /// Their partition's newest event (input in time order, or nearly).
+    #[default]
+    Partition,
+    /// Their device's newest event, within `device_spread` of the partition's newest (files
+    /// ordered per device: recordings of several devices one after another).
+    Device,
+}
+
 /// Everything `sensorflow run` needs. Every field can be set in the TOML file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -94,9 +108,17 @@ pub struct RunConfig {
     /// Window hop, ms; 0 or equal to `window` means tumbling.
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub hop: u64,
-    /// Allowed lateness per source partition, ms.
+    /// Allowed lateness per source partition (per device with `event_time = "device"`), ms.
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub lateness: u64,
+    /// `partition`: an event is late behind its partition's newest minus the lateness.
+    /// `device`: behind its device's newest minus the lateness, or behind its partition's
+    /// newest minus `device_spread`; windows then close `device_spread` later.
+    pub event_time: EventTime,
+    /// With `event_time = "device"`: how far devices of one partition may differ in event
+    /// time, ms (> 0; default 1 day).
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub device_spread: u64,
     /// A partition with nothing to read for this long stops holding the watermark, ms.
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub idle_timeout: u64,
@@ -115,6 +137,11 @@ pub struct RunConfig {
     /// through to its end; past it the source holds back any partition ahead of the graph, so
     /// memory stays bounded whatever the input size or rate (at least 1,024).
     pub max_in_flight: usize,
+    /// Per-series and per-device state (de-duplication, model history and calibration, device
+    /// models, pending rule episodes) idle this long in event time is dropped, ms; 0: never.
+    /// State with an open alert stays until the alert clears.
+    #[serde(deserialize_with = "serde_ms::deserialize")]
+    pub state_idle: u64,
     /// Largest accepted |value|.
     pub max_abs_value: f64,
     /// Rules file; `None` uses the built-in default rules.
@@ -172,12 +199,15 @@ impl Default for RunConfig {
             window: 10_000,
             hop: 0,
             lateness: 0,
+            event_time: EventTime::Partition,
+            device_spread: 86_400_000,
             idle_timeout: 5_000,
             on_bad_record: BadRecordPolicy::DeadLetter,
             min_ts: ClockGuard::default().min_ts_ms,
             max_future: ClockGuard::default().max_future_ms.unwrap_or(0),
             max_jump: ClockGuard::default().max_jump_ms.unwrap_or(0),
             max_in_flight: 262_144,
+            state_idle: 3_600_000,
             max_abs_value: Limits::default().max_abs_value,
             rules: None,
             reload_rules: true,
@@ -222,10 +252,19 @@ impl RunConfig {
         WindowSpec::sliding(self.window, hop).map_err(|e| Error::Config(e.to_string()))
     }
 
+    /// How long idle per-key state is kept.
+    pub fn state_idle_setting(&self) -> StateIdle {
+        StateIdle((self.state_idle > 0).then_some(self.state_idle))
+    }
+
     /// Source settings.
     pub fn source_options(&self) -> SourceOptions {
         SourceOptions {
             lateness_ms: self.lateness,
+            event_time: match self.event_time {
+                EventTime::Partition => EventTimeMode::Partition,
+                EventTime::Device => EventTimeMode::Device { spread_ms: self.device_spread },
+            },
             idle_timeout: Duration::from_millis(self.idle_timeout),
             policy: self.on_bad_record,
             clock_guard: ClockGuard {
@@ -320,6 +359,13 @@ impl RunConfig {
                 self.max_in_flight
             )));
         }
+        if self.event_time == EventTime::Device && self.device_spread == 0 {
+            return Err(Error::Config(
+                "device_spread must be above 0 with event_time = device (how far devices may differ in \
+                 event time, e.g. --device-spread 1d)"
+                    .into(),
+            ));
+        }
         if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {
             return Err(Error::Config("max_abs_value must be a positive number".into()));
         }
@@ -380,5 +426,16 @@ mod tests {
         assert!(c.validate().is_err());
         let c = RunConfig { workers: 0, ..RunConfig::default() };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn device_event_time_from_toml_needs_a_spread_above_zero() {
+        let c = RunConfig::from_toml("event_time = \"device\"\ndevice_spread = \"2h\"").unwrap();
+        assert_eq!(c.source_options().event_time, EventTimeMode::Device { spread_ms: 7_200_000 });
+        assert_eq!(RunConfig::default().source_options().event_time, EventTimeMode::Partition);
+        let e = RunConfig::from_toml("event_time = \"device\"\ndevice_spread = 0").unwrap().validate();
+        assert!(e.unwrap_err().to_string().contains("device_spread must be above 0"));
+        let e = RunConfig::from_toml("event_time = \"per-key\"").unwrap_err().to_string();
+        assert!(e.contains("event_time") && e.contains("partition") && e.contains("device"), "{e}");
     }
 }

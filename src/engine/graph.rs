@@ -87,7 +87,8 @@ pub(super) fn build(
 
         let s = shared.clone();
         let r = report.clone();
-        let events = streams.events.probe_with(source_probe).dedupe(counters.clone());
+        let idle = shared.config.state_idle_setting();
+        let events = streams.events.probe_with(source_probe).dedupe(counters.clone(), idle);
         let control_stream = control.consolidate().inner.broadcast();
         let windows = events.clone().windows_core(Pipeline, spec, counters.clone());
         let windows = match &shared.telemetry {
@@ -102,7 +103,7 @@ pub(super) fn build(
             None => windows,
         };
         let rule_alerts =
-            windows.clone().apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone());
+            windows.clone().apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone(), idle);
         let rule_alerts = match &shared.device_models {
             Some(models) => {
                 let device_alerts = windows.clone().device_rows(
@@ -110,6 +111,7 @@ pub(super) fn build(
                     shared.scores.clone(),
                     shared.dict.clone(),
                     counters.clone(),
+                    idle,
                 );
                 rule_alerts.concat(device_alerts)
             }
@@ -117,7 +119,8 @@ pub(super) fn build(
         };
         let alerts = match &shared.scorers {
             Some(factory) => {
-                let model_alerts = events.anomalies(factory.clone(), shared.dict.clone(), counters.clone());
+                let model_alerts =
+                    events.anomalies(factory.clone(), shared.dict.clone(), counters.clone(), idle);
                 rule_alerts.concat(model_alerts)
             }
             None => rule_alerts,

@@ -271,6 +271,8 @@ pub fn run_with(
         latency: LatencySummary::from_histogram(&latency),
         dead_letter_file: config.dead_letters.clone(),
         stopped_early: shared.stop.load(Ordering::Relaxed),
+        evicted_series: Counters::get(&c.evicted_series),
+        evicted_devices: Counters::get(&c.evicted_devices),
         held_back: c.partitions().iter().map(|p| p.held_back.load(Ordering::Relaxed)).sum(),
         held_back_secs: c.partitions().iter().map(|p| p.held_back_us.load(Ordering::Relaxed)).sum::<u64>()
             as f64

@@ -107,6 +107,10 @@ pub struct Summary {
     pub held_back: u64,
     /// Seconds partitions spent held back, summed over partitions.
     pub held_back_secs: f64,
+    /// Per-series state dropped after its idle time.
+    pub evicted_series: u64,
+    /// Per-device state dropped after its idle time.
+    pub evicted_devices: u64,
 }
 
 impl Summary {
@@ -139,8 +143,9 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "  {:.1} % of events were late (behind their partition's newest minus the lateness): \
-                 raise --lateness to keep events up to that far behind (--late-events FILE \
-                 shows which were late)",
+                 raise --lateness to keep events up to that far behind, or, for a file ordered per \
+                 device (recordings of several devices one after another), judge each device by its \
+                 own progress with --event-time device (--late-events FILE shows which were late)",
                 100.0 * self.late as f64 / self.records_in as f64
             )?;
         }
@@ -182,6 +187,13 @@ impl fmt::Display for Summary {
                     "  {source:<24} {matched:>7} of {fired:>7} fired alerts match an injected anomaly"
                 )?;
             }
+        }
+        if self.evicted_series + self.evicted_devices > 0 {
+            writeln!(
+                f,
+                "idle state dropped   {:>14}  series, {} devices (--state-idle)",
+                self.evicted_series, self.evicted_devices
+            )?;
         }
         if self.held_back > 0 {
             writeln!(

@@ -1,6 +1,7 @@
 //! Bad input never panics and is never silently lost: each case gets a clear error or a
 //! counted dead letter that keeps the raw input and the reason.
 
+use sensorflow::config::EventTime;
 use sensorflow::connectors::SourceConfig;
 use sensorflow::Error;
 use sensorflow_operators::{BadRecordPolicy, DeadLetter};
@@ -244,6 +245,38 @@ fn r15_one_device_clock_in_the_year_3000_is_dead_lettered_and_blinds_nothing_at_
 }
 
 #[test]
+fn r15_one_event_in_the_year_3000_first_middle_or_last_is_the_only_dead_letter_at_1_and_2_workers() {
+    let dir = tmp();
+    for bad in [0u64, 10_000, 19_999] {
+        let lines: Vec<String> = (0..20_000u64)
+            .map(|i| {
+                let ts = if i == bad { 32_503_680_000_000 } else { 1_704_067_200_000 + i * 100 };
+                json_event(&format!("dev-{}", i % 10), "temp", ts, 20.0, i / 10)
+            })
+            .collect();
+        let path = write_lines(dir.path(), &format!("one-{bad}.jsonl"), &lines);
+        for workers in [1, 2] {
+            let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+            cfg.model = "none".into();
+            let (summary, c) = run(&cfg);
+            let counts = (summary.processed, summary.dead_lettered, summary.late);
+            assert_eq!(counts, (19_999, 1, 0), "bad event at {bad}, {workers} workers: {summary}");
+            let dead = c.dead_letters();
+            assert_eq!(dead[0].reason, "timestamp out of range");
+            assert!(String::from_utf8_lossy(&dead[0].raw).contains("32503680000000"), "{:?}", dead[0]);
+            // A replay with no wall-clock limit: the jump guard alone catches it mid-stream and
+            // at the end (first, it has nothing to judge the event against).
+            if bad > 0 {
+                cfg.max_future = 0;
+                let (summary, _) = run(&cfg);
+                let counts = (summary.processed, summary.dead_lettered, summary.late);
+                assert_eq!(counts, (19_999, 1, 0), "jump guard, bad event at {bad}: {summary}");
+            }
+        }
+    }
+}
+
+#[test]
 fn r15_recordings_of_later_days_concatenated_in_one_file_are_read_whole() {
     // Three recordings, two days apart, each in time order: each starts with a jump forward that
     // the following events confirm.
@@ -260,6 +293,142 @@ fn r15_recordings_of_later_days_concatenated_in_one_file_are_read_whole() {
     cfg.model = "none".into();
     let (summary, _) = run(&cfg);
     assert_eq!((summary.processed, summary.late, summary.dead_lettered), (15_000, 0, 0), "{summary}");
+}
+
+/// Start of the per-device recordings: 2024-01-01.
+const REC_T0: u64 = 1_704_067_200_000;
+/// Devices in the per-device file, each a 2-hour recording with a sample every 5 s.
+const REC_DEVICES: u64 = 5;
+const REC_SAMPLES: u64 = 2 * 3_600 / 5;
+
+/// Device `d`'s temperature at sample `i`: 20, and 60 for five minutes from minute 10 + 10·d.
+fn rec_value(d: u64, i: u64) -> f64 {
+    let minute = i * 5 / 60;
+    if (10 + 10 * d..15 + 10 * d).contains(&minute) {
+        60.0
+    } else {
+        20.0
+    }
+}
+
+/// The recordings of every device over the same two hours, one device after another (so the
+/// file goes back two hours at each change of device); `extra(d, i)` lines follow sample i.
+fn per_device_lines(extra: impl Fn(u64, u64) -> Vec<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for d in 0..REC_DEVICES {
+        for i in 0..REC_SAMPLES {
+            lines.push(json_event(
+                &format!("dev-{d}"),
+                "temperature",
+                REC_T0 + i * 5_000,
+                rec_value(d, i),
+                i,
+            ));
+            lines.extend(extra(d, i));
+        }
+    }
+    lines
+}
+
+#[test]
+fn r15_recordings_ordered_per_device_are_read_whole_in_device_mode_at_1_and_2_workers() {
+    // A file of per-device recordings concatenated lost most of its events as late.
+    let dir = tmp();
+    let path = write_lines(dir.path(), "per-device.jsonl", &per_device_lines(|_, _| Vec::new()));
+    let rules = write_file(
+        dir.path(),
+        "rules.toml",
+        "[[rule]]\nname = \"hot\"\nmetric = \"temperature\"\nfield = \"max\"\nop = \">\"\nvalue = 50.0\n",
+    );
+    // Expected alerts from the data: per device, 1-minute windows' max, fired on the first
+    // window above 50 and cleared on the first at or below it after that.
+    let mut want = std::collections::BTreeSet::new();
+    for d in 0..REC_DEVICES {
+        let mut max = vec![f64::NEG_INFINITY; (REC_SAMPLES * 5 / 60) as usize];
+        for i in 0..REC_SAMPLES {
+            let w = (i * 5 / 60) as usize;
+            max[w] = max[w].max(rec_value(d, i));
+        }
+        let mut hot = false;
+        for (w, &m) in max.iter().enumerate() {
+            if (m > 50.0) != hot {
+                let kind = if hot { "Cleared" } else { "Fired" };
+                want.insert((kind.to_string(), format!("dev-{d}"), REC_T0 + w as u64 * 60_000));
+            }
+            hot = m > 50.0;
+        }
+    }
+    assert_eq!(want.len(), 2 * REC_DEVICES as usize, "one hot spell per device, fired and cleared");
+    let total = REC_DEVICES * REC_SAMPLES;
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+        (cfg.model, cfg.window, cfg.rules) = ("none".into(), 60_000, Some(rules.clone()));
+        let (summary, _) = run(&cfg);
+        assert!(summary.late * 2 > total, "by partition most events are late, {workers} workers: {summary}");
+        assert!(summary.to_string().contains("--event-time device"), "the note names the mode: {summary}");
+        cfg.event_time = EventTime::Device;
+        cfg.device_spread = 86_400_000;
+        let (summary, c) = run(&cfg);
+        let counts = (summary.processed, summary.late, summary.dead_lettered);
+        assert_eq!(counts, (total, 0, 0), "by device, {workers} workers: {summary}");
+        let got: std::collections::BTreeSet<_> = c
+            .sorted_alerts()
+            .iter()
+            .map(|a| (format!("{:?}", a.kind), a.device.to_string(), a.window_start))
+            .collect();
+        assert_eq!(got, want, "{workers} workers");
+    }
+}
+
+#[test]
+fn r15_a_device_going_back_within_its_own_recording_is_still_late_in_device_mode() {
+    // Control for per-device event time: dev-1 jumps back 30 minutes for three samples, an
+    // hour into its recording; only those are late, and the lateness still applies per device.
+    let back = |d: u64, i: u64| -> Vec<String> {
+        if d == 1 && i == 720 {
+            (0..3)
+                .map(|j| json_event("dev-1", "temperature", REC_T0 + 1_800_000 + j * 5_000, 20.0, 10_000 + j))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let dir = tmp();
+    let path = write_lines(dir.path(), "per-device-back.jsonl", &per_device_lines(back));
+    let total = REC_DEVICES * REC_SAMPLES + 3;
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+        (cfg.model, cfg.event_time, cfg.device_spread) = ("none".into(), EventTime::Device, 86_400_000);
+        let (summary, c) = run(&cfg);
+        assert_eq!((summary.processed, summary.late), (total - 3, 3), "{workers} workers: {summary}");
+        let mut late: Vec<u64> = c.late_events().iter().map(|l| l.event.ts - REC_T0).collect();
+        late.sort_unstable();
+        assert_eq!(late, vec![1_800_000, 1_805_000, 1_810_000]);
+        cfg.lateness = 3_600_000;
+        let (summary, _) = run(&cfg);
+        assert_eq!((summary.processed, summary.late), (total, 0), "within the lateness: {summary}");
+    }
+}
+
+#[test]
+fn r15_device_event_time_settings_are_checked() {
+    let mut cfg = config(SourceConfig::Jsonl { paths: vec!["x.jsonl".into()] }, 1);
+    (cfg.event_time, cfg.device_spread) = (EventTime::Device, 0);
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("device_spread must be above 0"), "{e}");
+    let out = sensorflow().args(["run", "--event-time", "per-key"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--event-time") && err.contains("partition") && err.contains("device"), "{err}");
+    for args in [&["--event-time", "device", "--device-spread", "0"][..], &["--device-spread", "1h"]] {
+        let out = sensorflow().arg("run").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("device_spread must be above 0") || err.contains("--device-spread needs"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

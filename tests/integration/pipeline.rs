@@ -76,6 +76,46 @@ fn flow_control_holds_sources_back_and_keeps_the_alerts_at_1_and_2_workers() {
 }
 
 #[test]
+fn a_device_idle_past_the_state_idle_time_is_evicted_and_starts_fresh_at_1_and_2_workers() {
+    // dev-a reports for 10 minutes (seq 0..600), goes quiet for two hours while dev-b goes on,
+    // then comes back rebooted: its seqs start at 0 again. Kept state would drop the return as
+    // duplicates; evicted state takes it as a fresh device.
+    let t0 = 1_700_000_000_000u64;
+    let mut lines = Vec::new();
+    for s in 0..3 * 3600u64 {
+        let ts = t0 + s * 1000;
+        lines.push(json_event("dev-b", "temp", ts, 20.0 + (s % 5) as f64, s));
+        if s < 600 {
+            lines.push(json_event("dev-a", "temp", ts + 1, 20.0, s));
+        } else if (7800..8400).contains(&s) {
+            lines.push(json_event("dev-a", "temp", ts + 1, 20.0, s - 7800));
+        }
+    }
+    let dir = tmp();
+    let path = write_lines(dir.path(), "idle.jsonl", &lines);
+    let total = lines.len() as u64;
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![path.clone()] }, workers);
+        cfg.state_idle = 3_600_000;
+        let (summary, _) = run(&cfg);
+        assert!(summary.balanced(), "{summary}");
+        assert_eq!((summary.processed, summary.duplicates), (total, 0), "{summary}");
+        assert!(summary.evicted_devices >= 1, "dev-a's state was dropped: {summary}");
+        assert!(summary.evicted_series >= 1, "dev-a's model history was dropped: {summary}");
+        // Control: state kept for ever takes the reboot for a replay.
+        cfg.state_idle = 0;
+        let (summary, _) = run(&cfg);
+        // Its newest 256 seqs are remembered (dropped as duplicates), older ones are beyond
+        // the de-duplication horizon (passed, counted; at 2 workers the halves of the file
+        // arrive out of order, which adds dev-b's).
+        assert!(summary.duplicates + summary.dedupe_horizon_exceeded >= 600, "{summary}");
+        assert_eq!(summary.processed, total - summary.duplicates, "{summary}");
+        assert!(summary.duplicates > 200, "{summary}");
+        assert_eq!((summary.evicted_devices, summary.evicted_series), (0, 0), "{summary}");
+    }
+}
+
+#[test]
 fn simulator_anomalies_the_rules_target_are_caught() {
     let (summary, c) = run(&config(SourceConfig::Simulator(small_sim()), 2));
     let gt = summary.ground_truth.clone().expect("simulator runs score against their labels");

@@ -11,6 +11,7 @@ use crate::alert::{Alert, AlertKey, AlertKind};
 use crate::event::Event;
 use crate::hash::IdHashMap;
 use crate::names::{Dictionary, NameCache};
+use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
 use crate::scoring::likelihood::Calibration;
 use crate::scoring::normalize::SeriesWindow;
@@ -52,7 +53,7 @@ pub trait Anomalies<'scope> {
     ///         .zip(values)
     ///         .map(|(i, value)| Event { device: pump, metric: temp, ts: i * 1000, value, seq: i })
     ///         .collect();
-    ///     events.to_stream(scope).container::<Vec<_>>().anomalies(scorers, dict, Counters::shared()).capture()
+    ///     events.to_stream(scope).container::<Vec<_>>().anomalies(scorers, dict, Counters::shared(), StateIdle(None)).capture()
     /// });
     /// let alerts: Vec<Alert> = sensorflow_operators::testing::captured(&out);
     /// // The spike at 5 s opens an episode; the next, ordinary value ends it.
@@ -65,6 +66,7 @@ pub trait Anomalies<'scope> {
         scorers: ScorerFactory,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert>;
 }
 
@@ -72,6 +74,8 @@ struct KeyState {
     window: SeriesWindow,
     active_since: Option<u64>,
     calibration: Option<Calibration>,
+    /// The series' newest event time (for eviction).
+    last: u64,
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -80,6 +84,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
         scorers: ScorerFactory,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert> {
         let exchange = Exchange::new(|e: &Event| e.device.0);
         self.unary_frontier(exchange, "Anomalies", move |_cap, _info| {
@@ -96,6 +101,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
             let mut scores: Vec<f32> = Vec::new();
             let mut alerts: Vec<(u64, Alert)> = Vec::new();
             let mut names = NameCache::default();
+            let mut evictor = Evictor::new(idle);
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else { return };
@@ -130,7 +136,16 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                             window: SeriesWindow::new(w),
                             active_since: None,
                             calibration: calibration.map(Calibration::new),
+                            last: e.ts,
                         });
+                        if state.active_since.is_none() && evictor.expired(state.last, e.ts) {
+                            // Back after its idle time: a fresh series.
+                            state.window = SeriesWindow::new(w);
+                            state.calibration = calibration.map(Calibration::new);
+                            Counters::add(&counters.evicted_series, 1);
+                        }
+                        state.last = state.last.max(e.ts);
+                        evictor.saw(e.ts);
                         let beyond = state.calibration.as_mut().is_some_and(|c| c.observe(e.value));
                         if state.window.push(e.value) {
                             let at = inputs.len();
@@ -204,6 +219,12 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         output.session(&cap.delayed(&at)).give(alert);
                     }
                     ready.clear();
+                    // Series idle for the idle time start fresh; one with an open alert stays.
+                    let gone = evictor.sweep(&mut keys, |k| k.active_since.is_none().then_some(k.last));
+                    if !gone.is_empty() {
+                        tracing::debug!(series = gone.len(), "model state of idle series dropped");
+                        Counters::add(&counters.evicted_series, gone.len() as u64);
+                    }
                 }
                 // Hold the capability only as far back as the oldest pending event.
                 match pending.keys().next().copied() {

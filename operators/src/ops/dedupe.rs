@@ -9,6 +9,7 @@ use timely::progress::Timestamp;
 
 use crate::event::{Event, NO_SEQ};
 use crate::hash::IdHashMap;
+use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
 
 /// How many sequence numbers behind a device's newest one are remembered exactly.
@@ -103,36 +104,49 @@ pub trait Dedupe<'scope, T: Timestamp> {
     /// # Examples
     /// ```
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use sensorflow_operators::{Counters, Dedupe, DeviceId, Event, MetricId};
+    /// use sensorflow_operators::{Counters, Dedupe, DeviceId, Event, MetricId, StateIdle};
     ///
     /// let counters = Counters::shared();
     /// let c = counters.clone();
     /// let out = timely::example(move |scope| {
     ///     let e = Event { device: DeviceId(1), metric: MetricId(1), ts: 5, value: 1.0, seq: 9 };
-    ///     vec![e, e].to_stream(scope).container::<Vec<_>>().dedupe(c).capture()
+    ///     vec![e, e].to_stream(scope).container::<Vec<_>>().dedupe(c, StateIdle(None)).capture()
     /// });
     /// let kept: Vec<Event> = sensorflow_operators::testing::captured(&out);
     /// assert_eq!(kept.len(), 1);
     /// assert_eq!(Counters::get(&counters.duplicates), 1);
     /// ```
-    fn dedupe(self, counters: Arc<Counters>) -> StreamVec<'scope, T, Event>;
+    fn dedupe(self, counters: Arc<Counters>, idle: StateIdle) -> StreamVec<'scope, T, Event>;
 }
 
 impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
-    fn dedupe(self, counters: Arc<Counters>) -> StreamVec<'scope, T, Event> {
+    fn dedupe(self, counters: Arc<Counters>, idle: StateIdle) -> StreamVec<'scope, T, Event> {
         let exchange = Exchange::new(|e: &Event| e.device.0);
         self.unary(exchange, "Dedupe", move |_cap, _info| {
-            let mut seen: IdHashMap<u64, SeqWindow> = IdHashMap::default();
+            // Each device's window of seqs, and the newest event time it came with.
+            let mut seen: IdHashMap<u64, (SeqWindow, u64)> = IdHashMap::default();
+            let mut evictor = Evictor::new(idle);
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
-                    let (mut dups, mut old, mut kept) = (0u64, 0u64, 0u64);
+                    let (mut dups, mut old, mut kept, mut returned) = (0u64, 0u64, 0u64, 0u64);
                     for batch in data {
                         batch.retain(|e| {
                             if e.seq == NO_SEQ {
                                 return true;
                             }
-                            match seen.entry(e.device.0).or_default().check(e.seq) {
+                            evictor.saw(e.ts);
+                            let (window, last) = seen.entry(e.device.0).or_default();
+                            // Back after its idle time: a fresh device. Arrival order is not
+                            // event-time order (several workers read one file), so an event far
+                            // *before* the device's newest is another life of it too.
+                            if *last > 0 && evictor.expired(e.ts.min(*last), e.ts.max(*last)) {
+                                *window = SeqWindow::default();
+                                *last = e.ts;
+                                returned += 1;
+                            }
+                            *last = (*last).max(e.ts);
+                            match window.check(e.seq) {
                                 SeqCheck::New => true,
                                 SeqCheck::Duplicate => {
                                     dups += 1;
@@ -150,7 +164,16 @@ impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
                     Counters::add(&counters.duplicates, dups);
                     Counters::add(&counters.dedupe_horizon_exceeded, old);
                     Counters::add(&counters.events_processed, kept);
+                    if returned > 0 {
+                        tracing::debug!(devices = returned, "devices back after their idle time start fresh");
+                        Counters::add(&counters.evicted_devices, returned);
+                    }
                 });
+                let gone = evictor.sweep(&mut seen, |(_, last)| Some(*last));
+                if !gone.is_empty() {
+                    tracing::debug!(devices = gone.len(), "de-duplication windows of idle devices dropped");
+                    Counters::add(&counters.evicted_devices, gone.len() as u64);
+                }
             }
         })
     }

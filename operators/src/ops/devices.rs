@@ -10,10 +10,11 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
 use crate::alert::{Alert, AlertKey, AlertKind};
-use crate::event::MetricId;
+use crate::event::{DeviceId, MetricId};
 use crate::hash::IdHashMap;
 use crate::names::{Dictionary, NameCache};
 use crate::ops::window::WindowAgg;
+use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
 
 /// Where a device stands after a row.
@@ -94,6 +95,8 @@ struct DeviceState {
     model: Option<Box<dyn RowModel>>,
     /// Start of the window the open episode fired on, and the metric named in it.
     open: Option<(u64, MetricId)>,
+    /// End of the device's newest window (for eviction).
+    last: u64,
 }
 
 /// Extension trait: device rows from window aggregates.
@@ -112,6 +115,7 @@ pub trait DeviceRows<'scope> {
         scores: Option<ScoreSink>,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert>;
 }
 
@@ -122,8 +126,10 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
         scores: Option<ScoreSink>,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert> {
         self.unary_frontier(Pipeline, "DeviceRows", move |_cap, _info| {
+            let mut evictor = Evictor::new(idle);
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
             let mut devices: IdHashMap<u64, DeviceState> = IdHashMap::default();
             let mut names = NameCache::default();
@@ -152,7 +158,16 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             metrics: Vec::new(),
                             model: None,
                             open: None,
+                            last: first.end,
                         });
+                        if state.open.is_none() && evictor.expired(state.last, first.end) {
+                            // Back after its idle time: a fresh device (a new warm-up).
+                            state.metrics.clear();
+                            state.model = None;
+                            Counters::add(&counters.evicted_devices, 1);
+                        }
+                        state.last = state.last.max(first.end);
+                        evictor.saw(first.end);
                         let live = state.model.as_ref().is_some_and(|m| m.is_live());
                         if !live {
                             let mut grown = false;
@@ -237,6 +252,21 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             sink(&scored);
                             scored.clear();
                         }
+                    }
+                    // Devices idle for the idle time start fresh (a new warm-up); one with an
+                    // open episode stays.
+                    let gone = evictor.sweep(&mut devices, |d| d.open.is_none().then_some(d.last));
+                    if !gone.is_empty() {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let sample: Vec<Arc<str>> =
+                                gone.iter().take(5).map(|&d| dict.device_name(DeviceId(d))).collect();
+                            tracing::debug!(
+                                devices = gone.len(),
+                                ?sample,
+                                "device models of idle devices dropped"
+                            );
+                        }
+                        Counters::add(&counters.evicted_devices, gone.len() as u64);
                     }
                 }
             }

@@ -12,6 +12,7 @@ use crate::names::Dictionary;
 use crate::ops::window::WindowAgg;
 use crate::ops::{hold, Held};
 use crate::rules::{Control, RuleBook};
+use crate::runtime::evict::StateIdle;
 use crate::runtime::metrics::Counters;
 
 /// Extension trait: evaluate threshold rules on windows.
@@ -40,7 +41,7 @@ pub trait ApplyRules<'scope> {
     ///     let control = vec![(Control::Rule(rule), 0u64, 1isize)].to_stream(scope).container::<Vec<_>>();
     ///     vec![win(0, 50.0), win(10, 90.0), win(20, 95.0), win(30, 10.0)]
     ///         .to_stream(scope).container::<Vec<_>>()
-    ///         .apply_rules(control, d, Counters::shared())
+    ///         .apply_rules(control, d, Counters::shared(), StateIdle(None))
     ///         .capture()
     /// });
     /// let alerts: Vec<Alert> = sensorflow_operators::testing::captured(&out);
@@ -52,6 +53,7 @@ pub trait ApplyRules<'scope> {
         control: StreamVec<'scope, u64, (Control, u64, isize)>,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert>;
 }
 
@@ -61,9 +63,10 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
         control: StreamVec<'scope, u64, (Control, u64, isize)>,
         dict: Dictionary,
         counters: Arc<Counters>,
+        idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert> {
         self.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
-            let mut book = RuleBook::default();
+            let mut book = RuleBook::with_idle(idle);
             let mut windows: Held<WindowAgg> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
             let mut alerts = Vec::new();
@@ -110,6 +113,14 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
                         if let Some((cap, batch)) = windows.remove(&t) {
                             for w in &batch {
                                 book.evaluate(w, &dict, &mut alerts);
+                            }
+                            let gone = book.evict_idle();
+                            if gone > 0 {
+                                tracing::debug!(
+                                    episodes = gone,
+                                    "pending rule episodes of idle series dropped"
+                                );
+                                Counters::add(&counters.evicted_series, gone as u64);
                             }
                             Counters::add(&counters.alerts, alerts.len() as u64);
                             output.session(&cap).give_container(&mut alerts);

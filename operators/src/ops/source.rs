@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::names::Dictionary;
 use crate::runtime::clock::WatermarkClock;
 use crate::runtime::metrics::Counters;
-use crate::runtime::watermark::Watermarks;
+use crate::runtime::watermark::{DeviceClocks, EventTimeMode, Watermarks};
 
 /// What a partition reader had to offer when polled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,8 +146,12 @@ impl ClockGuard {
 /// Settings shared by every source.
 #[derive(Clone, Debug)]
 pub struct SourceOptions {
-    /// How far behind its partition's newest event an event may be and still count.
+    /// How far behind its partition's newest event (its device's, in
+    /// [`EventTimeMode::Device`]) an event may be and still count.
     pub lateness_ms: u64,
+    /// Against whose progress events are judged late: their partition's (default) or their
+    /// device's, for files ordered per device.
+    pub event_time: EventTimeMode,
     /// How long a partition may have nothing to read before it stops holding the frontier.
     pub idle_timeout: Duration,
     /// What to do with bad records.
@@ -163,6 +167,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             lateness_ms: 0,
+            event_time: EventTimeMode::Partition,
             idle_timeout: Duration::from_secs(5),
             policy: BadRecordPolicy::DeadLetter,
             clock_guard: ClockGuard::default(),
@@ -176,7 +181,8 @@ impl Default for SourceOptions {
 pub struct SourceStreams<'scope> {
     /// Good, on-time events; each batch is stamped with a time at or below all its events.
     pub events: StreamVec<'scope, u64, Event>,
-    /// Events behind their partition's watermark.
+    /// Events behind their partition's watermark (or, in [`EventTimeMode::Device`], their
+    /// device's newest minus the lateness).
     pub late: StreamVec<'scope, u64, LateEvent>,
     /// Records that failed to parse or validate.
     pub dead: StreamVec<'scope, u64, DeadLetter>,
@@ -230,6 +236,12 @@ static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// partition's watermark (or below the capability, if an idle partition wakes up behind it)
 /// go to the late output. When every partition is done the capabilities are dropped.
 ///
+/// With [`EventTimeMode::Device`] an event is late if it is behind its device's newest minus
+/// the lateness, or behind its partition's newest minus the larger of the lateness and the
+/// spread; the partition's watermark is the latter, so no event still acceptable is below
+/// it, and an event late in this mode is late in the partition mode too. The clock guard's
+/// jumps are judged against the partition's newest in both modes.
+///
 /// # Examples
 /// ```
 /// use timely::dataflow::operators::Capture;
@@ -279,7 +291,17 @@ pub fn partitioned_source<'scope>(
 
     builder.build(move |caps| {
         let mut caps = Some(caps);
-        let mut marks = Watermarks::new(readers.len(), options.lateness_ms, options.idle_timeout);
+        let mut marks = Watermarks::with_mode(
+            readers.len(),
+            options.lateness_ms,
+            options.event_time,
+            options.idle_timeout,
+        );
+        // Per partition in device mode (empty otherwise): each device's newest event time.
+        let mut device_clocks: Vec<DeviceClocks> = match options.event_time {
+            EventTimeMode::Partition => Vec::new(),
+            EventTimeMode::Device { .. } => vec![DeviceClocks::new(options.lateness_ms); readers.len()],
+        };
         let mut batch = SourceBatch::default();
         let mut late_buf: Vec<LateEvent> = Vec::new();
         let mut devices: Vec<u64> = Vec::new();
@@ -404,19 +426,28 @@ pub fn partitioned_source<'scope>(
                         continue;
                     }
                     // Split off out-of-range and late events, tracking the running watermark.
-                    let lateness = marks.lateness();
+                    let hold_back = marks.hold_back();
                     let mut max_ts = marks.max_ts(part);
                     let mut mark = marks.watermark(part).max(floor);
                     let now_ms = guard.max_future_ms.map(|f| wall_clock_ms().saturating_add(f));
+                    let mut device_clock = device_clocks.get_mut(part);
                     kept_buf.clear();
                     let mut keep =
                         |e: Event, max_ts: &mut Option<u64>, mark: &mut u64, late: &mut Vec<LateEvent>| {
-                            if e.ts < *mark {
-                                late.push(LateEvent { event: e, watermark: *mark });
+                            // In device mode the device's own progress may make it late too.
+                            let bound = match device_clock.as_deref() {
+                                None => *mark,
+                                Some(d) => d.bound(e.device.0).max(*mark),
+                            };
+                            if e.ts < bound {
+                                late.push(LateEvent { event: e, watermark: bound });
                             } else {
+                                if let Some(d) = device_clock.as_deref_mut() {
+                                    d.observe(e.device.0, e.ts);
+                                }
                                 if max_ts.is_none_or(|m| e.ts > m) {
                                     *max_ts = Some(e.ts);
-                                    *mark = e.ts.saturating_sub(lateness).max(floor);
+                                    *mark = e.ts.saturating_sub(hold_back).max(floor);
                                 }
                                 kept_buf.push(e);
                             }
@@ -492,6 +523,9 @@ pub fn partitioned_source<'scope>(
                     }
                     if kept > 0 {
                         marks.observe(part, max_ts);
+                        if let Some(d) = device_clocks.get_mut(part) {
+                            d.sweep(marks.watermark(part).max(floor));
+                        }
                         gauge.max_ts_ms.store(max_ts, Ordering::Relaxed);
                         gauge.watermark_ms.store(marks.watermark(part).max(floor), Ordering::Relaxed);
                         if let Some(w) = counters.worker(worker) {
@@ -600,5 +634,67 @@ impl PartitionReader for VecReader {
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         out.events.extend(self.events.by_ref().take(self.chunk));
         Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DeviceId, MetricId};
+    use timely::dataflow::operators::Capture;
+
+    fn ev(device: u64, ts: u64) -> Event {
+        Event { device: DeviceId(device), metric: MetricId(1), ts, value: 1.0, seq: ts }
+    }
+
+    /// One partition read an event at a time; the on-time times and the (time, bound) of
+    /// the late ones.
+    fn judge(events: Vec<Event>, options: SourceOptions) -> (Vec<u64>, Vec<(u64, u64)>) {
+        let (on_time, late) = timely::example(move |scope| {
+            let readers = vec![Box::new(VecReader::new(events, 1)) as Box<dyn PartitionReader>];
+            let s = partitioned_source(scope, "Judge", readers, options, SourceContext::default());
+            (s.events.capture(), s.late.capture())
+        });
+        let on_time: Vec<Event> = crate::testing::captured(&on_time);
+        let late: Vec<LateEvent> = crate::testing::captured(&late);
+        (on_time.iter().map(|e| e.ts).collect(), late.iter().map(|l| (l.event.ts, l.watermark)).collect())
+    }
+
+    #[test]
+    fn device_mode_judges_each_device_by_its_own_newest_within_the_spread() {
+        let options = SourceOptions {
+            lateness_ms: 100,
+            event_time: EventTimeMode::Device { spread_ms: 6_000 },
+            ..SourceOptions::default()
+        };
+        let events = vec![
+            ev(1, 10_000),
+            ev(2, 5_000), // a new device 5 s behind: within the spread
+            ev(2, 6_000),
+            ev(1, 9_950), // behind its own newest, within the lateness
+            ev(2, 5_850), // behind its own newest by more than the lateness
+            ev(3, 3_999), // a new device more than the spread behind the partition's newest
+            ev(3, 4_000), // exactly the spread behind: on time
+            ev(1, 9_000), // behind its own newest by more than the lateness
+        ];
+        let (on_time, late) = judge(events.clone(), options);
+        assert_eq!(on_time, vec![10_000, 5_000, 6_000, 9_950, 4_000]);
+        assert_eq!(late, vec![(5_850, 5_900), (3_999, 4_000), (9_000, 9_900)]);
+        // The same events by partition: everything behind 10 s − 100 ms is late.
+        let (on_time, _) = judge(events, SourceOptions { lateness_ms: 100, ..SourceOptions::default() });
+        assert_eq!(on_time, vec![10_000, 9_950]);
+    }
+
+    #[test]
+    fn device_mode_spread_bound_makes_a_new_device_late_once_the_partition_moves_on() {
+        // The spread bound follows the partition's newest event, whichever device set it.
+        let options = SourceOptions {
+            event_time: EventTimeMode::Device { spread_ms: 1_000 },
+            ..SourceOptions::default()
+        };
+        let events = vec![ev(1, 1_000), ev(2, 500), ev(1, 5_000), ev(3, 3_999), ev(2, 4_000), ev(4, 4_500)];
+        let (on_time, late) = judge(events, options);
+        assert_eq!(on_time, vec![1_000, 500, 5_000, 4_000, 4_500]);
+        assert_eq!(late, vec![(3_999, 4_000)]);
     }
 }

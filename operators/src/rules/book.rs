@@ -12,6 +12,7 @@ use crate::event::{DeviceId, MetricId};
 use crate::hash::IdHashMap;
 use crate::names::{Dictionary, NameCache};
 use crate::ops::window::WindowAgg;
+use crate::runtime::evict::{Evictor, StateIdle};
 
 #[derive(Clone, Copy, Debug)]
 enum Phase {
@@ -38,6 +39,8 @@ pub struct RuleBook {
     names: NameCache,
     /// Open episodes of an earlier run, by (device, rule name): (since, resume_at).
     resumed: HashMap<(u64, String), (u64, u64)>,
+    /// Drops the pending episodes of series gone idle.
+    evictor: Evictor,
 }
 
 /// A rule with the strings its alerts carry, made once.
@@ -181,8 +184,26 @@ impl RuleBook {
         self.rules.len()
     }
 
+    /// A rule book whose pending episodes are dropped once their series has been idle for
+    /// `idle` (an active one stays until it clears).
+    pub fn with_idle(idle: StateIdle) -> Self {
+        RuleBook { evictor: Evictor::new(idle), ..RuleBook::default() }
+    }
+
+    /// Drops pending episodes idle past the idle time (and the device-glob cache, which is
+    /// rebuilt as devices come), when a sweep is due; returns how many episodes went.
+    pub fn evict_idle(&mut self) -> usize {
+        let Some(cutoff) = self.evictor.due() else { return 0 };
+        let before = self.phases.len();
+        self.phases.retain(|_, p| !matches!(p, Phase::Pending { last_end, .. } if *last_end < cutoff));
+        self.device_match.clear();
+        self.device_match.shrink_to_fit();
+        before - self.phases.len()
+    }
+
     /// Evaluates every rule on `w` (windows of one key must come in time order).
     pub fn evaluate(&mut self, w: &WindowAgg, dict: &Dictionary, alerts: &mut Vec<Alert>) {
+        self.evictor.saw(w.end);
         let RuleBook { rules, by_metric, meta, phases, device_match, names, resumed, .. } = self;
         let Some(indices) = by_metric.get(&w.metric.0) else { return };
         for &ri in indices {

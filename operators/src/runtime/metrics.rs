@@ -24,6 +24,11 @@ pub struct Counters {
     pub events_processed: AtomicU64,
     /// Events whose seq was too far behind the device's newest to check; passed on.
     pub dedupe_horizon_exceeded: AtomicU64,
+    /// Per-series state (model history and calibration, pending rule episodes) dropped after
+    /// its idle time.
+    pub evicted_series: AtomicU64,
+    /// Per-device state (de-duplication windows, device models) dropped after its idle time.
+    pub evicted_devices: AtomicU64,
     /// Model windows scored.
     pub windows_scored: AtomicU64,
     /// Device rows scored by the device model.

@@ -118,6 +118,15 @@ impl Collector for PipelineCollector {
             "Events behind their partition's watermark",
             &one(&c.late),
         )?;
+        let evicted = |kind: &str, v: &std::sync::atomic::AtomicU64| {
+            (vec![("source", t.source.clone()), ("kind", kind.to_string())], Counters::get(v))
+        };
+        counter(
+            &mut enc,
+            "sensorflow_state_evicted",
+            "Per-series and per-device state dropped after its idle time (--state-idle)",
+            &[evicted("series", &c.evicted_series), evicted("devices", &c.evicted_devices)],
+        )?;
         counter(
             &mut enc,
             "sensorflow_dead_letters",
@@ -288,6 +297,7 @@ mod tests {
         Counters::add(&counters.records_in, 30);
         Counters::add(&counters.workers[1].records_in, 17);
         Counters::add(&counters.late, 3);
+        Counters::add(&counters.evicted_devices, 5);
         t.latency.record(300);
         let gauge = counters.register_partition("kafka:s/0".into(), 1);
         gauge.max_ts_ms.store(10_000, Ordering::Relaxed);
@@ -300,6 +310,8 @@ mod tests {
             "sensorflow_records_in_total{source=\"simulator\",worker=\"1\"} 17",
             "sensorflow_records_in_total{source=\"simulator\",worker=\"0\"} 0",
             "sensorflow_late_events_total{source=\"simulator\"} 3",
+            "sensorflow_state_evicted_total{source=\"simulator\",kind=\"devices\"} 5",
+            "sensorflow_state_evicted_total{source=\"simulator\",kind=\"series\"} 0",
             "sensorflow_watermark_lag_seconds{partition=\"kafka:s/0\",worker=\"1\"} 2.5",
             "sensorflow_source_held_back_total{partition=\"kafka:s/0\",worker=\"1\"} 4.0",
             "sensorflow_source_held_back_seconds_total{partition=\"kafka:s/0\",worker=\"1\"} 1.5",

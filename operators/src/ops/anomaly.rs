@@ -13,7 +13,7 @@ use crate::hash::IdHashMap;
 use crate::names::{Dictionary, NameCache};
 use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
-use crate::scoring::likelihood::Calibration;
+use crate::scoring::likelihood::{Calibration, LikelihoodParams};
 use crate::scoring::normalize::SeriesWindow;
 use crate::scoring::{ScorerFactory, CLEAR_MARGIN};
 
@@ -70,12 +70,62 @@ pub trait Anomalies<'scope> {
     ) -> StreamVec<'scope, u64, Alert>;
 }
 
+/// A series' model state.
 struct KeyState {
-    window: SeriesWindow,
+    history: History,
     active_since: Option<u64>,
-    calibration: Option<Calibration>,
     /// The series' newest event time (for eviction).
     last: u64,
+}
+
+/// A series' history. Until its first full window a series keeps only its values, so a fleet
+/// of millions of devices that each sent a few events costs a few dozen bytes per series; on
+/// the window's last value the window and calibration are built by replaying them in order,
+/// which leaves both exactly as if they had seen every value as it came (nothing is scored
+/// before the first full window).
+enum History {
+    Young(Vec<f64>),
+    Full(Box<Full>),
+}
+
+struct Full {
+    window: SeriesWindow,
+    calibration: Option<Calibration>,
+}
+
+impl History {
+    /// Takes the series' next value: whether it broke one of the series' records and whether
+    /// the window is full (then scored).
+    fn push(&mut self, value: f64, w: usize, calibration: Option<LikelihoodParams>) -> (bool, bool) {
+        match self {
+            History::Full(f) => {
+                let beyond = f.calibration.as_mut().is_some_and(|c| c.observe(value));
+                (beyond, f.window.push(value))
+            }
+            History::Young(values) => {
+                values.push(value);
+                if values.len() < w.max(1) {
+                    return (false, false);
+                }
+                let mut full =
+                    Full { window: SeriesWindow::new(w), calibration: calibration.map(Calibration::new) };
+                let (mut beyond, mut filled) = (false, false);
+                for &x in values.iter() {
+                    beyond = full.calibration.as_mut().is_some_and(|c| c.observe(x));
+                    filled = full.window.push(x);
+                }
+                *self = History::Full(Box::new(full));
+                (beyond, filled)
+            }
+        }
+    }
+
+    fn full(&mut self) -> Option<&mut Full> {
+        match self {
+            History::Full(f) => Some(f),
+            History::Young(_) => None,
+        }
+    }
 }
 
 impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
@@ -133,24 +183,22 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                     rows.clear();
                     for (idx, e) in ready.iter().enumerate() {
                         let state = keys.entry((e.device.0, e.metric.0)).or_insert_with(|| KeyState {
-                            window: SeriesWindow::new(w),
+                            history: History::Young(Vec::new()),
                             active_since: None,
-                            calibration: calibration.map(Calibration::new),
                             last: e.ts,
                         });
                         if state.active_since.is_none() && evictor.expired(state.last, e.ts) {
                             // Back after its idle time: a fresh series.
-                            state.window = SeriesWindow::new(w);
-                            state.calibration = calibration.map(Calibration::new);
+                            state.history = History::Young(Vec::new());
                             Counters::add(&counters.evicted_series, 1);
                         }
                         state.last = state.last.max(e.ts);
                         evictor.saw(e.ts);
-                        let beyond = state.calibration.as_mut().is_some_and(|c| c.observe(e.value));
-                        if state.window.push(e.value) {
+                        let (beyond, filled) = state.history.push(e.value, w, calibration);
+                        if let Some(full) = state.history.full().filter(|_| filled) {
                             let at = inputs.len();
                             inputs.resize(at + w, 0.0);
-                            state.window.write_normalized(&mut inputs[at..]);
+                            full.window.write_normalized(&mut inputs[at..]);
                             rows.push((idx, beyond));
                         }
                     }
@@ -171,7 +219,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                         for (&(idx, beyond), &raw) in rows.iter().zip(scores.iter()) {
                             let e = ready[idx];
                             let Some(state) = keys.get_mut(&(e.device.0, e.metric.0)) else { continue };
-                            let score = match state.calibration.as_mut() {
+                            let score = match state.history.full().and_then(|f| f.calibration.as_mut()) {
                                 Some(c) => c.score(f64::from(raw), beyond) as f32,
                                 None => raw,
                             };
@@ -234,5 +282,32 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_young_series_replayed_on_its_first_full_window_matches_one_fed_value_by_value() {
+        let w = 8;
+        let params = LikelihoodParams::default();
+        let values: Vec<f64> =
+            (0..40).map(|i| if i == 20 { 500.0 } else { 10.0 + f64::from(i % 5) * 0.3 }).collect();
+        let mut young = History::Young(Vec::new());
+        let mut window = SeriesWindow::new(w);
+        let mut calibration = Calibration::new(params);
+        for (i, &v) in values.iter().enumerate() {
+            let expect = (calibration.observe(v), window.push(v));
+            assert_eq!(young.push(v, w, Some(params)), expect, "value {i}");
+            if expect.1 {
+                let (mut a, mut b) = (vec![0.0f32; w], vec![0.0f32; w]);
+                window.write_normalized(&mut a);
+                young.full().expect("full").window.write_normalized(&mut b);
+                assert_eq!(a, b, "value {i}");
+            }
+        }
+        assert!(matches!(young, History::Full(_)));
     }
 }

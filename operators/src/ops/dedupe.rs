@@ -1,5 +1,6 @@
 //! Drops events whose (device, seq) was already seen.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::Exchange;
@@ -94,6 +95,31 @@ impl SeqWindow {
     }
 }
 
+/// A device's seqs as the operator keeps them: most devices of a large fleet send few events,
+/// so the bitmap is allocated only with a device's second seq (the answers are those of a
+/// [`SeqWindow`] from the start).
+enum Seen {
+    One(u64),
+    Many(Box<SeqWindow>),
+}
+
+impl Seen {
+    #[inline]
+    fn check(&mut self, seq: u64) -> SeqCheck {
+        match self {
+            Seen::Many(w) => w.check(seq),
+            Seen::One(first) if *first == seq => SeqCheck::Duplicate,
+            Seen::One(first) => {
+                let mut w = SeqWindow::default();
+                w.check(*first);
+                let out = w.check(seq);
+                *self = Seen::Many(Box::new(w));
+                out
+            }
+        }
+    }
+}
+
 /// Extension trait: de-duplicate events on (device, seq).
 pub trait Dedupe<'scope, T: Timestamp> {
     /// Exchanges events by device and drops any whose `seq` the device already produced
@@ -123,8 +149,8 @@ impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
     fn dedupe(self, counters: Arc<Counters>, idle: StateIdle) -> StreamVec<'scope, T, Event> {
         let exchange = Exchange::new(|e: &Event| e.device.0);
         self.unary(exchange, "Dedupe", move |_cap, _info| {
-            // Each device's window of seqs, and the newest event time it came with.
-            let mut seen: IdHashMap<u64, (SeqWindow, u64)> = IdHashMap::default();
+            // Each device's seqs, and the newest event time they came with.
+            let mut seen: IdHashMap<u64, (Seen, u64)> = IdHashMap::default();
             let mut evictor = Evictor::new(idle);
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -136,14 +162,21 @@ impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
                                 return true;
                             }
                             evictor.saw(e.ts);
-                            let (window, last) = seen.entry(e.device.0).or_default();
+                            let (window, last) = match seen.entry(e.device.0) {
+                                Entry::Occupied(o) => o.into_mut(),
+                                Entry::Vacant(v) => {
+                                    v.insert((Seen::One(e.seq), e.ts));
+                                    return true;
+                                }
+                            };
                             // Back after its idle time: a fresh device. Arrival order is not
                             // event-time order (several workers read one file), so an event far
                             // *before* the device's newest is another life of it too.
-                            if *last > 0 && evictor.expired(e.ts.min(*last), e.ts.max(*last)) {
-                                *window = SeqWindow::default();
+                            if evictor.expired(e.ts.min(*last), e.ts.max(*last)) {
+                                *window = Seen::One(e.seq);
                                 *last = e.ts;
                                 returned += 1;
+                                return true;
                             }
                             *last = (*last).max(e.ts);
                             match window.check(e.seq) {
@@ -182,6 +215,18 @@ impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_with_one_seq_answers_as_the_full_window_does() {
+        for (first, second) in [(5, 5), (5, 6), (5, 4), (300, 10), (10, 300)] {
+            let mut seen = Seen::One(first);
+            let mut w = SeqWindow::default();
+            w.check(first);
+            assert_eq!(seen.check(second), w.check(second), "{first} then {second}");
+            assert_eq!(seen.check(second), w.check(second), "{first} then {second} twice");
+            assert_eq!(matches!(seen, Seen::Many(_)), first != second, "the bitmap comes with a second seq");
+        }
+    }
 
     #[test]
     fn seq_window_in_order_and_replayed() {

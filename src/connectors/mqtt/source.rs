@@ -1,8 +1,11 @@
 //! The MQTT source: each worker's client on a shared subscription, handing messages to the
-//! dataflow over a bounded channel (a full channel stops the network loop reading, so the
-//! broker holds the rest).
+//! dataflow over a bounded channel. A message is acknowledged only when the reader takes it
+//! into the dataflow, so while the graph is behind (the source held back by flow control) the
+//! broker's in-flight window for the client fills and the broker keeps the rest; the network
+//! thread never blocks on the channel, so the connection stays alive meanwhile.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::collections::VecDeque;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 
 use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::{PartitionReader, Poll, SourceBatch, SourceError};
@@ -20,14 +23,17 @@ pub fn mqtt_readers(
     let filter =
         if ctx.peers > 1 { format!("$share/{}/{}", cfg.client_id, cfg.topic) } else { cfg.topic.clone() };
     let client_id = format!("{}-{}", cfg.client_id, ctx.index);
-    let opts = options(&cfg.broker, &client_id, true)?;
+    let mut opts = options(&cfg.broker, &client_id, true)?;
+    opts.set_manual_acks(true);
     let (tx, rx) = sync_channel(cfg.buffer.max(1));
     let name = format!("mqtt:{}", cfg.topic);
-    let session =
-        Session::start(opts, 1024, &name, &format!("mqtt-{}", ctx.index), Subscriber { filter, tx })?;
+    let subscriber = Subscriber { filter, tx, backlog: VecDeque::new() };
+    let session = Session::start(opts, 1024, &name, &format!("mqtt-{}", ctx.index), subscriber)?;
     Ok(vec![Box::new(MqttReader {
         name,
         rx,
+        client: session.client().clone(),
+        unacked: VecDeque::new(),
         _session: session,
         builder: ctx.builder(),
         template: cfg.topic_template.as_deref().map(TopicTemplate::new),
@@ -42,11 +48,13 @@ enum Incoming {
     Failed(String),
 }
 
-/// The source's side of the session: subscribe on every connection, pass messages on,
-/// blocking while the channel is full.
+/// The source's side of the session: subscribe on every connection, pass messages on without
+/// ever blocking (a full channel leaves them in a backlog the network loop hands over later;
+/// unacknowledged, they are at most the broker's in-flight window).
 struct Subscriber {
     filter: String,
     tx: SyncSender<Incoming>,
+    backlog: VecDeque<Incoming>,
 }
 
 impl SessionHandler for Subscriber {
@@ -63,9 +71,27 @@ impl SessionHandler for Subscriber {
     }
 
     fn message(&mut self, p: Publish) -> Flow {
-        match self.tx.send(Incoming::Message(p)) {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Stop, // the reader is gone
+        self.backlog.push_back(Incoming::Message(p));
+        self.ready()
+    }
+
+    fn ready(&mut self) -> Flow {
+        while let Some(m) = self.backlog.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return Flow::Stop, // the reader is gone
+            }
+        }
+        // Only a broker ignoring the in-flight window could pile up this much: stop reading
+        // the network for a moment rather than grow.
+        if self.backlog.len() >= 65_536 {
+            Flow::Wait
+        } else {
+            Flow::Continue
         }
     }
 }
@@ -73,6 +99,10 @@ impl SessionHandler for Subscriber {
 struct MqttReader {
     name: String,
     rx: Receiver<Incoming>,
+    /// Acknowledges what the reader took.
+    client: Client,
+    /// Messages taken whose acknowledgement could not be queued yet.
+    unacked: VecDeque<Publish>,
     /// Ends the network loop when the reader is dropped.
     _session: Session,
     builder: EventBuilder,
@@ -102,12 +132,23 @@ impl PartitionReader for MqttReader {
                         &mut self.builder,
                         out,
                     );
+                    self.unacked.push_back(p);
                 }
                 Ok(Incoming::Failed(msg)) => return Err(SourceError::fatal(&self.name, msg)),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     return Err(SourceError::fatal(&self.name, "the network thread ended"))
                 }
+            }
+        }
+        // Acknowledge what is now in the dataflow (through the network thread, never blocking
+        // on it: a lost acknowledgement only means a re-delivery, which de-duplication drops).
+        while let Some(p) = self.unacked.front() {
+            match self.client.try_ack(p) {
+                Ok(()) => {
+                    self.unacked.pop_front();
+                }
+                Err(_) => break,
             }
         }
         Ok(if got { self.until_idle.arrived() } else { self.until_idle.nothing() })

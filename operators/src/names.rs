@@ -1,6 +1,6 @@
 //! The name dictionary that travels beside the stream: events carry ids, sinks want names.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::event::{stable_hash, DeviceId, MetricId};
@@ -9,10 +9,12 @@ use crate::hash::{IdHashMap, IdHashSet};
 /// Id → name for one kind of name (devices or metrics), shared by all workers of a process.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
-    inner: Arc<RwLock<HashMap<u64, Arc<str>>>>,
+    inner: Arc<RwLock<IdHashMap<u64, Arc<str>>>>,
     /// Names recorded since the last [`Names::drain_new`], for processes that must tell
     /// their peers (cluster mode).
     journal: Arc<Mutex<Vec<Arc<str>>>>,
+    /// Set when nobody drains the journal (one process): new names are not journaled.
+    unjournaled: Arc<AtomicBool>,
 }
 
 impl Names {
@@ -26,10 +28,18 @@ impl Names {
                 let name: Arc<str> = Arc::from(name);
                 map.insert(id, name.clone());
                 drop(map);
-                crate::lock(&self.journal).push(name);
+                if !self.unjournaled.load(Ordering::Relaxed) {
+                    crate::lock(&self.journal).push(name);
+                }
                 true
             }
         }
+    }
+
+    /// Stops journaling new names (a process with no peers to tell).
+    pub fn stop_journal(&self) {
+        self.unjournaled.store(true, Ordering::Relaxed);
+        crate::lock(&self.journal).clear();
     }
 
     /// Takes the names recorded since the last call.

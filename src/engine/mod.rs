@@ -179,9 +179,15 @@ pub fn run_with(
     }
     let device_models = scorers::device_model_factory(config)?;
     let scores = config.scores.as_deref().map(scorers::score_file).transpose()?;
+    let dict = Dictionary::default();
+    if config.processes <= 1 {
+        // One process has no peers to tell the names it learns: keep no journal of them.
+        dict.devices.stop_journal();
+        dict.metrics.stop_journal();
+    }
     let shared = Arc::new(Shared {
         config: config.clone(),
-        dict: Dictionary::default(),
+        dict,
         counters,
         clock: WatermarkClock::new(config.workers),
         errors: ErrorSlot::default(),

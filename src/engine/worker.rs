@@ -100,11 +100,6 @@ pub(super) fn run_worker(
                         for name in shared.dict.metrics.drain_new() {
                             input.insert(Control::MetricName(name.to_string()));
                         }
-                    } else if local == 0 {
-                        // One process: nobody to tell; keep the journal from growing with
-                        // every device ever seen.
-                        drop(shared.dict.devices.drain_new());
-                        drop(shared.dict.metrics.drain_new());
                     }
                     if t > *input.time() {
                         input.advance_to(t);

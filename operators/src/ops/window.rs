@@ -268,6 +268,9 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
         self.unary_frontier(pact, "Windows", move |_cap, _info| {
             let mut open: BTreeMap<u64, WindowState> = BTreeMap::new();
             let mut out_buf: Vec<WindowAgg> = Vec::new();
+            // Maps of closed windows, emptied and kept for the next windows to open: a window
+            // with many keys then costs no allocation and no rehashing as it fills.
+            let mut spare: Vec<IdHashMap<(u64, u64), Agg>> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(&floor) = cap.least() else { return };
@@ -284,8 +287,9 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                                         // Batches are stamped at or below their events' times,
                                         // so `end - 1 >= floor` for every on-time event.
                                         let at = (end - 1).max(floor);
-                                        open.entry(end)
-                                            .or_insert_with(|| (cap.delayed(&at, 0), IdHashMap::default()))
+                                        open.entry(end).or_insert_with(|| {
+                                            (cap.delayed(&at, 0), spare.pop().unwrap_or_default())
+                                        })
                                     }
                                 };
                                 state
@@ -303,8 +307,8 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                         break;
                     }
                     let end = *entry.key();
-                    let (cap, aggs) = entry.remove();
-                    out_buf.extend(aggs.into_iter().map(|((d, m), a)| WindowAgg {
+                    let (cap, mut aggs) = entry.remove();
+                    out_buf.extend(aggs.drain().map(|((d, m), a)| WindowAgg {
                         device: DeviceId(d),
                         metric: MetricId(m),
                         start: end - spec.size_ms,
@@ -320,6 +324,9 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                     Counters::add(&counters.windows_closed, out_buf.len() as u64);
                     output.session(&cap).give_container(&mut out_buf);
                     out_buf.clear();
+                    if spare.len() < 4 {
+                        spare.push(aggs);
+                    }
                 }
             }
         })

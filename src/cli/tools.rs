@@ -183,7 +183,8 @@ pub fn bridge(cfg: BridgeConfig) -> Result<()> {
 /// `sensorflow bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads: w1, w2, w3, l (comma-separated).
+    /// Workloads: w1, w2, w3, l, m (comma-separated; m: peak memory with --events devices,
+    /// at most 3 M, not in the default set).
     #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,l")]
     pub workloads: Vec<String>,
     /// Events per W run.
@@ -217,7 +218,7 @@ impl BenchArgs {
             .iter()
             .map(|w| match Workload::from_name(w) {
                 Some(w) => Ok(w),
-                None => bail!("unknown workload {w:?} (w1, w2, w3, l)"),
+                None => bail!("unknown workload {w:?} (w1, w2, w3, l, m)"),
             })
             .collect::<Result<_>>()?;
         Ok(BenchConfig {
@@ -294,7 +295,7 @@ mod tests {
             out: "o.json".into(),
         };
         let e = args.into_config().err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(e, r#"unknown workload "w9" (w1, w2, w3, l)"#);
+        assert_eq!(e, r#"unknown workload "w9" (w1, w2, w3, l, m)"#);
     }
 
     #[test]

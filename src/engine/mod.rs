@@ -277,6 +277,7 @@ pub fn run_with(
         latency: LatencySummary::from_histogram(&latency),
         dead_letter_file: config.dead_letters.clone(),
         stopped_early: shared.stop.load(Ordering::Relaxed),
+        peak_rss_bytes: summary::peak_rss_bytes(),
         evicted_series: Counters::get(&c.evicted_series),
         evicted_devices: Counters::get(&c.evicted_devices),
         held_back: c.partitions().iter().map(|p| p.held_back.load(Ordering::Relaxed)).sum(),

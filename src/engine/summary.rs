@@ -111,6 +111,17 @@ pub struct Summary {
     pub evicted_series: u64,
     /// Per-device state dropped after its idle time.
     pub evicted_devices: u64,
+    /// The process's peak resident memory (VmHWM) when the run ended, bytes; `None` where
+    /// the system does not say (it covers the whole process, earlier runs in it included).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Summary {
@@ -187,6 +198,9 @@ impl fmt::Display for Summary {
                     "  {source:<24} {matched:>7} of {fired:>7} fired alerts match an injected anomaly"
                 )?;
             }
+        }
+        if let Some(bytes) = self.peak_rss_bytes {
+            writeln!(f, "peak memory (VmHWM)  {:>11.1} MB", bytes as f64 / 1e6)?;
         }
         if self.evicted_series + self.evicted_devices > 0 {
             writeln!(

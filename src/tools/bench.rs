@@ -4,6 +4,9 @@
 //! - W2: JSON lines → parse → the same.
 //! - W3: W2 plus the shipped anomaly model scoring every event's 64-value window.
 //! - L: decision latency at a fixed offered rate, paced in real time (see [`latency`]).
+//! - M: memory with many devices: distinct devices with one event each through W3, each run in
+//!   a child process so its peak resident memory (VmHWM) is its own; two fleet sizes give the
+//!   bytes each further series costs.
 //!
 //! The W datasets have 1,000 devices and 10,000 events per second of event time; they are
 //! written once per size into a data directory and reused. `benches/` runs the same workloads
@@ -35,6 +38,8 @@ pub enum Workload {
     W3,
     /// Decision latency at fixed offered rates.
     L,
+    /// Peak memory and bytes per series with many devices.
+    M,
 }
 
 impl Workload {
@@ -45,6 +50,7 @@ impl Workload {
             "w2" => Some(Workload::W2),
             "w3" => Some(Workload::W3),
             "l" => Some(Workload::L),
+            "m" => Some(Workload::M),
             _ => None,
         }
     }
@@ -56,6 +62,7 @@ impl Workload {
             Workload::W2 => "w2",
             Workload::W3 => "w3",
             Workload::L => "l",
+            Workload::M => "m",
         }
     }
 }
@@ -90,7 +97,11 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
     let planned: usize = config
         .workloads
         .iter()
-        .map(|w| if *w == Workload::L { config.rates.len() } else { config.workers.len() })
+        .map(|w| match w {
+            Workload::L => config.rates.len(),
+            Workload::M => 2 * config.workers.len(),
+            _ => config.workers.len(),
+        })
         .sum();
     let mut meter = Meter::new("bench", Some(planned as u64), "rows", Duration::ZERO);
     for &w in &config.workloads {
@@ -118,6 +129,20 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
             Workload::L => {
                 for &rate in &config.rates {
                     rows.push(latency(&config.dir, rate, config.secs, config.tick_ms, 2)?);
+                }
+            }
+            Workload::M => {
+                // --events devices (at most 3 M), and a tenth as many for the difference.
+                let large = config.events.clamp(10_000, 3_000_000);
+                let small = large / 10;
+                for &n in &config.workers {
+                    let a = memory_run(&config.dir, &rules, small, n)?;
+                    let mut b = memory_run(&config.dir, &rules, large, n)?;
+                    if let (Some(x), Some(y)) = (a.peak_rss_bytes, b.peak_rss_bytes) {
+                        b.bytes_per_series = Some((y as f64 - x as f64) / (large - small) as f64);
+                    }
+                    rows.push(a);
+                    rows.push(b);
                 }
             }
         }
@@ -176,6 +201,76 @@ pub struct BenchRow {
     pub alerts: u64,
     /// Ingest→alert latency, µs percentiles (L; W runs report them too).
     pub latency: Option<LatencySummary>,
+    /// Peak resident memory of the run's own process (M), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Bytes each further device's series costs (M: the difference of two fleet sizes).
+    pub bytes_per_series: Option<f64>,
+}
+
+/// The M dataset: `devices` distinct devices with one event each, 10,000 per second of event
+/// time (generated on first use).
+pub fn devices_dataset(dir: &Path, devices: u64) -> Result<PathBuf, Error> {
+    cached_dataset(dir, &format!("m-{devices}.jsonl"), |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        let mut w = BufWriter::with_capacity(1 << 22, file);
+        for i in 0..devices {
+            writeln!(
+                w,
+                r#"{{"device":"dev-{i:08}","metric":"temperature","ts":{},"value":{:.2},"seq":0}}"#,
+                1_700_000_000_000 + i / 10,
+                20.0 + (i % 100) as f64 / 10.0
+            )
+            .map_err(|e| Error::io(tmp, e))?;
+        }
+        w.flush().map_err(|e| Error::io(tmp, e))
+    })
+}
+
+/// One M run: this binary's `run` over `devices` one-event devices with the default model and
+/// the W rule (`max > 80`, which these values never pass: the state measured is the devices'
+/// own, not open alerts'), in a child process; its summary gives the events/s and peak memory.
+fn memory_run(dir: &Path, rules: &Path, devices: u64, workers: usize) -> Result<BenchRow, Error> {
+    let path = devices_dataset(dir, devices)?;
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Runtime(format!("bench: this program's path: {e}")))?;
+    let out = std::process::Command::new(&exe)
+        .args(["run", "--source", "jsonl", "--window", "1s", "--model", "default", "--alerts", "none"])
+        .arg("--input")
+        .arg(&path)
+        .arg("--rules")
+        .arg(rules)
+        .arg("--workers")
+        .arg(workers.to_string())
+        .output()
+        .map_err(|e| Error::Runtime(format!("bench: starting {}: {e}", exe.display())))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(Error::Runtime(format!("bench: the memory run failed: {text}")));
+    }
+    let field = |label: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(label))?
+            .trim_start_matches(label)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (Some(events), Some(rate), Some(secs)) = (field("events in"), field("events/s"), field("elapsed"))
+    else {
+        return Err(Error::Runtime(format!("bench: no summary from the memory run: {text}")));
+    };
+    Ok(BenchRow {
+        name: format!("M {devices} one-event devices + model"),
+        workers,
+        events: events as u64,
+        seconds: secs,
+        events_per_sec: rate,
+        alerts: 0,
+        latency: None,
+        peak_rss_bytes: field("peak memory (VmHWM)").map(|mb| (mb * 1e6) as u64),
+        bytes_per_series: None,
+    })
 }
 
 /// The W datasets' values: a xorshift stream over 20.00 .. 81.99, so `max > 80` fires now
@@ -290,6 +385,8 @@ pub fn run_w(
         return Err(Error::Runtime(format!("{name}: unexpected dead-lettered or late events: {s}")));
     }
     Ok(BenchRow {
+        peak_rss_bytes: None,
+        bytes_per_series: None,
         name: name.into(),
         workers,
         events: s.records_in,
@@ -335,6 +432,8 @@ pub fn latency(dir: &Path, rate: u64, secs: u64, tick_ms: u64, workers: usize) -
     };
     let s = crate::run(&config)?;
     Ok(BenchRow {
+        peak_rss_bytes: None,
+        bytes_per_series: None,
         name: format!("L at {rate} events/s, {tick} ms ticks"),
         workers,
         events: s.records_in,
@@ -356,6 +455,20 @@ pub fn print_table(title: &str, rows: &[BenchRow]) {
         let ms = |f: fn(&LatencySummary) -> u64| {
             r.latency.as_ref().map_or("-".to_string(), |l| format!("{:.3}", f(l) as f64 / 1000.0))
         };
+        if let Some(peak) = r.peak_rss_bytes {
+            let per =
+                r.bytes_per_series.map_or(String::new(), |b| format!(", {b:.0} bytes per further series"));
+            println!(
+                "{:<36} {:>7} {:>12} {:>8.3} {:>12.0}   peak memory {:.1} MB{per}",
+                r.name,
+                r.workers,
+                r.events,
+                r.seconds,
+                r.events_per_sec,
+                peak as f64 / 1e6
+            );
+            continue;
+        }
         println!(
             "{:<36} {:>7} {:>12} {:>8.3} {:>12.0} {:>9} {:>9} {:>9}",
             r.name,

@@ -114,6 +114,30 @@ fn bench_runs_the_workloads_and_writes_json() {
 }
 
 #[test]
+fn bench_memory_workload_reports_each_runs_peak_memory_and_bytes_per_series() {
+    let dir = tmp();
+    let out = dir.path().join("bench.json");
+    let run = sensorflow()
+        .args(["bench", "--workloads", "m", "--events", "50000", "--workers", "1", "--dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "a tenth of the devices, then all: {rows:?}");
+    assert_eq!((rows[0]["events"].as_u64(), rows[1]["events"].as_u64()), (Some(5_000), Some(50_000)));
+    let (small, large) =
+        (rows[0]["peak_rss_bytes"].as_u64().unwrap(), rows[1]["peak_rss_bytes"].as_u64().unwrap());
+    assert!(small > 1_000_000 && large > small, "each run measures its own process: {small} then {large}");
+    let per = rows[1]["bytes_per_series"].as_f64().unwrap();
+    assert!(per > 0.0 && per < 100_000.0, "bytes per further series: {per}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("bytes per further series"));
+}
+
+#[test]
 fn evaluate_plot_draws_a_png_per_nab_file_and_the_report_chart() {
     let nab = nab_root();
     let results = nab.join("results/windowedGaussian");

@@ -353,6 +353,14 @@ impl RunConfig {
                 self.processes, self.process
             )));
         }
+        // Shorter than a window, state would be dropped while the window that needs it is open.
+        let least_idle = self.window.max(1_000);
+        if self.state_idle > 0 && self.state_idle < least_idle {
+            return Err(Error::Config(format!(
+                "state_idle must be 0 (never) or at least the window and 1 s ({least_idle} ms), got {} ms",
+                self.state_idle
+            )));
+        }
         if !(1_024..=1 << 32).contains(&self.max_in_flight) {
             return Err(Error::Config(format!(
                 "max_in_flight must be 1024..=4294967296 events per worker, got {}",
@@ -426,6 +434,18 @@ mod tests {
         assert!(c.validate().is_err());
         let c = RunConfig { workers: 0, ..RunConfig::default() };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn state_idle_is_never_or_at_least_the_window() {
+        let ok = |idle| RunConfig { state_idle: idle, window: 10_000, ..RunConfig::default() }.validate();
+        assert!(ok(0).is_ok() && ok(10_000).is_ok() && ok(3_600_000).is_ok());
+        let e = ok(9_999).unwrap_err().to_string();
+        assert!(e.contains("state_idle must be 0 (never) or at least") && e.contains("10000 ms"), "{e}");
+        let short = RunConfig { state_idle: 500, window: 100, ..RunConfig::default() };
+        assert!(short.validate().is_err(), "under a second");
+        let e = RunConfig::from_toml("state_idle = \"a while\"").unwrap_err().to_string();
+        assert!(e.contains("state_idle"), "{e}");
     }
 
     #[test]

@@ -169,10 +169,10 @@ impl<'scope, T: Timestamp> Dedupe<'scope, T> for StreamVec<'scope, T, Event> {
                                     return true;
                                 }
                             };
-                            // Back after its idle time: a fresh device. Arrival order is not
-                            // event-time order (several workers read one file), so an event far
-                            // *before* the device's newest is another life of it too.
-                            if evictor.expired(e.ts.min(*last), e.ts.max(*last)) {
+                            // Back after its idle time: a fresh device. (An event far *before*
+                            // the newest is checked as it is: resetting on it would flap between
+                            // two readers a long way apart in event time.)
+                            if evictor.expired(*last, e.ts) {
                                 *window = Seen::One(e.seq);
                                 *last = e.ts;
                                 returned += 1;

@@ -141,8 +141,9 @@ impl PartitionReader for MqttReader {
                 }
             }
         }
-        // Acknowledge what is now in the dataflow (through the network thread, never blocking
-        // on it: a lost acknowledgement only means a re-delivery, which de-duplication drops).
+        // Acknowledge what is now in the dataflow (handed over, not yet processed), through the
+        // network thread and never blocking on it: a lost acknowledgement means a re-delivery,
+        // which de-duplication drops for payloads that carry a seq.
         while let Some(p) = self.unacked.front() {
             match self.client.try_ack(p) {
                 Ok(()) => {

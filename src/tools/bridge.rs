@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::DeadLetter;
 
 use crate::connectors::kafka::{ensure_topic, KafkaProducer};
-use crate::connectors::mqtt::session::{Flow, Session, SessionHandler};
+use crate::connectors::mqtt::session::{Flow, Handover, Session, SessionHandler};
 use crate::connectors::mqtt::{options, TopicTemplate, MAX_PAYLOAD};
 use crate::connectors::ConnectorError;
 use crate::sinks::Diverted;
@@ -126,8 +126,7 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
     let (tx, rx) = sync_channel::<Incoming>(cfg.batch.max(1) * 4);
     let forwarder = Forwarder {
         filter: cfg.filter.clone(),
-        tx,
-        backlog: VecDeque::new(),
+        handover: Handover::new(tx, 10_000),
         subscribed: cfg.subscribed.clone(),
     };
     let session = Session::start(opts, 8192, "bridge: mqtt", "bridge-mqtt", forwarder)?;
@@ -176,28 +175,13 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
 /// blocking on it, so the acknowledgements the bridge queues keep flowing out.
 struct Forwarder {
     filter: String,
-    tx: SyncSender<Incoming>,
-    backlog: VecDeque<Incoming>,
+    handover: Handover<Incoming>,
     subscribed: Arc<AtomicBool>,
 }
 
 impl SessionHandler for Forwarder {
     fn ready(&mut self) -> Flow {
-        while let Some(m) = self.backlog.pop_front() {
-            match self.tx.try_send(m) {
-                Ok(()) => {}
-                Err(TrySendError::Full(m)) => {
-                    self.backlog.push_front(m);
-                    break;
-                }
-                Err(TrySendError::Disconnected(_)) => return Flow::Stop,
-            }
-        }
-        if self.backlog.len() >= 10_000 {
-            Flow::Wait
-        } else {
-            Flow::Continue
-        }
+        self.handover.drain()
     }
 
     fn connected(&mut self, client: &Client) -> Flow {
@@ -211,7 +195,7 @@ impl SessionHandler for Forwarder {
     }
 
     fn message(&mut self, p: Publish) -> Flow {
-        self.backlog.push_back(Incoming::Message(Box::new(p)));
+        self.handover.push(Incoming::Message(Box::new(p)));
         Flow::Continue
     }
 
@@ -220,7 +204,7 @@ impl SessionHandler for Forwarder {
     }
 
     fn connection_lost(&mut self) {
-        self.backlog.push_back(Incoming::ConnectionError);
+        self.handover.push(Incoming::ConnectionError);
     }
 }
 

@@ -87,21 +87,36 @@ fn simulate_then_run_the_file() {
     assert_eq!(events_in, Some(lines.to_string().as_str()), "{summary}");
 }
 
+/// Runs `sensorflow bench ARGS` with its data and JSON in `dir`; returns its output and the
+/// rows of its JSON result.
+fn bench(dir: &std::path::Path, args: &[&str]) -> (std::process::Output, Vec<serde_json::Value>) {
+    let out = dir.join("bench.json");
+    let run =
+        sensorflow().arg("bench").args(args).arg("--dir").arg(dir).arg("--out").arg(&out).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap().clone();
+    (run, rows)
+}
+
 #[test]
 fn bench_runs_the_workloads_and_writes_json() {
     let dir = tmp();
-    let out = dir.path().join("bench.json");
-    let run = sensorflow()
-        .args(["bench", "--workloads", "w1,w2,l", "--events", "20000", "--workers", "1,2"])
-        .args(["--rates", "3000", "--secs", "1", "--dir"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let (_, rows) = bench(
+        dir.path(),
+        &[
+            "--workloads",
+            "w1,w2,l",
+            "--events",
+            "20000",
+            "--workers",
+            "1,2",
+            "--rates",
+            "3000",
+            "--secs",
+            "1",
+        ],
+    );
     assert_eq!(rows.len(), 5, "w1 and w2 at 1 and 2 workers, one L rate");
     for r in &rows[..4] {
         assert_eq!(r["events"], 20000, "{r}");
@@ -116,17 +131,7 @@ fn bench_runs_the_workloads_and_writes_json() {
 #[test]
 fn bench_memory_workload_reports_each_runs_peak_memory_and_bytes_per_series() {
     let dir = tmp();
-    let out = dir.path().join("bench.json");
-    let run = sensorflow()
-        .args(["bench", "--workloads", "m", "--events", "50000", "--workers", "1", "--dir"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let (run, rows) = bench(dir.path(), &["--workloads", "m", "--events", "50000", "--workers", "1"]);
     assert_eq!(rows.len(), 2, "a tenth of the devices, then all: {rows:?}");
     assert_eq!((rows[0]["events"].as_u64(), rows[1]["events"].as_u64()), (Some(5_000), Some(50_000)));
     let (small, large) =

@@ -3,7 +3,9 @@
 //! connection polled on a thread of its own, reconnecting with exponential backoff (100 ms
 //! doubling to 5 s) and handing what arrives to a [`SessionHandler`].
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,54 @@ pub enum Flow {
     Wait,
     /// End the session.
     Stop,
+}
+
+/// Hands what the network thread receives to its consumer over a bounded channel without ever
+/// blocking on it (a blocked network thread sends no keep-alives and no acknowledgements):
+/// what the channel cannot take waits in a backlog, handed over on the next [`Handover::drain`].
+#[derive(Debug)]
+pub struct Handover<T> {
+    tx: SyncSender<T>,
+    backlog: VecDeque<T>,
+    /// Backlog length past which the network loop stops reading for a moment.
+    limit: usize,
+}
+
+impl<T> Handover<T> {
+    /// Hands over on `tx`, asking the loop to wait once `limit` items are backed up.
+    pub fn new(tx: SyncSender<T>, limit: usize) -> Self {
+        Handover { tx, backlog: VecDeque::new(), limit }
+    }
+
+    /// Queues `item` behind the backlog (handed over by the next [`Handover::drain`]).
+    pub fn push(&mut self, item: T) {
+        self.backlog.push_back(item);
+    }
+
+    /// Hands `item` over now, waiting for room: for a last word before the session stops.
+    pub fn send_now(&mut self, item: T) {
+        let _ = self.tx.send(item);
+    }
+
+    /// Hands over as much of the backlog as the channel takes: [`Flow::Stop`] once the consumer
+    /// is gone, [`Flow::Wait`] while the backlog is at its limit.
+    pub fn drain(&mut self) -> Flow {
+        while let Some(m) = self.backlog.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return Flow::Stop,
+            }
+        }
+        if self.backlog.len() >= self.limit {
+            Flow::Wait
+        } else {
+            Flow::Continue
+        }
+    }
 }
 
 /// What a session's owner does with what arrives. Every method runs on the session's thread.

@@ -5,12 +5,12 @@
 //! thread never blocks on the channel, so the connection stays alive meanwhile.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::{PartitionReader, Poll, SourceBatch, SourceError};
 
-use super::session::{Flow, Session, SessionHandler};
+use super::session::{Flow, Handover, Session, SessionHandler};
 use super::{options, parse_message, MqttSourceConfig, TopicTemplate};
 use crate::connectors::parse::EventBuilder;
 use crate::connectors::{ConnectorError, ReaderContext, UntilIdle};
@@ -27,7 +27,9 @@ pub fn mqtt_readers(
     opts.set_manual_acks(true);
     let (tx, rx) = sync_channel(cfg.buffer.max(1));
     let name = format!("mqtt:{}", cfg.topic);
-    let subscriber = Subscriber { filter, tx, backlog: VecDeque::new() };
+    // Only a broker ignoring the in-flight window could back up 65,536 messages: then the
+    // network loop stops reading for a moment rather than grow.
+    let subscriber = Subscriber { filter, handover: Handover::new(tx, 65_536) };
     let session = Session::start(opts, 1024, &name, &format!("mqtt-{}", ctx.index), subscriber)?;
     Ok(vec![Box::new(MqttReader {
         name,
@@ -53,8 +55,7 @@ enum Incoming {
 /// unacknowledged, they are at most the broker's in-flight window).
 struct Subscriber {
     filter: String,
-    tx: SyncSender<Incoming>,
-    backlog: VecDeque<Incoming>,
+    handover: Handover<Incoming>,
 }
 
 impl SessionHandler for Subscriber {
@@ -64,35 +65,19 @@ impl SessionHandler for Subscriber {
         match client.try_subscribe(self.filter.as_str(), QoS::AtLeastOnce) {
             Ok(()) => Flow::Continue,
             Err(e) => {
-                let _ = self.tx.send(Incoming::Failed(format!("subscribing to {}: {e}", self.filter)));
+                self.handover.send_now(Incoming::Failed(format!("subscribing to {}: {e}", self.filter)));
                 Flow::Stop
             }
         }
     }
 
     fn message(&mut self, p: Publish) -> Flow {
-        self.backlog.push_back(Incoming::Message(p));
-        self.ready()
+        self.handover.push(Incoming::Message(p));
+        self.handover.drain()
     }
 
     fn ready(&mut self) -> Flow {
-        while let Some(m) = self.backlog.pop_front() {
-            match self.tx.try_send(m) {
-                Ok(()) => {}
-                Err(TrySendError::Full(m)) => {
-                    self.backlog.push_front(m);
-                    break;
-                }
-                Err(TrySendError::Disconnected(_)) => return Flow::Stop, // the reader is gone
-            }
-        }
-        // Only a broker ignoring the in-flight window could pile up this much: stop reading
-        // the network for a moment rather than grow.
-        if self.backlog.len() >= 65_536 {
-            Flow::Wait
-        } else {
-            Flow::Continue
-        }
+        self.handover.drain()
     }
 }
 

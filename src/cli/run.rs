@@ -240,6 +240,11 @@ pub struct RunArgs {
     /// Quiet-partition idle timeout (e.g. 5s).
     #[arg(long, value_parser = parse_ms)]
     pub idle_timeout: Option<u64>,
+    /// Live sources (kafka, mqtt): let the watermark follow the wall clock this far behind it
+    /// (e.g. 200ms), so a window closes at most that long after its end even when the devices
+    /// go quiet; events it overtakes are late. Off by default: such runs are not deterministic.
+    #[arg(long, value_parser = parse_ms, value_name = "DELAY")]
+    pub wall_clock_watermark: Option<u64>,
     /// Rules file (TOML); reloaded when it changes.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -343,6 +348,9 @@ impl RunArgs {
         set(&mut c.max_in_flight, self.max_in_flight);
         set(&mut c.state_idle, self.state_idle);
         set(&mut c.idle_timeout, self.idle_timeout);
+        if self.wall_clock_watermark.is_some() {
+            c.wall_clock_watermark = self.wall_clock_watermark;
+        }
         set(&mut c.rules, self.rules);
         set(&mut c.reload_rules, self.no_reload.then_some(false));
         set(&mut c.alerts, self.alerts.as_deref().map(AlertOutput::parse).transpose()?);

@@ -148,15 +148,27 @@ pub struct BridgeArgs {
     /// MQTT client id (names the persistent session).
     #[arg(long, default_value = "sensorflow-bridge")]
     pub client_id: String,
-    /// Messages per Kafka batch.
-    #[arg(long, default_value_t = 5000)]
-    pub batch: usize,
+    /// Most messages on their way to Kafka at once (the MQTT broker holds the rest).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_in_flight: u64,
+    /// How long the Kafka producer waits to fill a request (0 sends each message at once;
+    /// longer batches cost less CPU per message). At most 1s.
+    #[arg(long, value_parser = parse_linger, default_value = "10ms")]
+    pub linger: u64,
     /// Dead-letter file (JSON lines).
     #[arg(long)]
     pub dead_letters: Option<PathBuf>,
     /// Exit once nothing has arrived for this long (e.g. 5s).
     #[arg(long, value_parser = parse_ms)]
     pub until_idle: Option<u64>,
+}
+
+fn parse_linger(s: &str) -> Result<u64, String> {
+    let ms = parse_ms(s)?;
+    if ms > 1000 {
+        return Err(format!("linger must be at most 1s, got {ms} ms"));
+    }
+    Ok(ms)
 }
 
 impl BridgeArgs {
@@ -166,9 +178,10 @@ impl BridgeArgs {
         cfg.template = self.topic_template;
         cfg.partitions = self.partitions;
         cfg.client_id = self.client_id;
-        cfg.batch = self.batch.max(1);
+        cfg.max_in_flight = usize::try_from(self.max_in_flight).unwrap_or(usize::MAX);
         cfg.dead_letters = self.dead_letters;
         cfg.until_idle = self.until_idle.map(Duration::from_millis);
+        cfg.linger = Duration::from_millis(self.linger);
         cfg
     }
 }

@@ -122,6 +122,11 @@ pub struct RunConfig {
     /// A partition with nothing to read for this long stops holding the watermark, ms.
     #[serde(deserialize_with = "serde_ms::deserialize")]
     pub idle_timeout: u64,
+    /// Live sources (Kafka, MQTT), opt-in: the watermark also follows the wall clock this far
+    /// behind it, ms, so windows close on time even when every partition goes quiet; events it
+    /// overtakes are late. Such runs are not deterministic (unset: pure event time).
+    #[serde(deserialize_with = "opt_ms")]
+    pub wall_clock_watermark: Option<u64>,
     /// What to do with records that fail to parse.
     pub on_bad_record: BadRecordPolicy,
     /// Events stamped before this time (epoch ms) are dead letters ("timestamp out of range").
@@ -202,6 +207,7 @@ impl Default for RunConfig {
             event_time: EventTime::Partition,
             device_spread: 86_400_000,
             idle_timeout: 5_000,
+            wall_clock_watermark: None,
             on_bad_record: BadRecordPolicy::DeadLetter,
             min_ts: ClockGuard::default().min_ts_ms,
             max_future: ClockGuard::default().max_future_ms.unwrap_or(0),
@@ -274,6 +280,7 @@ impl RunConfig {
                 ..ClockGuard::default()
             },
             max_in_flight: Some(self.max_in_flight),
+            wall_clock_delay: self.wall_clock_watermark.map(Duration::from_millis),
         }
     }
 
@@ -374,6 +381,18 @@ impl RunConfig {
                     .into(),
             ));
         }
+        if self.wall_clock_watermark.is_some()
+            && !matches!(self.source, SourceConfig::Kafka(_) | SourceConfig::Mqtt(_))
+        {
+            return Err(Error::Config(format!(
+                "wall_clock_watermark is for live sources (kafka, mqtt), not {}: a recorded or \
+                 simulated stream keeps pure event time",
+                self.source.name()
+            )));
+        }
+        if self.wall_clock_watermark.is_some_and(|d| d > 86_400_000) {
+            return Err(Error::Config("wall_clock_watermark must be at most 1 day".into()));
+        }
         if !(self.max_abs_value.is_finite() && self.max_abs_value > 0.0) {
             return Err(Error::Config("max_abs_value must be a positive number".into()));
         }
@@ -402,6 +421,18 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wall_clock_watermark_is_refused_for_recorded_and_simulated_sources() {
+        let mut c = RunConfig { wall_clock_watermark: Some(200), ..RunConfig::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("live sources") && err.contains("simulator"), "{err}");
+        c.source = SourceConfig::Kafka(crate::connectors::KafkaSourceConfig::new("localhost:9092", "t"));
+        assert!(c.validate().is_ok());
+        assert_eq!(c.source_options().wall_clock_delay, Some(Duration::from_millis(200)));
+        c.wall_clock_watermark = Some(2 * 86_400_000);
+        assert!(c.validate().is_err());
+    }
 
     #[test]
     fn toml_over_defaults() {

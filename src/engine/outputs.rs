@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use sensorflow_operators::runtime::probe;
 use sensorflow_operators::{lock, Alert, AlertKind, Counters, DeadLetter, LateEvent};
 
 use super::worker::WorkerReport;
@@ -74,6 +75,9 @@ pub(super) fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut Worke
                 t.latency.record(us);
             }
         }
+    }
+    if let Some(mut r) = probe::recorder(probe::Hop::AlertWritten) {
+        alerts.iter().for_each(|a| r.record(a.window_end, 1));
     }
     // Still under the writer's lock, so `/alerts` has the alerts in alert-file order.
     if let Some(t) = &shared.telemetry {

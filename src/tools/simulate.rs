@@ -142,6 +142,7 @@ pub fn simulate_to(
         Duration::from_secs(5),
     );
     let mut shown = Instant::now();
+    let probed = sensorflow_operators::runtime::probe::active();
     loop {
         batch.events.clear();
         let poll = reader.poll(&mut batch)?;
@@ -159,6 +160,13 @@ pub fn simulate_to(
                 metric: &metric,
                 payload: line.as_bytes(),
             })?;
+            if probed {
+                sensorflow_operators::runtime::probe::record(
+                    sensorflow_operators::runtime::probe::Hop::Published,
+                    e.ts,
+                    1,
+                );
+            }
             events += 1;
             if let Some(rate) = rate {
                 // Pace to the offered rate: sleep whenever we are ahead of schedule.

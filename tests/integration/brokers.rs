@@ -444,3 +444,219 @@ fn a_restarted_mqtt_broker_loses_nothing_between_devices_and_kafka() {
     assert_eq!(s.records_in, s.processed + s.duplicates + s.late, "{s}");
     assert_eq!(s.dead_lettered, 0);
 }
+
+/// Every message of `topic` (all partitions, each in offset order), read until `want` have
+/// arrived or nothing new came for 15 s: (partition, device, seq) per message.
+fn read_topic(brokers: &str, topic: &str, want: usize) -> Vec<(i32, String, u64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let partitions =
+        sensorflow::connectors::kafka::partition_count(brokers, topic, Duration::from_secs(10)).unwrap();
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let mut last = Instant::now();
+    while got.len() < want && last.elapsed() < Duration::from_secs(15) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else { continue };
+        last = Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        got.push((m.partition(), v["device"].as_str().unwrap().to_string(), v["seq"].as_u64().unwrap()));
+    }
+    got
+}
+
+#[test]
+fn the_bridge_keeps_each_devices_events_in_order_in_kafka_under_load() {
+    let dir = tmp();
+    let prefix = unique("order");
+    let topic = unique("order");
+    let bridge = start_bridge(&mqtt(), &prefix, &topic);
+    // 60,000 events of 50 devices published as fast as the simulator can (no pacing): the
+    // bridge has thousands of messages in flight to Kafka at once.
+    let sim = SimConfig { devices: 50, interval_ms: 100, span_ms: 40_000, ..sim(50, 1, 31) };
+    let out = Output::Mqtt { broker: mqtt(), template: format!("{prefix}/{{device}}/{{metric}}") };
+    let written = simulate_to(&sim, &out, &dir.path().join("labels.json"), None, None).unwrap();
+    assert!(written.events > 55_000, "{}", written.events);
+    let stats = bridge.join().unwrap().unwrap();
+    assert_eq!((stats.forwarded, stats.dead_lettered), (written.events, 0), "{stats}");
+    assert!(stats.peak_in_flight > 100, "the bridge should have had many messages in flight: {stats}");
+
+    let got = read_topic(&kafka(), &topic, written.events as usize);
+    if got.len() as u64 != written.events {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", kafka()).create().unwrap();
+        for p in 0..4 {
+            let n = got.iter().filter(|g| g.0 == p).count();
+            eprintln!(
+                "partition {p}: read {n}, watermarks {:?}",
+                c.fetch_watermarks(&topic, p, Duration::from_secs(5))
+            );
+        }
+    }
+    assert_eq!(got.len() as u64, written.events, "every message reaches Kafka once");
+    // Each device's events sit in one partition, in the order the device sent them: seq
+    // 0, 1, 2, ... with no gap, repeat or swap.
+    let mut next: HashMap<String, (i32, u64)> = HashMap::new();
+    for (partition, device, seq) in &got {
+        let (p, expected) = next.entry(device.clone()).or_insert((*partition, 0));
+        assert_eq!(*p, *partition, "{device} is in two partitions");
+        assert_eq!(seq, expected, "{device}: seq {seq} where {expected} was due");
+        *expected += 1;
+    }
+    assert_eq!(next.len(), 50);
+}
+
+/// A tansu broker of the test's own (memory storage), which the test can stop and kill.
+struct OwnTansu {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl OwnTansu {
+    fn start(port: u16) -> Self {
+        let bin = std::env::var("SENSORFLOW_TANSU").expect("SENSORFLOW_TANSU (set by scripts/brokers.sh)");
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnTansu { child, addr: format!("127.0.0.1:{port}") }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnTansu {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too, without letting it serve what it has buffered.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_bridge_acknowledges_mqtt_only_after_kafka_has_the_message() {
+    let dir = tmp();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tansu = OwnTansu::start(port);
+    let prefix = unique("acks");
+    let topic = unique("acks");
+    let client_id = unique("acks-bridge");
+    let bridge_cfg = |kafka: &str| {
+        let mut b = BridgeConfig::new(&mqtt(), &format!("{prefix}/#"), kafka, &topic);
+        b.template = Some(format!("{prefix}/{{device}}/{{metric}}"));
+        b.client_id = client_id.clone();
+        b
+    };
+    // Bridge A subscribes, then its Kafka broker freezes (SIGSTOP): nothing it produces is
+    // acknowledged by Kafka.
+    let a = bridge_cfg(&tansu.addr);
+    let (subscribed, received) = (a.subscribed.clone(), a.received.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_a = stop.clone();
+    let bridge_a = std::thread::spawn(move || run_bridge(&a, stop_a));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !subscribed.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the bridge did not subscribe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tansu.signal("-STOP");
+    // Fewer messages than the broker's in-flight window to one client (2,000 in scripts/brokers.sh).
+    let sim = SimConfig { devices: 5, interval_ms: 100, span_ms: 10_000, ..sim(5, 1, 41) };
+    let out = Output::Mqtt { broker: mqtt(), template: format!("{prefix}/{{device}}/{{metric}}") };
+    let written = simulate_to(&sim, &out, &dir.path().join("labels.json"), None, None).unwrap();
+    assert!((1_000..2_000).contains(&written.events), "{}", written.events);
+    // Wait until bridge A holds every message, unacknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < written.events {
+        assert!(
+            Instant::now() < deadline,
+            "bridge A received only {} messages",
+            received.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Kafka's copy dies with the broker: only the MQTT broker can still have the messages.
+    drop(tansu);
+    stop.store(true, Ordering::Relaxed);
+    let stats_a = bridge_a.join().unwrap().unwrap();
+    assert_eq!((stats_a.received, stats_a.forwarded), (written.events, 0), "{stats_a}");
+    let tansu = OwnTansu::start(port);
+    let mut b = bridge_cfg(&tansu.addr);
+    b.until_idle = Some(Duration::from_secs(5));
+    let stats_b = run_bridge(&b, Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(stats_b.forwarded >= written.events, "re-delivered {stats_b}");
+    let got = read_topic(&tansu.addr, &topic, stats_b.forwarded as usize);
+    let distinct: BTreeSet<(String, u64)> = got.into_iter().map(|(_, d, s)| (d, s)).collect();
+    assert_eq!(distinct.len() as u64, written.events, "every event reaches the new Kafka");
+}
+
+/// Three hot readings stamped just ahead of now on a live topic, then silence: each run's overheat alert, its
+/// write time minus its window's end (ms), and the run's summary.
+fn quiet_topic_alert_delay(wall_clock_watermark: Option<u64>) -> (i64, sensorflow::Summary) {
+    let topic = unique("wall");
+    ensure_topic(&kafka(), &topic, 2).unwrap();
+    let mut c = config(SourceConfig::Kafka(kafka_source(&topic)), 2);
+    c.window = 1000;
+    c.model = "none".into();
+    c.wall_clock_watermark = wall_clock_watermark;
+    let engine = std::thread::spawn(move || run(&c));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut producer = KafkaProducer::new(&kafka(), &topic).unwrap();
+    // Stamped a second ahead, so the readings are not overtaken by a wall-clock watermark
+    // however long the consumer takes to start.
+    for (i, ts) in [now + 1000, now + 1001, now + 1002].into_iter().enumerate() {
+        let line = format!(r#"{{"device":"hot-1","metric":"temperature","ts":{ts},"value":50.0,"seq":{i}}}"#);
+        producer.send(b"hot-1", line.as_bytes()).unwrap();
+    }
+    // A reading stamped a minute ago, behind any wall-clock watermark.
+    let old =
+        format!(r#"{{"device":"hot-2","metric":"temperature","ts":{},"value":20.0,"seq":0}}"#, now - 60_000);
+    producer.send(b"hot-2", old.as_bytes()).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (s, out) = engine.join().unwrap();
+    let alerts = out.alerts.lock().unwrap().clone();
+    let at = out.written_at_ms.lock().unwrap().clone();
+    let hot: Vec<_> = alerts.iter().zip(&at).filter(|(a, _)| &*a.key.source == "overheat").collect();
+    assert_eq!(hot.len(), 1, "one overheat alert: {alerts:?}");
+    (*hot[0].1 as i64 - hot[0].0.window_end as i64, s)
+}
+
+#[test]
+fn the_wall_clock_watermark_closes_windows_of_a_quiet_live_topic_on_time() {
+    // Pure event time: nothing newer arrives, so the window waits for the end of the input
+    // (the source ends 6 s after the last message).
+    let (waited, s) = quiet_topic_alert_delay(None);
+    assert!(waited >= 4_000, "without the wall clock the window closes at the end: {waited} ms");
+    // (The old reading is late only if it shares the hot device's partition.)
+    assert_eq!(s.processed + s.late, 4, "{s}");
+    assert!(s.processed >= 3, "{s}");
+    // Following the wall clock 1 s behind: the window closes about 1 s after its end, and the
+    // reading from a minute ago is late.
+    let (delay, s) = quiet_topic_alert_delay(Some(1000));
+    assert!((950..3_000).contains(&delay), "the window should close ~1 s after its end, took {delay} ms");
+    assert_eq!((s.processed, s.late), (3, 1), "{s}");
+}

@@ -123,6 +123,11 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
                                 Counters::add(&counters.evicted_series, gone as u64);
                             }
                             Counters::add(&counters.alerts, alerts.len() as u64);
+                            if let Some(mut r) =
+                                crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
+                            {
+                                alerts.iter().for_each(|a| r.record(a.window_end, 1));
+                            }
                             output.session(&cap).give_container(&mut alerts);
                             alerts.clear();
                         }

@@ -161,6 +161,12 @@ pub struct SourceOptions {
     /// Flow control: the most events this worker's source may have in the graph, not yet
     /// through to the end (see [`SourceContext::done`]). `None`: no bound.
     pub max_in_flight: Option<usize>,
+    /// Live sources only, opt-in: the watermark also follows the wall clock, this far behind
+    /// it, so a window closes at most this long after its end even when every partition has
+    /// gone quiet. Events it overtakes are late (counted, and kept with `--late-events`).
+    /// Which events those are depends on arrival timing, so runs in this mode are not
+    /// deterministic; `None` (the default) keeps pure event time.
+    pub wall_clock_delay: Option<Duration>,
 }
 
 impl Default for SourceOptions {
@@ -172,6 +178,7 @@ impl Default for SourceOptions {
             policy: BadRecordPolicy::DeadLetter,
             clock_guard: ClockGuard::default(),
             max_in_flight: None,
+            wall_clock_delay: None,
         }
     }
 }
@@ -573,7 +580,12 @@ pub fn partitioned_source<'scope>(
                 return;
             }
             let now = Instant::now();
-            if let Some(front) = marks.frontier(now) {
+            let mut front = marks.frontier(now);
+            if let Some(delay) = options.wall_clock_delay {
+                let wall = wall_clock_ms().saturating_sub(delay.as_millis() as u64);
+                front = Some(front.map_or(wall, |f| f.max(wall)));
+            }
+            if let Some(front) = front {
                 if front > floor {
                     for cap in held.iter_mut() {
                         cap.downgrade(&front);

@@ -322,6 +322,11 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                         last: a.last.2,
                     }));
                     Counters::add(&counters.windows_closed, out_buf.len() as u64);
+                    crate::runtime::probe::record(
+                        crate::runtime::probe::Hop::WindowClosed,
+                        end,
+                        out_buf.len() as u64,
+                    );
                     output.session(&cap).give_container(&mut out_buf);
                     out_buf.clear();
                     if spare.len() < 4 {

@@ -7,6 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sensorflow_operators::runtime::probe;
 use sensorflow_operators::{lock, DeadLetter, PartitionReader, Poll, SourceBatch, SourceError};
 
 use super::commit::{PartitionCommitter, Pending};
@@ -78,6 +79,7 @@ impl PartitionReader for KafkaReader {
 
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         let mut next_offset = None;
+        let first = out.events.len();
         for _ in 0..BATCH {
             let msg = match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -113,6 +115,9 @@ impl PartitionReader for KafkaReader {
                     }
                 }
             }
+        }
+        if let Some(mut r) = probe::recorder(probe::Hop::EngineRead) {
+            out.events[first..].iter().for_each(|e| r.record(e.ts, 1));
         }
         let Some(next) = next_offset else { return Ok(self.until_idle.nothing()) };
         lock(&self.pending).batches.push_back((next, self.max_ts));

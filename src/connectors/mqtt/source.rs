@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use rumqttc::{Client, Publish, QoS};
+use sensorflow_operators::runtime::probe;
 use sensorflow_operators::{PartitionReader, Poll, SourceBatch, SourceError};
 
 use super::session::{Flow, Handover, Session, SessionHandler};
@@ -103,6 +104,7 @@ impl PartitionReader for MqttReader {
 
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         let mut got = false;
+        let first = out.events.len();
         for _ in 0..4096 {
             match self.rx.try_recv() {
                 Ok(Incoming::Message(p)) => {
@@ -125,6 +127,9 @@ impl PartitionReader for MqttReader {
                     return Err(SourceError::fatal(&self.name, "the network thread ended"))
                 }
             }
+        }
+        if let Some(mut r) = probe::recorder(probe::Hop::EngineRead) {
+            out.events[first..].iter().for_each(|e| r.record(e.ts, 1));
         }
         // Acknowledge what is now in the dataflow (handed over, not yet processed), through the
         // network thread and never blocking on it: a lost acknowledgement means a re-delivery,

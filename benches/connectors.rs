@@ -6,7 +6,9 @@
 //! real-time speed 1), so an alert's end-to-end latency is the wall-clock moment it is
 //! written minus its window's end: the time from the device publishing the event that
 //! closed the window to the alert reaching the sink, through both brokers and the bridge.
-//! Settings: `SF_RATE` (events/s, default 50,000), `SF_SECS` (default 60).
+//! Settings: `SF_RATE` (events/s, default 50,000), `SF_SECS` (default 60), `SF_LINGER_MS` (the
+//! bridge's linger), `SF_EARLY=1` (the default rules with overheat and freezing firing early;
+//! their alerts are then measured from the reading that fired them).
 //!
 //! Every hop also records, per event (or per window and alert), the wall-clock time since the
 //! event was due (see `sensorflow_operators::runtime::probe`): the per-hop table shows where
@@ -69,10 +71,22 @@ fn main() {
     let mut k = KafkaSourceConfig::new(&kafka, &topic);
     k.group = format!("bench-{run_id}");
     k.until_idle_ms = Some(6000);
+    // SF_EARLY=1: the default rules, with the two that can (overheat `max >`, freezing `min <`)
+    // firing early.
+    let early = common::env_u64("SF_EARLY", 0) == 1;
+    let rules = early.then(|| {
+        let text = sensorflow::config::rules::DEFAULT_RULES
+            .replace("name = \"overheat\"\n", "name = \"overheat\"\nearly = true\n")
+            .replace("name = \"freezing\"\n", "name = \"freezing\"\nearly = true\n");
+        let path = common::data_dir().join("connectors-early-rules.toml");
+        std::fs::write(&path, text).expect("write the rules");
+        path
+    });
     let config = RunConfig {
         source: SourceConfig::Kafka(k),
         workers: 2,
         window: 1000,
+        rules,
         alerts: AlertOutput::None,
         summary: false,
         ..RunConfig::default()
@@ -105,7 +119,13 @@ fn main() {
     // be written once the window has ended, a per-event score once the next event is in.
     let mut e2e = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     let mut e2e_model = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    // Early alerts: from the reading that made the condition true to the alert written.
+    let mut e2e_early = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     for (a, w) in alerts.iter().zip(&at) {
+        if let Some(reading) = a.early_at {
+            let _ = e2e_early.record(w.saturating_sub(reading));
+            continue;
+        }
         // Alerts from the end-of-input flush close windows without a newer event: skip them.
         if a.window_end < sim.start_ms + sim.span_ms - sim.interval_ms {
             let h = if a.window_end - a.window_start >= 1000 { &mut e2e } else { &mut e2e_model };
@@ -146,6 +166,16 @@ fn main() {
         e2e_model.max(),
         e2e_model.len()
     );
+    if early {
+        println!(
+            "  early alerts    p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={}; reading → alert written)",
+            q(&e2e_early, 0.5),
+            q(&e2e_early, 0.99),
+            q(&e2e_early, 0.999),
+            e2e_early.max(),
+            e2e_early.len()
+        );
+    }
     println!("in-engine ingest→alert {:?}", summary.latency);
     let hops = probe::report();
     let ms = |us: u64| us as f64 / 1000.0;
@@ -199,6 +229,9 @@ fn main() {
         "publish_to_model_alert_ms": { "p50": q(&e2e_model, 0.5), "p99": q(&e2e_model, 0.99),
                                        "p999": q(&e2e_model, 0.999), "max": e2e_model.max(), "n": e2e_model.len() },
         "linger_ms": linger_ms,
+        "early": early,
+        "publish_to_early_alert_ms": { "p50": q(&e2e_early, 0.5), "p99": q(&e2e_early, 0.99),
+                                       "p999": q(&e2e_early, 0.999), "max": e2e_early.max(), "n": e2e_early.len() },
     });
     let path = common::results_dir().join("connectors.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write result");

@@ -58,6 +58,11 @@ pub struct Alert {
     pub site: Option<Arc<str>>,
     /// Device owner, from metadata.
     pub owner: Option<Arc<str>>,
+    /// Set when a rule with `early = true` fired before its window ended: the event time of
+    /// the reading that made the condition true. The alert is the one the window's end would
+    /// have made (same id); `value` is what the window held at that reading.
+    #[serde(default)]
+    pub early_at: Option<u64>,
 }
 
 impl Alert {

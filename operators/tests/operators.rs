@@ -215,6 +215,7 @@ fn rule(name: &str, op: Comparator, value: f64, hysteresis: f64, min_duration_ms
         hysteresis: TotalF64(hysteresis),
         min_duration_ms,
         severity: "warning".into(),
+        early: false,
     })
 }
 

@@ -50,6 +50,8 @@ struct RuleSpec {
     min_duration: u64,
     #[serde(default = "default_severity")]
     severity: String,
+    #[serde(default)]
+    early: bool,
 }
 
 fn default_field() -> Field {
@@ -98,7 +100,7 @@ pub fn parse_rules(text: &str, path: &str) -> Result<Vec<Control>, RulesError> {
         if !(r.hysteresis.is_finite() && r.hysteresis >= 0.0) {
             return Err(invalid(format!("rule {:?}: hysteresis must be >= 0", r.name)));
         }
-        out.push(Control::Rule(Rule {
+        let rule = Rule {
             name: r.name,
             metric: r.metric,
             devices: r.devices,
@@ -108,7 +110,16 @@ pub fn parse_rules(text: &str, path: &str) -> Result<Vec<Control>, RulesError> {
             hysteresis: TotalF64(r.hysteresis),
             min_duration_ms: r.min_duration,
             severity: r.severity,
-        }));
+            early: r.early,
+        };
+        if rule.early && !rule.can_fire_early() {
+            return Err(invalid(format!(
+                "rule {:?}: early = true needs a condition that can only become true and stay true as \
+                 a window fills (max > or >=, min < or <=, count > or >=) and no min_duration",
+                rule.name
+            )));
+        }
+        out.push(Control::Rule(rule));
     }
     let mut devices = BTreeSet::new();
     for d in spec.device {

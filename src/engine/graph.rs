@@ -102,8 +102,21 @@ pub(super) fn build(
             }
             None => windows,
         };
-        let rule_alerts =
-            windows.clone().apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone(), idle);
+        // Rules that fire early read the windows' own input too: only when the run starts with one
+        // (a second reader of every event costs a copy of it) and windows are tumbling.
+        let early = shared.initial_rules.iter().any(|c| matches!(c, Control::Rule(r) if r.early));
+        let rule_alerts = if early && spec.hop_ms == spec.size_ms {
+            windows.clone().apply_rules_early(
+                control_stream.clone(),
+                events.clone(),
+                spec.size_ms,
+                shared.dict.clone(),
+                counters.clone(),
+                idle,
+            )
+        } else {
+            windows.clone().apply_rules(control_stream.clone(), shared.dict.clone(), counters.clone(), idle)
+        };
         let rule_alerts = match &shared.device_models {
             Some(models) => {
                 let device_alerts = windows.clone().device_rows(

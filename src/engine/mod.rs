@@ -167,6 +167,11 @@ pub fn run_with(
     let resume = durable::resume(config)?;
     let mut initial_rules = initial_rules;
     initial_rules.extend(resume.open);
+    if spec.hop_ms != spec.size_ms && initial_rules.iter().any(|c| matches!(c, Control::Rule(r) if r.early)) {
+        tracing::warn!(
+            "early = true needs tumbling windows: with --hop, every rule decides at its window's end"
+        );
+    }
     let labels = collected.as_ref().map(|c| c.labels.clone()).unwrap_or_default();
     let counters = Counters::for_workers(config.workers);
     let http_addr = config.http_addr()?;

@@ -25,6 +25,9 @@ struct AlertLine<'a> {
     site: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a str>,
+    /// Only on alerts a rule fired before its window ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    early_at: Option<u64>,
 }
 
 /// `x` to `digits` significant decimal digits, for display (windows keep more bits).
@@ -59,6 +62,7 @@ pub fn alert_json(a: &Alert) -> String {
         severity: &a.severity,
         site: a.site.as_deref(),
         owner: a.owner.as_deref(),
+        early_at: a.early_at,
     };
     // Serializing this struct cannot fail: no maps with non-string keys, floats become null.
     serde_json::to_string(&line).unwrap_or_default()

@@ -333,3 +333,68 @@ fn anomaly_model_file_is_reloaded_while_running() {
     let first = swapped.iter().map(|a| a.window_start).min().unwrap();
     assert!(first > start + 60_000, "the new model applies from the reload on ({} ms in)", first - start);
 }
+
+/// Rules with `early` set as given: temperature `max > 38`, `min < 5` and humidity `count >= 10`.
+fn early_rules(dir: &std::path::Path, early: bool) -> std::path::PathBuf {
+    let text = format!(
+        "[[rule]]\nname='overheat'\nmetric='temperature'\nfield='max'\nop='>'\nvalue=38\nhysteresis=3\nearly={early}\n\n\
+         [[rule]]\nname='freezing'\nmetric='temperature'\nfield='min'\nop='<'\nvalue=5\nhysteresis=3\nearly={early}\n\n\
+         [[rule]]\nname='full'\nmetric='humidity'\nfield='count'\nop='>='\nvalue=10\nearly={early}\n"
+    );
+    write_file(dir, &format!("rules-{early}.toml"), &text)
+}
+
+#[test]
+fn early_rules_make_the_same_alerts_as_at_the_window_end_at_1_and_2_workers() {
+    let dir = tmp();
+    let ids_of = |c: &sensorflow::Collected| c.sorted_alerts().iter().map(|a| a.id()).collect::<Vec<_>>();
+    let mut reference: Option<Vec<String>> = None;
+    let mut runs = Vec::new();
+    // Replayed as fast as possible at 1 and 2 workers, and paced (600× real time) at 2 workers,
+    // where readings arrive while their window is open.
+    for (workers, early, paced) in
+        [(1, false, false), (1, true, false), (2, false, false), (2, true, false), (2, true, true)]
+    {
+        let sim = SimConfig { realtime_speed: paced.then_some(600.0), ..small_sim() };
+        let mut cfg = config(SourceConfig::Simulator(sim), workers);
+        cfg.model = "none".into();
+        cfg.rules = Some(early_rules(dir.path(), early));
+        let (_, c) = run(&cfg);
+        let alerts = c.sorted_alerts();
+        let early_alerts: Vec<_> = alerts.iter().filter(|a| a.early_at.is_some()).collect();
+        for a in &early_alerts {
+            let at = a.early_at.unwrap();
+            assert!(early, "early alert from a rule without early: {a:?}");
+            assert_eq!(a.kind, AlertKind::Fired);
+            assert!(a.window_start <= at && at < a.window_end, "{a:?}");
+        }
+        let ids = ids_of(&c);
+        match &reference {
+            None => {
+                assert!(ids.len() >= 30, "the rules should alert: {}", ids.len());
+                reference = Some(ids);
+            }
+            Some(r) => assert_eq!(&ids, r, "workers {workers}, early {early}, paced {paced}"),
+        }
+        runs.push((paced, early_alerts.len()));
+    }
+    let (_, paced_early) = runs[4];
+    assert!(paced_early > 0, "a paced run should fire some alerts before their window ends: {runs:?}");
+}
+
+#[test]
+fn early_is_refused_for_a_condition_a_filling_window_can_undo() {
+    let dir = tmp();
+    for (field, op) in [("mean", ">"), ("max", "<"), ("count", "<")] {
+        let text = format!(
+            "[[rule]]\nname='r'\nmetric='temperature'\nfield='{field}'\nop='{op}'\nvalue=5\nearly=true\n"
+        );
+        let path = write_file(dir.path(), "bad.toml", &text);
+        let err = sensorflow::config::rules::load_rules(&path).unwrap_err().to_string();
+        assert!(err.contains("early"), "{field} {op}: {err}");
+    }
+    let text =
+        "[[rule]]\nname='r'\nmetric='t'\nfield='max'\nop='>'\nvalue=5\nmin_duration='10s'\nearly=true\n";
+    let path = write_file(dir.path(), "bad.toml", text);
+    assert!(sensorflow::config::rules::load_rules(&path).is_err());
+}

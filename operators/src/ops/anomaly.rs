@@ -257,6 +257,7 @@ impl<'scope> Anomalies<'scope> for StreamVec<'scope, u64, Event> {
                                     severity: Arc::from("warning"),
                                     site: None,
                                     owner: None,
+                                    early_at: None,
                                 },
                             ));
                         }

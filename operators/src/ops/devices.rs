@@ -245,6 +245,7 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             severity: Arc::from("warning"),
                             site: None,
                             owner: None,
+                            early_at: None,
                         });
                     }
                     if let Some(sink) = scores.as_ref() {

@@ -41,6 +41,7 @@ pub trait ResolveNames<'scope> {
     ///     severity: Arc::from("warning"),
     ///     site: None,
     ///     owner: None,
+    ///     early_at: None,
     /// };
     /// assert!(alert.device.starts_with('#'));
     /// // ... until the control stream brings the name a peer process read.

@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concat, Operator};
 use timely::dataflow::StreamVec;
 
 use crate::alert::Alert;
+use crate::event::Event;
 use crate::names::Dictionary;
 use crate::ops::window::WindowAgg;
-use crate::ops::{hold, Held};
-use crate::rules::{Control, RuleBook};
+use crate::ops::Held;
+use crate::rules::{Control, EarlyCandidate, RuleBook};
 use crate::runtime::evict::StateIdle;
 use crate::runtime::metrics::Counters;
 
@@ -32,7 +34,7 @@ pub trait ApplyRules<'scope> {
     /// let rule = Rule {
     ///     name: "hot".into(), metric: "temp".into(), devices: None, field: Field::Max,
     ///     op: Comparator::Above, value: TotalF64(80.0), hysteresis: TotalF64(0.0),
-    ///     min_duration_ms: 0, severity: "warning".into(),
+    ///     min_duration_ms: 0, severity: "warning".into(), early: false,
     /// };
     /// let d = dict.clone();
     /// let out = timely::example(move |scope| {
@@ -55,6 +57,29 @@ pub trait ApplyRules<'scope> {
         counters: Arc<Counters>,
         idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert>;
+
+    /// [`ApplyRules::apply_rules`], and rules with `early = true` fire as soon as a reading
+    /// makes their condition true instead of at the window's end. `events` must be the
+    /// windows' own input on this worker (the stream [`crate::Windows::windows_core`] read
+    /// with `Pipeline`), `size_ms` their (tumbling) length. A reading fires once every earlier
+    /// window of its key has been evaluated, so the alert is the one the window's end would
+    /// have made (same id), marked with the reading's time ([`Alert::early_at`]).
+    fn apply_rules_early(
+        self,
+        control: StreamVec<'scope, u64, (Control, u64, isize)>,
+        events: StreamVec<'scope, u64, Event>,
+        size_ms: u64,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+        idle: StateIdle,
+    ) -> StreamVec<'scope, u64, Alert>;
+}
+
+/// What the rule operator reads: closed windows, and (for early rules) the readings.
+#[derive(Clone, Debug)]
+enum RuleInput {
+    Window(WindowAgg),
+    Reading(Event),
 }
 
 impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
@@ -65,15 +90,68 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
         counters: Arc<Counters>,
         idle: StateIdle,
     ) -> StreamVec<'scope, u64, Alert> {
-        self.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
+        rules_operator(self.map(RuleInput::Window), control, None, dict, counters, idle)
+    }
+
+    fn apply_rules_early(
+        self,
+        control: StreamVec<'scope, u64, (Control, u64, isize)>,
+        events: StreamVec<'scope, u64, Event>,
+        size_ms: u64,
+        dict: Dictionary,
+        counters: Arc<Counters>,
+        idle: StateIdle,
+    ) -> StreamVec<'scope, u64, Alert> {
+        let input = self.map(RuleInput::Window).concat(events.map(RuleInput::Reading));
+        rules_operator(input, control, Some(size_ms.max(1)), dict, counters, idle)
+    }
+}
+
+fn rules_operator<'scope>(
+    input: StreamVec<'scope, u64, RuleInput>,
+    control: StreamVec<'scope, u64, (Control, u64, isize)>,
+    early_size: Option<u64>,
+    dict: Dictionary,
+    counters: Arc<Counters>,
+    idle: StateIdle,
+) -> StreamVec<'scope, u64, Alert> {
+    {
+        input.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
             let mut book = RuleBook::with_idle(idle);
             let mut windows: Held<WindowAgg> = BTreeMap::new();
+            // Readings that met an early rule's condition, waiting for their key's earlier
+            // windows, under a capability for their time.
+            let mut early: Vec<(Capability<u64>, EarlyCandidate)> = Vec::new();
+            let mut found: Vec<EarlyCandidate> = Vec::new();
+            let mut win_buf: Vec<WindowAgg> = Vec::new();
             let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
             let mut alerts = Vec::new();
             // Alerts from rule changes go out at the change's time, under a kept capability.
             let mut control_cap: Option<Capability<u64>> = None;
             move |(wins, wf), (ctl, cf), output| {
-                wins.for_each_stamp(|cap, data| hold(&mut windows, cap, data));
+                wins.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else { return };
+                    for batch in data {
+                        for item in batch.drain(..) {
+                            match item {
+                                RuleInput::Window(w) => win_buf.push(w),
+                                RuleInput::Reading(e) => {
+                                    if let Some(size) = early_size {
+                                        book.early_candidates(&e, size, &dict, &mut found);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    early.extend(found.drain(..).map(|c| (cap.clone(), c)));
+                    if !win_buf.is_empty() {
+                        windows
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap.clone(), Vec::new()))
+                            .1
+                            .append(&mut win_buf);
+                    }
+                });
                 ctl.for_each_stamp(|cap, data| {
                     let Some(held) = cap.retain_least(0) else {
                         return;
@@ -132,6 +210,26 @@ impl<'scope> ApplyRules<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             alerts.clear();
                         }
                     }
+                }
+                // Early candidates whose key's earlier windows have all been evaluated.
+                if !early.is_empty() {
+                    early.retain(|(cap, c)| {
+                        if c.start > 0 && !ready(&(c.start - 1)) {
+                            return true;
+                        }
+                        book.fire_early(c, &dict, &mut alerts);
+                        if !alerts.is_empty() {
+                            Counters::add(&counters.alerts, alerts.len() as u64);
+                            if let Some(mut r) =
+                                crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
+                            {
+                                alerts.iter().for_each(|a| r.record(a.early_at.unwrap_or(a.window_end), 1));
+                            }
+                            output.session(cap).give_container(&mut alerts);
+                            alerts.clear();
+                        }
+                        false
+                    });
                 }
                 // Release the control capability once no pending change needs it.
                 if let Some(cap) = &mut control_cap {

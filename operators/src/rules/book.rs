@@ -8,10 +8,10 @@ use super::control::{Control, DeviceMeta};
 use super::glob::glob_match;
 use super::rule::Rule;
 use crate::alert::{Alert, AlertKey, AlertKind};
-use crate::event::{DeviceId, MetricId};
+use crate::event::{DeviceId, Event, MetricId};
 use crate::hash::IdHashMap;
 use crate::names::{Dictionary, NameCache};
-use crate::ops::window::WindowAgg;
+use crate::ops::window::{Field, WindowAgg};
 use crate::runtime::evict::{Evictor, StateIdle};
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +41,39 @@ pub struct RuleBook {
     resumed: HashMap<(u64, String), (u64, u64)>,
     /// Drops the pending episodes of series gone idle.
     evictor: Evictor,
+    /// Rules with `early = true` that can fire early, by metric.
+    early_by_metric: IdHashMap<u64, Vec<usize>>,
+    /// Per (rule, device, metric) of an early rule: the open window this key's readings were
+    /// last in ([`EarlySeen`]).
+    early_seen: IdHashMap<(usize, u64, u64), EarlySeen>,
+}
+
+/// What an early rule has seen of one key's open window.
+#[derive(Clone, Copy, Debug)]
+struct EarlySeen {
+    /// The window's start.
+    start: u64,
+    /// Readings so far (for `count` rules).
+    count: u64,
+    /// Fired (or found an episode already open): nothing more to do in this window.
+    done: bool,
+}
+
+/// A reading that made an early rule's condition true on its (still open) window; it fires
+/// once every earlier window of its key has been evaluated ([`RuleBook::fire_early`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyCandidate {
+    rule: usize,
+    device: u64,
+    metric: u64,
+    /// The window's start.
+    pub start: u64,
+    /// The window's end.
+    end: u64,
+    /// What the window held at the reading.
+    value: f64,
+    /// The reading's event time.
+    at: u64,
 }
 
 /// A rule with the strings its alerts carry, made once.
@@ -173,8 +206,13 @@ impl RuleBook {
             .filter_map(|((ri, d), matched)| remap[ri].map(|nri| ((nri, d), matched)))
             .collect();
         self.by_metric.clear();
+        self.early_by_metric.clear();
+        self.early_seen.clear();
         for (i, rule) in new.iter().enumerate() {
             self.by_metric.entry(MetricId::of(&rule.rule.metric).0).or_default().push(i);
+            if rule.rule.early && rule.rule.can_fire_early() {
+                self.early_by_metric.entry(MetricId::of(&rule.rule.metric).0).or_default().push(i);
+            }
         }
         self.rules = new;
     }
@@ -182,6 +220,112 @@ impl RuleBook {
     /// Number of rules in force.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether any rule in force fires early.
+    pub fn has_early(&self) -> bool {
+        !self.early_by_metric.is_empty()
+    }
+
+    /// Counts `e` into its open tumbling window (`size_ms` long) for every early rule on its
+    /// metric, and adds a candidate for each whose condition the window now meets.
+    pub fn early_candidates(
+        &mut self,
+        e: &Event,
+        size_ms: u64,
+        dict: &Dictionary,
+        out: &mut Vec<EarlyCandidate>,
+    ) {
+        let RuleBook { rules, early_by_metric, early_seen, device_match, .. } = self;
+        let Some(indices) = early_by_metric.get(&e.metric.0) else { return };
+        let start = e.ts - e.ts % size_ms.max(1);
+        for &ri in indices {
+            let rule = &rules[ri].rule;
+            if let Some(pattern) = &rule.devices {
+                let matched = *device_match
+                    .entry((ri, e.device.0))
+                    .or_insert_with(|| glob_match(pattern, &dict.device_name(e.device)));
+                if !matched {
+                    continue;
+                }
+            }
+            let seen = early_seen.entry((ri, e.device.0, e.metric.0)).or_insert(EarlySeen {
+                start,
+                count: 0,
+                done: false,
+            });
+            match seen.start.cmp(&start) {
+                std::cmp::Ordering::Less => *seen = EarlySeen { start, count: 0, done: false },
+                // A reading of a window this key has left behind: that window decides at its end.
+                std::cmp::Ordering::Greater => continue,
+                std::cmp::Ordering::Equal => {}
+            }
+            seen.count += 1;
+            if seen.done {
+                continue;
+            }
+            let value = match rule.field {
+                Field::Count => seen.count as f64,
+                _ => e.value,
+            };
+            if rule.op.holds(value, rule.value.0) {
+                out.push(EarlyCandidate {
+                    rule: ri,
+                    device: e.device.0,
+                    metric: e.metric.0,
+                    start,
+                    end: start + size_ms,
+                    value,
+                    at: e.ts,
+                });
+            }
+        }
+    }
+
+    /// Fires `c` unless its key already has an open episode or fired in this window: call once
+    /// every window of the key ending at or before `c.start` has been evaluated. The alert is
+    /// the one [`RuleBook::evaluate`] would make at the window's end (same key), marked
+    /// early; the episode is then open, so the window's end makes no second one.
+    pub fn fire_early(&mut self, c: &EarlyCandidate, dict: &Dictionary, alerts: &mut Vec<Alert>) {
+        let key = (c.rule, c.device, c.metric);
+        let Some(seen) = self.early_seen.get_mut(&key) else { return };
+        if seen.start != c.start || seen.done {
+            return;
+        }
+        seen.done = true;
+        if self.phases.contains_key(&key) {
+            return;
+        }
+        let Some(compiled) = self.rules.get(c.rule).cloned() else { return };
+        let since = self.resumed_since(c.device, &compiled, c.start);
+        let (device, metric) = (DeviceId(c.device), MetricId(c.metric));
+        let span = (since, c.start, c.end);
+        let mut alert = make_alert(
+            &self.meta,
+            &mut self.names,
+            &compiled,
+            device,
+            metric,
+            AlertKind::Fired,
+            span,
+            c.value,
+            dict,
+        );
+        alert.early_at = Some(c.at);
+        alerts.push(alert);
+        self.phases.insert(key, Phase::Active { since, last_end: c.end });
+    }
+
+    /// The episode start for an episode of `rule` on `device` beginning at `since`: an earlier
+    /// run's open episode continues with its own start.
+    fn resumed_since(&mut self, device: u64, rule: &CompiledRule, since: u64) -> u64 {
+        if self.resumed.is_empty() {
+            return since;
+        }
+        match self.resumed.remove(&(device, rule.rule.name.clone())) {
+            Some((old, resume_at)) if old <= since && since < resume_at => old,
+            _ => since,
+        }
     }
 
     /// A rule book whose pending episodes are dropped once their series has been idle for
@@ -204,7 +348,7 @@ impl RuleBook {
     /// Evaluates every rule on `w` (windows of one key must come in time order).
     pub fn evaluate(&mut self, w: &WindowAgg, dict: &Dictionary, alerts: &mut Vec<Alert>) {
         self.evictor.saw(w.end);
-        let RuleBook { rules, by_metric, meta, phases, device_match, names, resumed, .. } = self;
+        let RuleBook { rules, by_metric, meta, phases, device_match, names, resumed, early_seen, .. } = self;
         let Some(indices) = by_metric.get(&w.metric.0) else { return };
         for &ri in indices {
             let compiled = &rules[ri];
@@ -219,6 +363,9 @@ impl RuleBook {
             }
             let v = w.field(rule.field);
             let key = (ri, w.device.0, w.metric.0);
+            if rule.early && early_seen.get(&key).is_some_and(|s| s.start <= w.start) {
+                early_seen.remove(&key);
+            }
             let holds = rule.op.holds(v, rule.value.0);
             let mut alert = |kind, since| {
                 let span = (since, w.start, w.end);
@@ -297,5 +444,6 @@ fn make_alert(
         severity: rule.severity.clone(),
         site: meta.and_then(|m| m.site.clone()),
         owner: meta.and_then(|m| m.owner.clone()),
+        early_at: None,
     }
 }

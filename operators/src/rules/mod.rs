@@ -8,7 +8,7 @@ pub mod control;
 pub mod glob;
 pub mod rule;
 
-pub use book::RuleBook;
+pub use book::{EarlyCandidate, RuleBook};
 pub use control::{Control, DeviceMeta};
 pub use glob::glob_match;
 pub use rule::{Comparator, Rule, TotalF64};

@@ -101,9 +101,27 @@ pub struct Rule {
     pub min_duration_ms: u64,
     /// Copied into alerts.
     pub severity: String,
+    /// Fire as soon as the condition holds instead of at the window's end (only for
+    /// conditions that can only become true and stay true as a window fills: `max >`, `min <`,
+    /// `count >`, with no minimum duration; tumbling windows). Same alert id either way.
+    #[serde(default)]
+    pub early: bool,
 }
 
 impl Rule {
+    /// Whether the condition, once true on part of a window, stays true on the whole window
+    /// (so the rule may fire early): `max >`/`>=`, `min <`/`<=`, `count >`/`>=`, no minimum
+    /// duration.
+    pub fn can_fire_early(&self) -> bool {
+        let monotone = matches!(
+            (self.field, self.op),
+            (Field::Max, Comparator::Above | Comparator::AtLeast)
+                | (Field::Min, Comparator::Below | Comparator::AtMost)
+                | (Field::Count, Comparator::Above | Comparator::AtLeast)
+        );
+        monotone && self.min_duration_ms == 0
+    }
+
     /// The condition as alerts show it, e.g. `max > 80`.
     pub(crate) fn condition(&self) -> String {
         format!("{} {} {}", self.field.name(), self.op.symbol(), self.value.0)

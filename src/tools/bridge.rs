@@ -36,6 +36,9 @@ use crate::connectors::ConnectorError;
 use crate::sinks::Diverted;
 use crate::Error;
 
+/// Most bytes of messages on their way to Kafka at once (besides `max_in_flight` messages).
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
+
 /// Bridge settings.
 #[derive(Clone, Debug)]
 pub struct BridgeConfig {
@@ -53,8 +56,8 @@ pub struct BridgeConfig {
     pub partitions: i32,
     /// MQTT client id (the persistent session's name).
     pub client_id: String,
-    /// Most messages produced and not yet acknowledged by Kafka; past it the bridge stops taking
-    /// messages (the MQTT broker then holds them).
+    /// Most messages produced and not yet acknowledged by Kafka (and at most 64 MiB of them);
+    /// past it the bridge stops taking messages (the MQTT broker then holds them).
     pub max_in_flight: usize,
     /// How long the producer waits to fill a request (`linger.ms`).
     pub linger: Duration,
@@ -206,12 +209,19 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
     let mut done = Vec::new();
     let mut acks = 0usize;
     let mut arrived = Vec::with_capacity(4096);
+    let mut in_flight_bytes = 0usize;
+    // Refused messages waiting to be produced again: (when, message number), in time order.
+    let mut retries: VecDeque<(Instant, u64)> = VecDeque::new();
     while !stop.load(Ordering::Relaxed) {
         // Take what has arrived, waiting for the first message up to 1 ms while messages are on
         // their way to Kafka (their reports are taken below; an acknowledgement to MQTT may wait
         // that long, a message never does: it is produced as soon as it arrives), 50 ms otherwise.
         // librdkafka's own waits are in whole milliseconds: a shorter poll would spin.
-        let room = cfg.max_in_flight.max(1).saturating_sub(flight.queue.len());
+        let room = if in_flight_bytes >= MAX_IN_FLIGHT_BYTES {
+            0
+        } else {
+            cfg.max_in_flight.max(1).saturating_sub(flight.queue.len())
+        };
         let wait = if flight.queue.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(1) };
         if room == 0 {
             // Full: wait for Kafka's reports instead (the MQTT broker holds the rest).
@@ -236,7 +246,10 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
                 }
                 Ok((key, payload)) => {
                     produce(&producer, &cfg.topic, &key, &payload, number)?;
+                    in_flight_bytes += key.len() + payload.len();
                     entry.record = Some((key, payload));
+                    // Only the packet id is needed to acknowledge: the copy above is kept.
+                    entry.publish.payload = Default::default();
                 }
             }
             flight.queue.push_back(entry);
@@ -261,7 +274,9 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
             let Some(entry) = flight.get(number) else { continue };
             if ok {
                 entry.done = true;
-                entry.record = None;
+                if let Some((key, payload)) = entry.record.take() {
+                    in_flight_bytes -= key.len() + payload.len();
+                }
                 stats.forwarded += 1;
             } else {
                 entry.failures += 1;
@@ -272,10 +287,16 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
                         entry.failures
                     ))));
                 }
-                std::thread::sleep(Duration::from_millis(200 * u64::from(entry.failures)));
-                if let Some((key, payload)) = &entry.record {
-                    produce(&producer, &cfg.topic, key, payload, number)?;
-                }
+                // Produced again after a back-off, without holding up the rest (the network
+                // thread must keep being served, or the broker drops the session).
+                let due = Instant::now() + Duration::from_millis(200 * u64::from(entry.failures));
+                retries.push_back((due, number));
+            }
+        }
+        while retries.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+            let Some((_, number)) = retries.pop_front() else { break };
+            if let Some(InFlight { record: Some((key, payload)), .. }) = flight.get(number) {
+                produce(&producer, &cfg.topic, key, payload, number)?;
             }
         }
         // Acknowledge, in arrival order, every message Kafka has. Acks go out through the

@@ -380,6 +380,21 @@ fn early_rules_make_the_same_alerts_as_at_the_window_end_at_1_and_2_workers() {
     }
     let (_, paced_early) = runs[4];
     assert!(paced_early > 0, "a paced run should fire some alerts before their window ends: {runs:?}");
+
+    // Waiting early alerts must not stall flow control: the smallest in-flight bound, with
+    // per-device event time (whose frontier trails the newest readings by the spread).
+    let mut cfg = config(SourceConfig::Simulator(small_sim()), 2);
+    cfg.model = "none".into();
+    cfg.rules = Some(early_rules(dir.path(), true));
+    cfg.max_in_flight = 1024;
+    cfg.event_time = sensorflow::config::EventTime::Device;
+    cfg.device_spread = 600_000;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&cfg));
+    });
+    let (_, c) = rx.recv_timeout(Duration::from_secs(120)).expect("the run should end, not stall");
+    assert_eq!(ids_of(&c), reference.unwrap_or_default());
 }
 
 #[test]

@@ -143,7 +143,10 @@ fn rules_operator<'scope>(
                             }
                         }
                     }
-                    early.extend(found.drain(..).map(|c| (cap.clone(), c)));
+                    // Early alerts go out at their window's end - 1, the time the window's own
+                    // alert would have (recovery's suppression and resume read alert times); the
+                    // capability is held there, at or above the frontier, while a candidate waits.
+                    early.extend(found.drain(..).map(|c| (cap.delayed(&(c.end() - 1).max(*cap.time())), c)));
                     if !win_buf.is_empty() {
                         windows
                             .entry(*cap.time())

@@ -163,7 +163,9 @@ pub struct SourceOptions {
     pub max_in_flight: Option<usize>,
     /// Live sources only, opt-in: the watermark also follows the wall clock, this far behind
     /// it, so a window closes at most this long after its end even when every partition has
-    /// gone quiet. Events it overtakes are late (counted, and kept with `--late-events`).
+    /// gone quiet. It does so only while the source has read everything there is and holds
+    /// nothing back, so a backlog is read in event time. Events it overtakes are late
+    /// (counted, and kept with `--late-events`).
     /// Which events those are depends on arrival timing, so runs in this mode are not
     /// deterministic; `None` (the default) keeps pure event time.
     pub wall_clock_delay: Option<Duration>,
@@ -581,7 +583,10 @@ pub fn partitioned_source<'scope>(
             }
             let now = Instant::now();
             let mut front = marks.frontier(now);
-            if let Some(delay) = options.wall_clock_delay {
+            // Only once everything readable has been read and nothing is held back: a backlog
+            // (consumer lag at start, a replay after a restart, a burst held by flow control)
+            // is read in event time, never overtaken by the wall clock.
+            if let (Some(delay), false, false) = (options.wall_clock_delay, progressed, holding) {
                 let wall = wall_clock_ms().saturating_sub(delay.as_millis() as u64);
                 front = Some(front.map_or(wall, |f| f.max(wall)));
             }

@@ -46,6 +46,8 @@ pub struct RuleBook {
     /// Per (rule, device, metric) of an early rule: the open window this key's readings were
     /// last in ([`EarlySeen`]).
     early_seen: IdHashMap<(usize, u64, u64), EarlySeen>,
+    /// Counts rule changes: a candidate found under other rules never fires.
+    generation: u64,
 }
 
 /// What an early rule has seen of one key's open window.
@@ -55,6 +57,8 @@ struct EarlySeen {
     start: u64,
     /// Readings so far (for `count` rules).
     count: u64,
+    /// A candidate was made (at most one per key and window).
+    candidate: bool,
     /// Fired (or found an episode already open): nothing more to do in this window.
     done: bool,
 }
@@ -74,6 +78,15 @@ pub struct EarlyCandidate {
     value: f64,
     /// The reading's event time.
     at: u64,
+    /// The rule book's generation when the candidate was made.
+    generation: u64,
+}
+
+impl EarlyCandidate {
+    /// The window's end.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
 }
 
 /// A rule with the strings its alerts carry, made once.
@@ -208,6 +221,7 @@ impl RuleBook {
         self.by_metric.clear();
         self.early_by_metric.clear();
         self.early_seen.clear();
+        self.generation += 1;
         for (i, rule) in new.iter().enumerate() {
             self.by_metric.entry(MetricId::of(&rule.rule.metric).0).or_default().push(i);
             if rule.rule.early && rule.rule.can_fire_early() {
@@ -236,32 +250,28 @@ impl RuleBook {
         dict: &Dictionary,
         out: &mut Vec<EarlyCandidate>,
     ) {
-        let RuleBook { rules, early_by_metric, early_seen, device_match, .. } = self;
+        let RuleBook { rules, early_by_metric, early_seen, generation, .. } = self;
         let Some(indices) = early_by_metric.get(&e.metric.0) else { return };
         let start = e.ts - e.ts % size_ms.max(1);
+        let fresh = EarlySeen { start, count: 0, candidate: false, done: false };
         for &ri in indices {
             let rule = &rules[ri].rule;
+            // Not cached: in a cluster a device's name may not have arrived yet (the window's end
+            // matches it later, with the name known).
             if let Some(pattern) = &rule.devices {
-                let matched = *device_match
-                    .entry((ri, e.device.0))
-                    .or_insert_with(|| glob_match(pattern, &dict.device_name(e.device)));
-                if !matched {
+                if !glob_match(pattern, &dict.device_name(e.device)) {
                     continue;
                 }
             }
-            let seen = early_seen.entry((ri, e.device.0, e.metric.0)).or_insert(EarlySeen {
-                start,
-                count: 0,
-                done: false,
-            });
+            let seen = early_seen.entry((ri, e.device.0, e.metric.0)).or_insert(fresh);
             match seen.start.cmp(&start) {
-                std::cmp::Ordering::Less => *seen = EarlySeen { start, count: 0, done: false },
+                std::cmp::Ordering::Less => *seen = fresh,
                 // A reading of a window this key has left behind: that window decides at its end.
                 std::cmp::Ordering::Greater => continue,
                 std::cmp::Ordering::Equal => {}
             }
             seen.count += 1;
-            if seen.done {
+            if seen.done || seen.candidate {
                 continue;
             }
             let value = match rule.field {
@@ -269,6 +279,7 @@ impl RuleBook {
                 _ => e.value,
             };
             if rule.op.holds(value, rule.value.0) {
+                seen.candidate = true;
                 out.push(EarlyCandidate {
                     rule: ri,
                     device: e.device.0,
@@ -277,6 +288,7 @@ impl RuleBook {
                     end: start + size_ms,
                     value,
                     at: e.ts,
+                    generation: *generation,
                 });
             }
         }
@@ -288,6 +300,9 @@ impl RuleBook {
     /// early; the episode is then open, so the window's end makes no second one.
     pub fn fire_early(&mut self, c: &EarlyCandidate, dict: &Dictionary, alerts: &mut Vec<Alert>) {
         let key = (c.rule, c.device, c.metric);
+        if c.generation != self.generation {
+            return;
+        }
         let Some(seen) = self.early_seen.get_mut(&key) else { return };
         if seen.start != c.start || seen.done {
             return;

@@ -45,7 +45,7 @@ if [ -z "${SENSORFLOW_MQTT:-}" ]; then
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
-max_inflight_messages 2000
+max_inflight_messages 20000
 max_queued_messages 0
 CONF
   "$MOSQUITTO" -c "$BROKER_DIR/mosquitto.conf" > "$BROKER_DIR/mosquitto.log" 2>&1 &

@@ -153,7 +153,7 @@ pub struct BridgeArgs {
     pub max_in_flight: u64,
     /// How long the Kafka producer waits to fill a request (0 sends each message at once;
     /// longer batches cost less CPU per message). At most 1s.
-    #[arg(long, value_parser = parse_linger, default_value = "10ms")]
+    #[arg(long, value_parser = parse_linger, default_value = "20ms")]
     pub linger: u64,
     /// Dead-letter file (JSON lines).
     #[arg(long)]

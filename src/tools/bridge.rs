@@ -3,7 +3,7 @@
 //!
 //! Each message is produced to Kafka as soon as it arrives, keyed by device (so one device's
 //! events stay in order in one partition), through an idempotent producer (which keeps that
-//! order with several requests in flight) with a 10 ms linger; batches form by bytes and time
+//! order with several requests in flight) with a 20 ms linger; batches form by bytes and time
 //! inside the producer. A message is acknowledged to the MQTT broker once Kafka's delivery
 //! report for it (and for every message received before it) has come back, so the
 //! acknowledgements go out in the order the messages came in. If the bridge dies in between,
@@ -86,7 +86,7 @@ impl BridgeConfig {
             partitions: 4,
             client_id: "sensorflow-bridge".into(),
             max_in_flight: 100_000,
-            linger: Duration::from_millis(10),
+            linger: Duration::from_millis(20),
             dead_letters: None,
             until_idle: None,
             report_every: Duration::from_secs(10),

@@ -584,7 +584,7 @@ fn the_bridge_acknowledges_mqtt_only_after_kafka_has_the_message() {
         std::thread::sleep(Duration::from_millis(20));
     }
     tansu.signal("-STOP");
-    // Fewer messages than the broker's in-flight window to one client (2,000 in scripts/brokers.sh).
+    // Fewer messages than the broker's in-flight window to one client (20,000 in scripts/brokers.sh).
     let sim = SimConfig { devices: 5, interval_ms: 100, span_ms: 10_000, ..sim(5, 1, 41) };
     let out = Output::Mqtt { broker: mqtt(), template: format!("{prefix}/{{device}}/{{metric}}") };
     let written = simulate_to(&sim, &out, &dir.path().join("labels.json"), None, None).unwrap();

@@ -8,9 +8,11 @@
 //! report for it (and for every message received before it) has come back, so the
 //! acknowledgements go out in the order the messages came in. If the bridge dies in between,
 //! the broker re-delivers the unacknowledged messages to the same persistent session; the
-//! engine drops the resulting duplicates by (device, seq). Oversized messages and messages
-//! whose topic does not match the template go to the dead-letter file with a reason and are
-//! acknowledged (a poison message must not block the stream). A message Kafka finally refuses
+//! engine drops the resulting duplicates by (device, seq). A re-delivery of a message the bridge
+//! still has on its way (after a reconnect) is skipped: the original's acknowledgement covers
+//! it. Oversized messages and messages whose topic does not match the template go to the
+//! dead-letter file with a reason and are acknowledged once written (a poison message must not
+//! block the stream). A message Kafka finally refuses
 //! (after librdkafka's own retries for `message.timeout.ms`) is produced again, up to 10
 //! times; a device's order holds unless that happens.
 
@@ -111,19 +113,23 @@ pub struct BridgeStats {
     pub mqtt_errors: u64,
     /// Most messages in flight (received, not yet acknowledged to MQTT) at once.
     pub peak_in_flight: u64,
+    /// Re-deliveries of messages still on their way to Kafka, not produced twice.
+    pub redeliveries_skipped: u64,
 }
 
 impl std::fmt::Display for BridgeStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "received {}, forwarded {}, dead-lettered {}, retried {}, mqtt errors {}, peak in flight {}",
+            "received {}, forwarded {}, dead-lettered {}, retried {}, mqtt errors {}, peak in flight {}, \
+             re-deliveries skipped {}",
             self.received,
             self.forwarded,
             self.dead_lettered,
             self.retried,
             self.mqtt_errors,
-            self.peak_in_flight
+            self.peak_in_flight,
+            self.redeliveries_skipped
         )
     }
 }
@@ -210,6 +216,9 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
     let mut acks = 0usize;
     let mut arrived = Vec::with_capacity(4096);
     let mut in_flight_bytes = 0usize;
+    let mut dead_unflushed = false;
+    // Packet ids of the messages received and not yet acknowledged.
+    let mut unacked: std::collections::HashSet<u16> = std::collections::HashSet::new();
     // Refused messages waiting to be produced again: (when, message number), in time order.
     let mut retries: VecDeque<(Instant, u64)> = VecDeque::new();
     while !stop.load(Ordering::Relaxed) {
@@ -231,6 +240,16 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
         let took = arrived.len();
         cfg.received.fetch_add(took as u64, Ordering::Relaxed);
         for p in arrived.drain(..) {
+            // A re-delivery (after a reconnect) of a message still on its way: the original's
+            // acknowledgement covers it; acknowledging the packet id twice could acknowledge a
+            // newer message that reuses it.
+            if p.dup && p.qos != QoS::AtMostOnce && unacked.contains(&p.pkid) {
+                stats.redeliveries_skipped += 1;
+                continue;
+            }
+            if p.qos != QoS::AtMostOnce {
+                unacked.insert(p.pkid);
+            }
             let number = flight.first + flight.queue.len() as u64;
             let mut entry = InFlight { publish: p, done: false, failures: 0, record: None };
             match classify(&entry.publish, template.as_ref()) {
@@ -242,6 +261,7 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
                         reason,
                         &entry.publish.payload,
                     ))?;
+                    dead_unflushed = true;
                     entry.done = true;
                 }
                 Ok((key, payload)) => {
@@ -305,11 +325,17 @@ pub fn run_bridge(cfg: &BridgeConfig, stop: Arc<AtomicBool>) -> Result<BridgeSta
         while acks < flight.queue.len() && flight.queue[acks].done {
             acks += 1;
         }
+        if acks > 0 && dead_unflushed {
+            // A dead letter is acknowledged only once it is written.
+            dead.flush()?;
+            dead_unflushed = false;
+        }
         while acks > 0 {
             let Some(front) = flight.queue.front() else { break };
             if client.try_ack(&front.publish).is_err() {
                 break;
             }
+            unacked.remove(&front.publish.pkid);
             flight.queue.pop_front();
             flight.first += 1;
             acks -= 1;

@@ -132,7 +132,6 @@ fn main() {
             let _ = h.record(w.saturating_sub(a.window_end));
         }
     }
-    let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p);
     println!("\nconnectors: simulator → Mosquitto → bridge → tansu → sensorflow run (2 workers)");
     println!("offered           {rate} events/s for {secs} s ({devices} devices × 3 metrics every 100 ms)");
     println!(
@@ -150,31 +149,10 @@ fn main() {
         summary.duplicates,
         alerts.len()
     );
-    println!(
-        "publish→alert     (rule alerts, window end → alert written) p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={})",
-        q(&e2e, 0.5),
-        q(&e2e, 0.99),
-        q(&e2e, 0.999),
-        e2e.max(),
-        e2e.len()
-    );
-    println!(
-        "  model alerts    p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={}; per event, after the next event)",
-        q(&e2e_model, 0.5),
-        q(&e2e_model, 0.99),
-        q(&e2e_model, 0.999),
-        e2e_model.max(),
-        e2e_model.len()
-    );
+    println!("publish→alert     (rule alerts, window end → alert written) {}", line(&e2e));
+    println!("  model alerts    {} (per event, after the next event)", line(&e2e_model));
     if early {
-        println!(
-            "  early alerts    p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={}; reading → alert written)",
-            q(&e2e_early, 0.5),
-            q(&e2e_early, 0.99),
-            q(&e2e_early, 0.999),
-            e2e_early.max(),
-            e2e_early.len()
-        );
+        println!("  early alerts    {} (reading → alert written)", line(&e2e_early));
     }
     println!("in-engine ingest→alert {:?}", summary.latency);
     let hops = probe::report();
@@ -224,16 +202,32 @@ fn main() {
             "steady": { "n": s.n, "p50_ms": ms(s.p50_us), "p99_ms": ms(s.p99_us), "p999_ms": ms(s.p999_us), "max_ms": ms(s.max_us) },
             "tail": { "n": t.n, "p50_ms": ms(t.p50_us), "p99_ms": ms(t.p99_us), "max_ms": ms(t.max_us) },
         })).collect::<Vec<_>>(),
-        "publish_to_alert_ms": { "p50": q(&e2e, 0.5), "p99": q(&e2e, 0.99), "p999": q(&e2e, 0.999),
-                                 "max": e2e.max(), "n": e2e.len() },
-        "publish_to_model_alert_ms": { "p50": q(&e2e_model, 0.5), "p99": q(&e2e_model, 0.99),
-                                       "p999": q(&e2e_model, 0.999), "max": e2e_model.max(), "n": e2e_model.len() },
+        "publish_to_alert_ms": figures(&e2e),
+        "publish_to_model_alert_ms": figures(&e2e_model),
         "linger_ms": linger_ms,
         "early": early,
-        "publish_to_early_alert_ms": { "p50": q(&e2e_early, 0.5), "p99": q(&e2e_early, 0.99),
-                                       "p999": q(&e2e_early, 0.999), "max": e2e_early.max(), "n": e2e_early.len() },
+        "publish_to_early_alert_ms": figures(&e2e_early),
     });
     let path = common::results_dir().join("connectors.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write result");
     println!("result written to {}", path.display());
+}
+
+/// A latency histogram (ms) as one line of the report.
+fn line(h: &hdrhistogram::Histogram<u64>) -> String {
+    let q = |p| h.value_at_quantile(p);
+    format!(
+        "p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  (n={})",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        h.max(),
+        h.len()
+    )
+}
+
+/// A latency histogram (ms) for the JSON result.
+fn figures(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
+    let q = |p| h.value_at_quantile(p);
+    serde_json::json!({ "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": h.max(), "n": h.len() })
 }

@@ -336,11 +336,25 @@ fn alerts_are_published_to_mqtt_per_device() {
 
 #[test]
 fn an_unreachable_kafka_broker_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut k = KafkaSourceConfig::new(&format!("127.0.0.1:{port}"), "nothing");
     k.wait_for_topic_ms = 1000;
     let err = sensorflow::run(&config(SourceConfig::Kafka(k), 1)).unwrap_err().to_string();
     assert!(err.contains("kafka") && err.contains(&port.to_string()), "{err}");
+}
+
+/// A loopback port nothing listens on (at the moment of asking).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on the loopback `port`, failing after `limit`.
+fn wait_for_port(port: u16, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A Mosquitto of the test's own, with persistence on, so it can be restarted mid-run.
@@ -382,11 +396,7 @@ impl OwnMosquitto {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(self.port, Duration::from_secs(10), "mosquitto");
     }
 
     /// Stops the broker gracefully (it saves sessions and queued messages) and starts it again.
@@ -410,7 +420,7 @@ impl Drop for OwnMosquitto {
 #[test]
 fn a_restarted_mqtt_broker_loses_nothing_between_devices_and_kafka() {
     let dir = tmp();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut broker = OwnMosquitto::start(dir.path(), port);
     let addr = format!("127.0.0.1:{port}");
     let topic = unique("restart");
@@ -535,11 +545,7 @@ impl OwnTansu {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(port, Duration::from_secs(20), "tansu");
         OwnTansu { child, addr: format!("127.0.0.1:{port}") }
     }
 
@@ -560,7 +566,7 @@ impl Drop for OwnTansu {
 #[test]
 fn the_bridge_acknowledges_mqtt_only_after_kafka_has_the_message() {
     let dir = tmp();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let tansu = OwnTansu::start(port);
     let prefix = unique("acks");
     let topic = unique("acks");

@@ -64,6 +64,22 @@ fn bad_configuration_exits_2_with_a_message() {
         sensorflow().args(["run", "--source", "jsonl", "--input", "/no/such/file.jsonl"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.jsonl"));
+    // Settings of the live path: the wall-clock watermark on a file, absurd bridge settings.
+    let out = sensorflow()
+        .args(["run", "--source", "jsonl", "--input", "x.jsonl", "--wall-clock-watermark", "200ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("live sources"));
+    for (flag, value, says) in [("--linger", "5s", "at most 1s"), ("--max-in-flight", "0", "max-in-flight")] {
+        let out = sensorflow()
+            .args(["bridge", "--mqtt", "127.0.0.1:1", "--filter", "s/#", "--kafka", "127.0.0.1:1"])
+            .args(["--topic", "t", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{flag} {value}: {:?}", out.stderr);
+    }
 }
 
 #[test]

@@ -115,141 +115,136 @@ fn rules_operator<'scope>(
     counters: Arc<Counters>,
     idle: StateIdle,
 ) -> StreamVec<'scope, u64, Alert> {
-    {
-        input.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
-            let mut book = RuleBook::with_idle(idle);
-            let mut windows: Held<WindowAgg> = BTreeMap::new();
-            // Readings that met an early rule's condition, waiting for their key's earlier
-            // windows, under a capability for their time.
-            let mut early: Vec<(Capability<u64>, EarlyCandidate)> = Vec::new();
-            let mut found: Vec<EarlyCandidate> = Vec::new();
-            let mut win_buf: Vec<WindowAgg> = Vec::new();
-            let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
-            let mut alerts = Vec::new();
-            // Alerts from rule changes go out at the change's time, under a kept capability.
-            let mut control_cap: Option<Capability<u64>> = None;
-            move |(wins, wf), (ctl, cf), output| {
-                wins.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else { return };
-                    for batch in data {
-                        for item in batch.drain(..) {
-                            match item {
-                                RuleInput::Window(w) => win_buf.push(w),
-                                RuleInput::Reading(e) => {
-                                    if let Some(size) = early_size {
-                                        book.early_candidates(&e, size, &dict, &mut found);
-                                    }
+    input.binary_frontier(control, Pipeline, Pipeline, "ApplyRules", move |_cap, _info| {
+        let mut book = RuleBook::with_idle(idle);
+        let mut windows: Held<WindowAgg> = BTreeMap::new();
+        // Readings that met an early rule's condition, waiting for their key's earlier
+        // windows, under a capability for their time.
+        let mut early: Vec<(Capability<u64>, EarlyCandidate)> = Vec::new();
+        let mut found: Vec<EarlyCandidate> = Vec::new();
+        let mut win_buf: Vec<WindowAgg> = Vec::new();
+        let mut changes: BTreeMap<u64, Vec<(Control, isize)>> = BTreeMap::new();
+        let mut alerts = Vec::new();
+        // Alerts from rule changes go out at the change's time, under a kept capability.
+        let mut control_cap: Option<Capability<u64>> = None;
+        move |(wins, wf), (ctl, cf), output| {
+            wins.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(0) else { return };
+                for batch in data {
+                    for item in batch.drain(..) {
+                        match item {
+                            RuleInput::Window(w) => win_buf.push(w),
+                            RuleInput::Reading(e) => {
+                                if let Some(size) = early_size {
+                                    book.early_candidates(&e, size, &dict, &mut found);
                                 }
                             }
                         }
                     }
-                    // Early alerts go out at their window's end - 1, the time the window's own
-                    // alert would have (recovery's suppression and resume read alert times); the
-                    // capability is held there, at or above the frontier, while a candidate waits.
-                    early.extend(found.drain(..).map(|c| (cap.delayed(&(c.end() - 1).max(*cap.time())), c)));
-                    if !win_buf.is_empty() {
-                        windows
-                            .entry(*cap.time())
-                            .or_insert_with(|| (cap.clone(), Vec::new()))
-                            .1
-                            .append(&mut win_buf);
+                }
+                // Early alerts go out at their window's end - 1, the time the window's own
+                // alert would have (recovery's suppression and resume read alert times); the
+                // capability is held there, at or above the frontier, while a candidate waits.
+                early.extend(found.drain(..).map(|c| (cap.delayed(&(c.end() - 1).max(*cap.time())), c)));
+                if !win_buf.is_empty() {
+                    windows
+                        .entry(*cap.time())
+                        .or_insert_with(|| (cap.clone(), Vec::new()))
+                        .1
+                        .append(&mut win_buf);
+                }
+            });
+            ctl.for_each_stamp(|cap, data| {
+                let Some(held) = cap.retain_least(0) else {
+                    return;
+                };
+                match &mut control_cap {
+                    Some(c) if c.time() <= held.time() => {}
+                    slot => *slot = Some(held),
+                }
+                for batch in data {
+                    for (change, time, diff) in batch.drain(..) {
+                        changes.entry(time).or_default().push((change, diff));
                     }
-                });
-                ctl.for_each_stamp(|cap, data| {
-                    let Some(held) = cap.retain_least(0) else {
-                        return;
-                    };
-                    match &mut control_cap {
-                        Some(c) if c.time() <= held.time() => {}
-                        slot => *slot = Some(held),
-                    }
-                    for batch in data {
-                        for (change, time, diff) in batch.drain(..) {
-                            changes.entry(time).or_default().push((change, diff));
-                        }
-                    }
-                });
-                let ready = |t: &u64| !wf.less_equal(t) && !cf.less_equal(t);
-                loop {
-                    let next_win = windows.keys().next().copied().filter(ready);
-                    let next_ctl = changes.keys().next().copied().filter(ready);
-                    let t = match (next_win, next_ctl) {
-                        (None, None) => break,
-                        (Some(a), Some(b)) => a.min(b),
-                        (Some(a), None) => a,
-                        (None, Some(b)) => b,
-                    };
-                    if let Some(updates) = changes.remove(&t) {
-                        book.apply(&updates, &dict, &mut alerts);
-                        if !alerts.is_empty() {
-                            if let Some(cap) = &control_cap {
-                                let cap = cap.delayed(&t.max(*cap.time()));
-                                Counters::add(&counters.alerts, alerts.len() as u64);
-                                output.session(&cap).give_container(&mut alerts);
-                            }
-                            alerts.clear();
-                        }
-                    }
-                    if windows.keys().next() == Some(&t) {
-                        if let Some((cap, batch)) = windows.remove(&t) {
-                            for w in &batch {
-                                book.evaluate(w, &dict, &mut alerts);
-                            }
-                            let gone = book.evict_idle();
-                            if gone > 0 {
-                                tracing::debug!(
-                                    episodes = gone,
-                                    "pending rule episodes of idle series dropped"
-                                );
-                                Counters::add(&counters.evicted_series, gone as u64);
-                            }
+                }
+            });
+            let ready = |t: &u64| !wf.less_equal(t) && !cf.less_equal(t);
+            loop {
+                let next_win = windows.keys().next().copied().filter(ready);
+                let next_ctl = changes.keys().next().copied().filter(ready);
+                let t = match (next_win, next_ctl) {
+                    (None, None) => break,
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) => a,
+                    (None, Some(b)) => b,
+                };
+                if let Some(updates) = changes.remove(&t) {
+                    book.apply(&updates, &dict, &mut alerts);
+                    if !alerts.is_empty() {
+                        if let Some(cap) = &control_cap {
+                            let cap = cap.delayed(&t.max(*cap.time()));
                             Counters::add(&counters.alerts, alerts.len() as u64);
-                            if let Some(mut r) =
-                                crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
-                            {
-                                alerts.iter().for_each(|a| r.record(a.window_end, 1));
-                            }
                             output.session(&cap).give_container(&mut alerts);
-                            alerts.clear();
                         }
+                        alerts.clear();
                     }
                 }
-                // Early candidates whose key's earlier windows have all been evaluated.
-                if !early.is_empty() {
-                    early.retain(|(cap, c)| {
-                        if c.start > 0 && !ready(&(c.start - 1)) {
-                            return true;
+                if windows.keys().next() == Some(&t) {
+                    if let Some((cap, batch)) = windows.remove(&t) {
+                        for w in &batch {
+                            book.evaluate(w, &dict, &mut alerts);
                         }
-                        book.fire_early(c, &dict, &mut alerts);
-                        if !alerts.is_empty() {
-                            Counters::add(&counters.alerts, alerts.len() as u64);
-                            if let Some(mut r) =
-                                crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
-                            {
-                                alerts.iter().for_each(|a| r.record(a.early_at.unwrap_or(a.window_end), 1));
-                            }
-                            output.session(cap).give_container(&mut alerts);
-                            alerts.clear();
+                        let gone = book.evict_idle();
+                        if gone > 0 {
+                            tracing::debug!(episodes = gone, "pending rule episodes of idle series dropped");
+                            Counters::add(&counters.evicted_series, gone as u64);
                         }
-                        false
-                    });
+                        Counters::add(&counters.alerts, alerts.len() as u64);
+                        if let Some(mut r) =
+                            crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
+                        {
+                            alerts.iter().for_each(|a| r.record(a.window_end, 1));
+                        }
+                        output.session(&cap).give_container(&mut alerts);
+                        alerts.clear();
+                    }
                 }
-                // Release the control capability once no pending change needs it.
-                if let Some(cap) = &mut control_cap {
-                    match changes.keys().next() {
-                        Some(&t) if t >= *cap.time() => cap.downgrade(&t),
-                        Some(_) => {}
-                        None => {
-                            let f = cf.frontier().iter().copied().min();
-                            match f {
-                                Some(t) if t >= *cap.time() => cap.downgrade(&t),
-                                Some(_) => {}
-                                None => control_cap = None,
-                            }
+            }
+            // Early candidates whose key's earlier windows have all been evaluated.
+            if !early.is_empty() {
+                early.retain(|(cap, c)| {
+                    if c.start > 0 && !ready(&(c.start - 1)) {
+                        return true;
+                    }
+                    book.fire_early(c, &dict, &mut alerts);
+                    if !alerts.is_empty() {
+                        Counters::add(&counters.alerts, alerts.len() as u64);
+                        if let Some(mut r) =
+                            crate::runtime::probe::recorder(crate::runtime::probe::Hop::AlertDecided)
+                        {
+                            alerts.iter().for_each(|a| r.record(a.early_at.unwrap_or(a.window_end), 1));
+                        }
+                        output.session(cap).give_container(&mut alerts);
+                        alerts.clear();
+                    }
+                    false
+                });
+            }
+            // Release the control capability once no pending change needs it.
+            if let Some(cap) = &mut control_cap {
+                match changes.keys().next() {
+                    Some(&t) if t >= *cap.time() => cap.downgrade(&t),
+                    Some(_) => {}
+                    None => {
+                        let f = cf.frontier().iter().copied().min();
+                        match f {
+                            Some(t) if t >= *cap.time() => cap.downgrade(&t),
+                            Some(_) => {}
+                            None => control_cap = None,
                         }
                     }
                 }
             }
-        })
-    }
+        }
+    })
 }

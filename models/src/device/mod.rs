@@ -129,6 +129,11 @@ pub struct DeviceConfig {
     /// Factor on the threshold while the device is in a cell not yet mature (new ground),
     /// ≥ 1.
     pub cell_new_factor: f64,
+    /// Span (seconds) of a slow baseline subtracted from the smoothed residuals (0: none): a
+    /// high-pass that removes the regressions' slowly varying error.
+    pub baseline_span_s: f64,
+    /// Whether the baseline stands still while the device is abnormal.
+    pub baseline_freeze: bool,
 }
 
 impl Default for DeviceConfig {
@@ -161,6 +166,8 @@ impl Default for DeviceConfig {
             cell_mature_rows: 200,
             cell_max: 1024,
             cell_new_factor: 1e9,
+            baseline_span_s: 0.0,
+            baseline_freeze: true,
         }
     }
 }
@@ -261,6 +268,13 @@ impl DeviceConfig {
                 "cell_new_factor",
                 self.cell_new_factor,
                 "a number ≥ 1 (inf: never alert on new ground)",
+            ));
+        }
+        if !(self.baseline_span_s.is_finite() && self.baseline_span_s >= 0.0) {
+            return Err(bad(
+                "baseline_span_s",
+                self.baseline_span_s,
+                "a finite number of seconds ≥ 0 (0: off)",
             ));
         }
         if !(self.stuck_probability > 0.0 && self.stuck_probability < 1.0) {

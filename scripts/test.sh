@@ -5,6 +5,9 @@
 # with chromedriver (installed from apt if missing), and two real brokers:
 # Mosquitto and tansu (Kafka protocol), which scripts/brokers.sh installs, starts on free
 # loopback ports and stops on exit. Broker tests fail (not skip) if the brokers are missing.
+# The 3-host cluster test needs root (network namespaces) and iproute2; the fuzz targets are
+# built with cargo-fuzz (installed if missing) under AddressSanitizer; tansu with SQLite
+# storage (for the broker-restart test) is built from crates.io once, by scripts/brokers.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +35,19 @@ if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null ||
     || { $APT update -q >/dev/null && $APT install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
 fi
 
+# iproute2 for the 3-host cluster test (network namespaces; needs root).
+if ! command -v ip >/dev/null; then
+  echo "test.sh: installing iproute2 (apt)" >&2
+  if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
+  $APT install -y -q iproute2 >/dev/null 2>&1 || { $APT update -q >/dev/null && $APT install -y -q iproute2 >/dev/null; }
+fi
+
 # Real brokers for the connector tests (exports SENSORFLOW_MQTT and SENSORFLOW_KAFKA).
 source scripts/brokers.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+# Every fuzz target for a few seconds (scripts/fuzz.sh SECONDS runs them for as long as asked);
+# their seeds and past failures are also replayed by `cargo test` (fuzz_corpus).
+scripts/fuzz.sh 5

@@ -20,6 +20,8 @@
 pub mod config;
 pub mod connectors;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod observe;
 pub mod sinks;
 pub mod tools;

@@ -248,7 +248,13 @@ impl RunConfig {
         }
         let sock: std::net::SocketAddr =
             addr.parse().map_err(|e| Error::Config(format!("--http {addr}: expected IP:PORT ({e})")))?;
-        let port = if sock.port() == 0 { 0 } else { sock.port() + self.process as u16 };
+        let port = if sock.port() == 0 {
+            0
+        } else {
+            u16::try_from(self.process).ok().and_then(|p| sock.port().checked_add(p)).ok_or_else(|| {
+                Error::Config(format!("--http {addr}: port + process {} is over 65535", self.process))
+            })?
+        };
         Ok(Some(std::net::SocketAddr::new(sock.ip(), port).to_string()))
     }
 
@@ -354,6 +360,9 @@ impl RunConfig {
             return Err(Error::Config(format!("workers must be 1..=1024, got {}", self.workers)));
         }
         self.window_spec()?;
+        if self.processes > 1024 {
+            return Err(Error::Config(format!("processes must be 1..=1024, got {}", self.processes)));
+        }
         if self.processes == 0 || self.process >= self.processes {
             return Err(Error::Config(format!(
                 "process must be in 0..{} (processes), got {}",

@@ -113,6 +113,13 @@ impl UntilIdle {
         Poll::Ready
     }
 
+    /// Nothing arrived because the source is cut off from its broker: not idle (what the
+    /// broker keeps arrives after the reconnect), so the idle clock starts again.
+    pub(crate) fn disconnected(&mut self) -> Poll {
+        self.last = Instant::now();
+        Poll::Pending
+    }
+
     /// Nothing arrived: done once idle for long enough, otherwise pending.
     pub(crate) fn nothing(&self) -> Poll {
         match self.idle {

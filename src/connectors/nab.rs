@@ -25,10 +25,18 @@ pub fn nab_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ConnectorError> 
     Ok(files)
 }
 
-struct NabLines {
+/// A NAB file's rows (`timestamp,value`) as events of one device and the metric `value`.
+pub(crate) struct NabLines {
     device: Vec<u8>,
     builder: EventBuilder,
     row: u64,
+}
+
+impl NabLines {
+    /// A parser for the rows of `device`'s file.
+    pub(crate) fn new(device: &[u8], builder: EventBuilder) -> Self {
+        NabLines { device: device.to_vec(), builder, row: 0 }
+    }
 }
 
 impl LineParser for NabLines {
@@ -62,7 +70,7 @@ pub fn nab_readers(
             )));
         }
         let len = std::fs::metadata(&path).map_err(|e| ConnectorError::io(&path, e))?.len();
-        let parser = NabLines { device: name.into_bytes(), builder: ctx.builder(), row: 0 };
+        let parser = NabLines::new(name.as_bytes(), ctx.builder());
         readers.push(Box::new(LineReader::new(&path, 0, len, true, MAX_LINE, parser)));
     }
     Ok(readers)

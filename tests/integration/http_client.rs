@@ -128,8 +128,14 @@ pub struct SseEvent {
 impl Sse {
     /// Opens `path` with `Accept: text/event-stream` and checks the response head.
     pub fn open(addr: SocketAddr, path: &str) -> Sse {
+        Sse::open_with(addr, path, "")
+    }
+
+    /// [`Sse::open`] with more header lines (`"Name: value\r\n"` each).
+    pub fn open_with(addr: SocketAddr, path: &str, headers: &str) -> Sse {
         let mut s = connect(addr);
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        let head =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n");
         s.write_all(head.as_bytes()).unwrap();
         let mut reader = BufReader::new(s);
         let mut line = String::new();

@@ -150,10 +150,18 @@ fn sse_clients_receive_every_alert_of_the_alert_file_and_bad_requests_do_not_sta
     c.http = Some("127.0.0.1:0".into());
     let (addr, _handle, run) = start(c);
 
-    // Client A from the first alert on; client B from whenever it connects.
+    // Client A from the first alert on; client B from whenever it connects (once the first
+    // alert is out); client C resumes after alert 2 with Last-Event-ID, which wins over `after`.
     let a = std::thread::spawn(move || Sse::open(addr, "/alerts?after=0").read_to_end());
+    let c = std::thread::spawn(move || {
+        Sse::open_with(addr, "/alerts?after=0", "Last-Event-ID: 2\r\n").read_to_end()
+    });
     let b = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(addr, "/alerts?limit=1").body == "[]" {
+            assert!(Instant::now() < deadline, "no alert within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Sse::open(addr, "/alerts").read_to_end()
     });
     // A client that opens a stream and never reads it.
@@ -180,11 +188,17 @@ fn sse_clients_receive_every_alert_of_the_alert_file_and_bad_requests_do_not_sta
 
     // While those two clients hang on, the run keeps moving and the server keeps answering.
     let before = total(&metrics(addr), "sensorflow_records_in_total");
-    std::thread::sleep(Duration::from_millis(1500));
-    let asked = Instant::now();
-    let after = total(&metrics(addr), "sensorflow_records_in_total");
-    assert!(asked.elapsed() < Duration::from_secs(1), "a scrape took {:?}", asked.elapsed());
-    assert!(after > before, "the run stalled: {before} → {after}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let asked = Instant::now();
+        let after = total(&metrics(addr), "sensorflow_records_in_total");
+        assert!(asked.elapsed() < Duration::from_secs(1), "a scrape took {:?}", asked.elapsed());
+        if after > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run stalled at {before} records");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The stalled head is cut off after the server's 10 s head timeout.
     slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut buf = Vec::new();
@@ -203,9 +217,41 @@ fn sse_clients_receive_every_alert_of_the_alert_file_and_bad_requests_do_not_sta
     let ids: Vec<u64> = from_a.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
     assert_eq!(ids, (1..=file.len() as u64).collect::<Vec<_>>());
     assert!(from_a.iter().all(|e| e.event == "message"), "no gap events expected");
+    let from_c = c.join().unwrap();
+    let lines_c: Vec<String> = from_c.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(lines_c[..], file[2..], "client C resumes after the alert its Last-Event-ID names");
+    assert_eq!(from_c[0].id.as_deref(), Some("3"));
     let lines_b: Vec<String> = b.join().unwrap().iter().map(|e| e.data.clone()).collect();
     assert!(!lines_b.is_empty() && lines_b.len() < file.len(), "B connected mid-run: {}", lines_b.len());
     assert_eq!(lines_b[..], file[file.len() - lines_b.len()..], "client B sees the tail of the file");
+}
+
+/// r17: the connection limit had no test.
+#[test]
+fn r17_connections_over_the_limit_get_503_and_the_server_recovers_when_they_close() {
+    let mut c = config(SourceConfig::Simulator(paced_sim(30.0)), 1);
+    c.alerts = AlertOutput::None;
+    c.http = Some("127.0.0.1:0".into());
+    let (addr, handle, run) = start(c);
+    // 256 connections (the server's limit) that send nothing; each stays open for the
+    // server's 10 s head timeout.
+    let held: Vec<TcpStream> = (0..256).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let answer = raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:.80}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused after the connections closed: {answer:.80}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let summary = run.join().unwrap().unwrap();
+    assert!(summary.balanced(), "{summary}");
 }
 
 /// Spans received by [`OtlpReceiver`]: name → attributes, span id, links.
@@ -330,6 +376,7 @@ fn alert_spans_exported_over_otlp_lead_back_to_their_source_batch_and_partition(
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
         .collect();
     let span_ids: BTreeSet<String> = alert_spans.iter().map(|s| s.attrs["alert_id"].clone()).collect();
+    assert!(!file_ids.is_empty(), "the run wrote no alert: nothing to trace");
     assert_eq!(span_ids, file_ids, "one alert span per written alert");
     let by_id: BTreeMap<&str, &Span> = batches.iter().map(|s| (s.span_id.as_str(), *s)).collect();
     for a in &alert_spans {

@@ -81,6 +81,9 @@ pub enum CardError {
         /// The card's threshold.
         threshold: f32,
     },
+    /// A calibration setting out of its range.
+    #[error("{0}")]
+    Calibration(String),
     /// Another kind of model than the one asked for.
     #[error("kind {found:?} is not {expected:?}")]
     Kind {
@@ -232,7 +235,12 @@ fn write_card(path: &Path, card: &ModelCard) -> Result<(), ModelError> {
 /// Reads and checks a card.
 pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(path)(e.into()))?;
+    parse_card(&text, path)
+}
+
+/// Parses and checks a card's text (`path` names it in errors).
+pub fn parse_card(text: &str, path: &Path) -> Result<ModelCard, ModelError> {
+    let card: ModelCard = serde_json::from_str(text).map_err(|e| card_err(path)(e.into()))?;
     let bad = |e: CardError| Err(card_err(path)(e));
     if card.format != FORMAT {
         return bad(CardError::Format { found: card.format });
@@ -242,6 +250,9 @@ pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
     }
     if !((24..=4096).contains(&card.window) && (0.0..=1.0).contains(&card.threshold)) {
         return bad(CardError::Range { window: card.window, threshold: card.threshold });
+    }
+    if let Some(c) = &card.calibration {
+        c.validate().map_err(|e| card_err(path)(CardError::Calibration(e)))?;
     }
     Ok(card)
 }

@@ -32,6 +32,24 @@ pub enum WindowSpecError {
         /// Hop.
         hop_ms: u64,
     },
+    /// Windows longer than [`MAX_WINDOW_MS`].
+    #[error("window size {size_ms} ms is over the limit of {} ms (366 days)", MAX_WINDOW_MS)]
+    TooLong {
+        /// Size.
+        size_ms: u64,
+    },
+    /// More than [`MAX_WINDOWS_PER_EVENT`] windows would hold each event.
+    #[error(
+        "window size {size_ms} ms with hop {hop_ms} ms puts every event in {} windows; at most {} are allowed (use a longer hop)",
+        size_ms / hop_ms,
+        MAX_WINDOWS_PER_EVENT
+    )]
+    TooManyWindows {
+        /// Size.
+        size_ms: u64,
+        /// Hop.
+        hop_ms: u64,
+    },
     /// Every event must fall into a whole number of windows.
     #[error("window size {size_ms} ms must be a multiple of the hop {hop_ms} ms")]
     NotMultiple {
@@ -41,6 +59,13 @@ pub enum WindowSpecError {
         hop_ms: u64,
     },
 }
+
+/// Longest window: 366 days (so `start + size` never overflows and a window's state is bounded
+/// in event time).
+pub const MAX_WINDOW_MS: u64 = 366 * 86_400_000;
+
+/// Most windows one event may fall into (`size / hop`): each is an aggregate updated per event.
+pub const MAX_WINDOWS_PER_EVENT: u64 = 4096;
 
 impl WindowSpec {
     /// Non-overlapping windows of `size_ms`.
@@ -53,8 +78,14 @@ impl WindowSpec {
         if size_ms == 0 || hop_ms == 0 {
             return Err(WindowSpecError::Zero { size_ms, hop_ms });
         }
+        if size_ms > MAX_WINDOW_MS {
+            return Err(WindowSpecError::TooLong { size_ms });
+        }
         if size_ms % hop_ms != 0 {
             return Err(WindowSpecError::NotMultiple { size_ms, hop_ms });
+        }
+        if size_ms / hop_ms > MAX_WINDOWS_PER_EVENT {
+            return Err(WindowSpecError::TooManyWindows { size_ms, hop_ms });
         }
         Ok(WindowSpec { size_ms, hop_ms })
     }

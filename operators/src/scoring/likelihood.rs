@@ -60,6 +60,61 @@ impl Default for LikelihoodParams {
     }
 }
 
+impl LikelihoodParams {
+    /// Checks every field's range, so a model card cannot ask for a ring of a billion scores
+    /// or an averaging length that makes every score NaN. `Err` names the field and its range.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |v: f64, lo: f64, hi: f64| v.is_finite() && (lo..=hi).contains(&v);
+        if !(1..=4096).contains(&self.short) {
+            return Err(format!("calibration.short = {} is not in 1..=4096", self.short));
+        }
+        if !finite(self.long, 1.0, 1e9) {
+            return Err(format!("calibration.long = {} is not in [1, 1e9]", self.long));
+        }
+        if self.warmup > 1_000_000_000 {
+            return Err(format!("calibration.warmup = {} is over 1e9", self.warmup));
+        }
+        if !(finite(self.min_std, 0.0, 1e6) && self.min_std > 0.0) {
+            return Err(format!("calibration.min_std = {} is not in (0, 1e6]", self.min_std));
+        }
+        if let Some(r) = &self.range {
+            if r.warmup > 1_000_000_000 {
+                return Err(format!("calibration.range.warmup = {} is over 1e9", r.warmup));
+            }
+            if !finite(r.steps, 0.0, 1e6) {
+                return Err(format!("calibration.range.steps = {} is not in [0, 1e6]", r.steps));
+            }
+            if r.run_margin.is_some_and(|m| m > 1_000_000_000) {
+                return Err(format!("calibration.range.run_margin = {:?} is over 1e9", r.run_margin));
+            }
+            if r.level_margin.is_some_and(|m| !finite(m, 0.0, 1e6)) {
+                return Err(format!(
+                    "calibration.range.level_margin = {:?} is not in [0, 1e6]",
+                    r.level_margin
+                ));
+            }
+        }
+        if let Some(e) = &self.excursions {
+            if !(finite(e.level, 0.0, 1.0) && e.level > 0.0) {
+                return Err(format!("calibration.excursions.level = {} is not in (0, 1]", e.level));
+            }
+            if e.prior_samples.is_some_and(|p| !(finite(p, 1.0, 1e12))) {
+                return Err(format!(
+                    "calibration.excursions.prior_samples = {:?} is not in [1, 1e12]",
+                    e.prior_samples
+                ));
+            }
+            if e.period_tolerance.is_some_and(|t| !finite(t, 0.0, 1.0)) {
+                return Err(format!(
+                    "calibration.excursions.period_tolerance = {:?} is not in [0, 1]",
+                    e.period_tolerance
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything one series' calibration keeps: the likelihood of its raw scores and, if the
 /// parameters ask for it, its range. Every value goes to [`Calibration::observe`] (including
 /// those before the first full window), every window's raw score to [`Calibration::score`]

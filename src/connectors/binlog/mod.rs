@@ -75,23 +75,31 @@ pub(crate) mod codec {
         let _ = unsafe { abomonation::encode(&v, out) };
     }
 
-    /// Decodes a payload that has already passed its checksum and whose length was checked to
-    /// be exactly `super::VEC_HEADER + count * 40`; `None` if abomonation disagrees.
+    /// Decodes a payload written by [`encode`]: the encoded `Vec` header ([`super::VEC_HEADER`]
+    /// bytes, whose pointer, capacity and length are ignored) and then the events' bytes;
+    /// `None` unless the length is exactly the header plus whole events.
+    ///
+    /// The events are read straight from the bytes after the header, never through the encoded
+    /// length: abomonation's own decoding trusts it, and a length whose byte size overflows
+    /// (found by fuzzing) made a slice far longer than the buffer.
     ///
     /// `buf` is 8-byte aligned storage (a `Vec<u64>`) holding `len` payload bytes.
     pub fn decode(buf: &mut [u64], len: usize, out: &mut Vec<Event>) -> Option<()> {
-        if len > buf.len() * 8 {
+        let size = std::mem::size_of::<LogEvent>();
+        if len > buf.len() * 8 || len < super::VEC_HEADER || (len - super::VEC_HEADER) % size != 0 {
             return None;
         }
-        let bytes = bytes(buf, len);
-        // SAFETY: the bytes are 8-byte aligned, checksummed and of the exact length a
-        // `Vec<LogEvent>` of the header's count encodes to; every bit pattern is a valid
-        // `Event` (integers and a float), and abomonation bounds-checks the element bytes.
-        let (v, rest) = unsafe { abomonation::decode::<Vec<LogEvent>>(bytes) }?;
-        if !rest.is_empty() {
+        let count = (len - super::VEC_HEADER) / size;
+        // Both the header (24) and each event (40) are whole 8-byte words.
+        let words = &buf[super::VEC_HEADER / 8..len / 8];
+        // SAFETY: `LogEvent` is `repr(transparent)` over `Event`, five 8-byte fields of
+        // integers and a float: 40 bytes, alignment 8, no padding, every bit pattern valid. The
+        // words are 8-byte aligned and exactly `count` events long (checked below).
+        let (head, events, tail) = unsafe { words.align_to::<LogEvent>() };
+        if !head.is_empty() || !tail.is_empty() || events.len() != count {
             return None;
         }
-        out.extend(v.iter().map(|e| e.0));
+        out.extend(events.iter().map(|e| e.0));
         Some(())
     }
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use admin::{check_topic, ensure_topic, existing_keys, partition_count};
 pub use commit::resume_frontier;
 pub use producer::{Counting, Deliveries, KafkaProducer, KafkaSink};
-pub use source::kafka_readers;
+pub use source::{kafka_readers, parse_payload};
 
 use crate::connectors::ConnectorError;
 

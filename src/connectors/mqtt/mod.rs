@@ -160,6 +160,11 @@ pub fn parse_message(
         out.dead.push(DeadLetter::new(source, position, reason, payload));
         return;
     }
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        // Empty or only blanks: a record all the same, never dropped unseen (found by fuzzing).
+        out.dead.push(DeadLetter::new(source, position, "empty message", payload));
+        return;
+    }
     let names = match template {
         Some(t) => match t.extract(topic) {
             Some(names) => Some(names),

@@ -5,7 +5,9 @@
 //! thread never blocks on the channel, so the connection stays alive meanwhile.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::Arc;
 
 use rumqttc::{Client, Publish, QoS};
 use sensorflow_operators::runtime::probe;
@@ -30,7 +32,8 @@ pub fn mqtt_readers(
     let name = format!("mqtt:{}", cfg.topic);
     // Only a broker ignoring the in-flight window could back up 65,536 messages: then the
     // network loop stops reading for a moment rather than grow.
-    let subscriber = Subscriber { filter, handover: Handover::new(tx, 65_536) };
+    let connected = Arc::new(AtomicBool::new(false));
+    let subscriber = Subscriber { filter, handover: Handover::new(tx, 65_536), connected: connected.clone() };
     let session = Session::start(opts, 1024, &name, &format!("mqtt-{}", ctx.index), subscriber)?;
     Ok(vec![Box::new(MqttReader {
         name,
@@ -42,6 +45,7 @@ pub fn mqtt_readers(
         template: cfg.topic_template.as_deref().map(TopicTemplate::new),
         received: 0,
         until_idle: UntilIdle::new(cfg.until_idle_ms),
+        connected,
     })])
 }
 
@@ -57,10 +61,17 @@ enum Incoming {
 struct Subscriber {
     filter: String,
     handover: Handover<Incoming>,
+    /// Whether the session is connected (a disconnected source is not idle).
+    connected: Arc<AtomicBool>,
 }
 
 impl SessionHandler for Subscriber {
+    fn connection_lost(&mut self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
+
     fn connected(&mut self, client: &Client) -> Flow {
+        self.connected.store(true, Ordering::Relaxed);
         // Subscribe on every connection, even when the broker kept the session (a
         // connection lost between CONNECT and SUBSCRIBE leaves a session without it).
         match client.try_subscribe(self.filter.as_str(), QoS::AtLeastOnce) {
@@ -95,6 +106,8 @@ struct MqttReader {
     template: Option<TopicTemplate>,
     received: u64,
     until_idle: UntilIdle,
+    /// Set by the network thread while the session is connected.
+    connected: Arc<AtomicBool>,
 }
 
 impl PartitionReader for MqttReader {
@@ -142,6 +155,14 @@ impl PartitionReader for MqttReader {
                 Err(_) => break,
             }
         }
-        Ok(if got { self.until_idle.arrived() } else { self.until_idle.nothing() })
+        Ok(if got {
+            self.until_idle.arrived()
+        } else if !self.connected.load(Ordering::Relaxed) {
+            // Cut off from the broker (or not yet connected): what it keeps for this session
+            // arrives after the reconnect, so `--until-idle` does not count this time.
+            self.until_idle.disconnected()
+        } else {
+            self.until_idle.nothing()
+        })
     }
 }

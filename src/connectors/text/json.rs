@@ -143,6 +143,10 @@ fn simple_decimal(s: &[u8]) -> Option<f64> {
     for (i, &c) in digits.iter().enumerate() {
         match c {
             b'0'..=b'9' => {
+                // A 16th digit goes to the general parser (and the mantissa cannot overflow).
+                if count == 15 {
+                    return None;
+                }
                 mantissa = mantissa * 10 + u64::from(c - b'0');
                 count += 1;
             }
@@ -176,7 +180,7 @@ struct JsonEvent {
 }
 
 #[cold]
-fn slow_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
+pub(crate) fn slow_json(line: &[u8], b: &mut EventBuilder) -> Result<Event, Reject> {
     let e: JsonEvent =
         serde_json::from_slice(line).map_err(|e| Cow::Owned(format!("invalid event JSON: {e}")))?;
     let ts = match e.ts {

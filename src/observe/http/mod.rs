@@ -37,6 +37,7 @@ use bytes::Bytes;
 
 pub use prometheus::metrics_text;
 use routes::route;
+pub use routes::{query_param, AlertsQuery};
 
 use crate::observe::telemetry::Telemetry;
 use crate::Error;

@@ -35,10 +35,51 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 
 /// The value of query parameter `key`, if present.
 fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
-    req.uri().query()?.split('&').find_map(|kv| {
+    query_param(req.uri().query(), key)
+}
+
+/// The value of parameter `key` in the query string `query` (the part after `?`), if present.
+pub fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == key).then_some(v)
     })
+}
+
+/// What a request to `/alerts` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertsQuery {
+    /// A stream of server-sent events rather than one JSON array.
+    pub stream: bool,
+    /// Alerts after this sequence number (`after=`, or the stream's `Last-Event-ID`).
+    pub after: Option<u64>,
+    /// At most this many alerts (`limit=`, 100 by default, at most 10,000).
+    pub limit: usize,
+}
+
+impl AlertsQuery {
+    /// Reads the query string and the `Accept` and `Last-Event-ID` headers; `Err` is the
+    /// 400 message.
+    pub fn parse(
+        query: Option<&str>,
+        accept: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<Self, &'static str> {
+        let stream = query_param(query, "stream").is_some_and(|v| v != "0")
+            || accept.is_some_and(|v| v.contains("text/event-stream"));
+        let after = match query_param(query, "after") {
+            Some(v) => Some(v.parse::<u64>().map_err(|_| "after must be a sequence number")?),
+            None => None,
+        };
+        let limit = match query_param(query, "limit").map(str::parse::<usize>) {
+            None => 100,
+            Some(Ok(n)) => n.min(10_000),
+            Some(Err(_)) => return Err("limit must be a number"),
+        };
+        // EventSource reconnects with the last id it saw; start after it.
+        let after = if stream { last_event_id.and_then(|v| v.parse().ok()).or(after) } else { after };
+        Ok(AlertsQuery { stream, after, limit })
+    }
 }
 
 pub(super) fn route(req: Request<Incoming>, telemetry: &Arc<Telemetry>) -> Response<Body> {
@@ -82,32 +123,17 @@ pub(super) fn route(req: Request<Incoming>, telemetry: &Arc<Telemetry>) -> Respo
 }
 
 fn alerts(req: &Request<Incoming>, telemetry: &Arc<Telemetry>) -> Response<Body> {
-    let wants_stream = query(req, "stream").is_some_and(|v| v != "0")
-        || req
-            .headers()
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-    let after = match query(req, "after") {
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "after must be a sequence number"),
-        },
-        None => None,
+    let header = |name: &str| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let q = match AlertsQuery::parse(req.uri().query(), header(ACCEPT.as_str()), header("last-event-id")) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if wants_stream {
-        // EventSource reconnects with the last id it saw; start after it. A new client
-        // starts with what is written from now on unless it asks for `after`.
-        let last_id =
-            req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let cursor = last_id.or(after).unwrap_or_else(|| telemetry.alerts.last_seq());
+    if q.stream {
+        // A new client starts with what is written from now on unless it asks for `after`.
+        let cursor = q.after.unwrap_or_else(|| telemetry.alerts.last_seq());
         return sse(telemetry.clone(), cursor);
     }
-    let limit = match query(req, "limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) => n.min(10_000),
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit must be a number"),
-    };
+    let (after, limit) = (q.after, q.limit);
     let entries = match after {
         Some(a) => telemetry.alerts.after(a, limit).0,
         None => telemetry.alerts.latest(limit),

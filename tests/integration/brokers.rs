@@ -85,7 +85,18 @@ fn start_bridge(
 /// An MQTT client `id` (with a persistent session if `persistent`, a request queue of `cap`)
 /// subscribed to `filter`, once the broker has acknowledged the subscription.
 fn subscribed(id: &str, persistent: bool, filter: String, cap: usize) -> (Client, Connection) {
-    let (client, mut conn) = Client::new(options(&mqtt(), id, persistent).unwrap(), cap);
+    subscribed_at(&mqtt(), id, persistent, filter, cap)
+}
+
+/// [`subscribed`] on the broker at `broker`.
+fn subscribed_at(
+    broker: &str,
+    id: &str,
+    persistent: bool,
+    filter: String,
+    cap: usize,
+) -> (Client, Connection) {
+    let (client, mut conn) = Client::new(options(broker, id, persistent).unwrap(), cap);
     client.subscribe(filter, QoS::AtLeastOnce).unwrap();
     for ev in conn.iter() {
         if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = ev {
@@ -672,6 +683,18 @@ fn the_wall_clock_watermark_closes_windows_of_a_quiet_live_topic_on_time() {
     assert_eq!((s.processed, s.late), (3, 1), "{s}");
 }
 
+/// The address of the HTTP server of the run behind `handle`, once it listens (fails the test
+/// after `deadline`).
+fn http_address(handle: &sensorflow::RunHandle, deadline: Instant) -> std::net::SocketAddr {
+    loop {
+        if let Some(a) = handle.http.get() {
+            return *a;
+        }
+        assert!(Instant::now() < deadline, "the run's HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// r17: the MQTT source's reconnect had no test.
 #[test]
 fn r17_the_mqtt_source_reconnects_after_a_broker_restart_and_reads_on() {
@@ -687,14 +710,7 @@ fn r17_the_mqtt_source_reconnects_after_a_broker_restart_and_reads_on() {
     let shared = |f: &str| if workers > 1 { format!("$share/{client_id}/{f}") } else { f.to_string() };
     for worker in 0..workers {
         let id = format!("{client_id}-{worker}");
-        let (client, mut conn) = Client::new(options(&addr, &id, true).unwrap(), 10);
-        client.subscribe(shared(&filter), QoS::AtLeastOnce).unwrap();
-        for ev in conn.iter() {
-            if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = ev {
-                break;
-            }
-            ev.unwrap();
-        }
+        let (client, mut conn) = subscribed_at(&addr, &id, true, shared(&filter), 10);
         client.disconnect().unwrap();
         let _ = conn.iter().take(2).count();
     }
@@ -725,13 +741,7 @@ fn r17_the_mqtt_source_reconnects_after_a_broker_restart_and_reads_on() {
     let publisher = std::thread::spawn(move || simulate_to(&sim, &out, &labels, None, None));
     // Restart the broker once the engine has read some of it.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let http = loop {
-        if let Some(a) = handle.http.get() {
-            break *a;
-        }
-        assert!(Instant::now() < deadline, "the run's HTTP server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let http = http_address(&handle, deadline);
     while total(&metrics(http), "sensorflow_records_in_total") == 0.0 {
         assert!(Instant::now() < deadline, "the engine read nothing before the restart");
         std::thread::sleep(Duration::from_millis(20));
@@ -848,13 +858,7 @@ fn r17_a_durable_kafka_broker_restarted_twice_mid_run_loses_and_duplicates_nothi
     let h = handle.clone();
     let engine = std::thread::spawn(move || sensorflow::run_with(&c, None, h));
     let deadline = Instant::now() + Duration::from_secs(120);
-    let http = loop {
-        if let Some(a) = handle.http.get() {
-            break *a;
-        }
-        assert!(Instant::now() < deadline, "the run's HTTP server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let http = http_address(&handle, deadline);
     // Two restarts while both the devices and the engine are busy: after about 1/4 and 2/3 of
     // the events have been read.
     for (n, at) in [(1, 9_000.0), (2, 24_000.0)] {

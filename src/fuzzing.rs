@@ -20,6 +20,7 @@
 //! | [`kafka`] | one Kafka message's payload |
 //! | [`rules`] | a rules file (TOML) |
 //! | [`model_card`] | a model card (JSON) |
+//! | [`row_card`] | a learned device model's card (JSON) |
 //! | [`run_config`] | a run config file (TOML), checked as `run` checks it |
 //! | [`http_query`] | an `/alerts` query string and its headers |
 
@@ -288,6 +289,34 @@ pub fn model_card(data: &[u8]) -> Outcome {
     }
 }
 
+/// A learned device model's card (JSON), checked as loading it checks it; a card that passes
+/// builds a network of its shape (when small enough to build quickly) and predicts a row.
+pub fn row_card(data: &[u8]) -> Outcome {
+    use sensorflow_models::device::learned::{parse_row_card, RowPrior, RowStudent, Scratch};
+    let Some(text) = text(data) else { return Outcome { events: 0, rejected: 1 } };
+    match parse_row_card(text, Path::new("fuzz.json")) {
+        Ok(card) => {
+            let (n, inputs) = (card.schema.metrics.len(), card.schema.inputs());
+            if inputs * card.hidden <= 100_000 {
+                let device = sensorflow_models::detector::training::device();
+                let student = RowStudent::new(inputs, n, card.hidden, &device);
+                let prior = RowPrior::from_student(card.schema.clone(), &student);
+                let prior = prior.unwrap_or_else(|e| panic!("a checked card's shape was refused: {e}"));
+                let feat: Vec<f64> =
+                    (0..n * card.schema.block()).map(|i| card.schema.mean[i / card.schema.block()]).collect();
+                let mut out = vec![0.0; n];
+                prior.predict(&feat, &mut out, &mut Scratch::default());
+                assert!(out.iter().all(|v| v.is_finite()), "a checked card predicted {out:?}");
+            }
+            Outcome { events: 1, rejected: 0 }
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty(), "a refused card without a reason");
+            Outcome { events: 0, rejected: 1 }
+        }
+    }
+}
+
 /// A run config file (TOML), checked as `sensorflow run --config` checks it.
 pub fn run_config(data: &[u8]) -> Outcome {
     let Some(text) = text(data) else { return Outcome { events: 0, rejected: 1 } };
@@ -344,6 +373,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mqtt", mqtt),
     ("kafka", kafka),
     ("rules", rules),
+    ("row_card", row_card),
     ("model_card", model_card),
     ("run_config", run_config),
     ("http_query", http_query),

@@ -49,8 +49,10 @@ pub enum Command {
     /// Start a local cluster: P processes on loopback running the command after `--`, output
     /// forwarded; if one process fails, the others are stopped.
     Cluster(ClusterArgs),
-    /// Train the teacher network on synthetic data (step 1 of `optimize`).
-    Train(ModelArgs),
+    /// Train the teacher network on synthetic data (step 1 of `optimize`); with `--data`,
+    /// train the learned device model on your own recorded normal data and run its whole
+    /// chain (teacher, distilled student, pruned, int8).
+    Train(models::TrainArgs),
     /// Distil the teacher into the small student (step 2).
     Distill(ModelArgs),
     /// Prune the student by magnitude while fine-tuning (step 3).
@@ -81,7 +83,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Bridge(args) => tools::bridge(args.into_config()),
         Command::Bench(args) => tools::bench(args.into_config()?),
         Command::Cluster(args) => tools::cluster(args.into_config()?),
-        Command::Train(args) => models::step(Step::Train, &args.into_config()),
+        Command::Train(args) if !args.data.is_empty() => models::train_rows(args),
+        Command::Train(args) => models::step(Step::Train, &args.model.into_config()),
         Command::Distill(args) => models::step(Step::Distill, &args.into_config()),
         Command::Prune(args) => models::step(Step::Prune, &args.into_config()),
         Command::Quantize(args) => models::step(Step::Quantize, &args.into_config()),

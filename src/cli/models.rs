@@ -53,6 +53,80 @@ impl ModelArgs {
     }
 }
 
+/// `sensorflow train`: the synthetic teacher, or with `--data` the learned device model.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Settings shared with the other model steps (`--dir`, `--seed`, `--budget`, `--quick`).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Recorded normal data of one device type (JSON lines, CSV narrow or wide, binary log):
+    /// trains the learned device model and runs its whole chain on it.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// Format of the data files (default: from each file's extension).
+    #[arg(long, value_parser = ["jsonl", "csv", "log"], requires = "data")]
+    pub format: Option<String>,
+    /// Row interval: the window hop the engine will run the model at (`run --window`).
+    #[arg(long, value_parser = parse_ms, default_value = "10s", requires = "data")]
+    pub interval: u64,
+    /// Labels of known incidents to leave out (a rig `.labels.json`, or a CSV with `ts` and
+    /// `label` columns): one per data file, or one for all.
+    #[arg(long, num_args = 1.., value_name = "FILE", requires = "data")]
+    pub labels: Vec<PathBuf>,
+    /// Name stem of the model cards written to `--dir`.
+    #[arg(long, default_value = "device", requires = "data")]
+    pub name: String,
+    /// Student hidden units of the device model.
+    #[arg(long, default_value_t = 32, requires = "data")]
+    pub row_hidden: usize,
+}
+
+/// `sensorflow train --data`: the learned device model's chain on recorded data.
+pub fn train_rows(args: TrainArgs) -> Result<()> {
+    use sensorflow::tools::train::{train_rows, TrainRows};
+    use sensorflow_models::device::learned::ChainOptions;
+    ensure!((1..=256).contains(&args.row_hidden), "--row-hidden must be 1..=256, got {}", args.row_hidden);
+    let mut chain = ChainOptions { hidden: args.row_hidden, ..ChainOptions::default() };
+    chain.train.seed = args.model.seed;
+    chain.train.budget = std::time::Duration::from_millis(args.model.budget);
+    if args.model.quick {
+        chain.train.epochs = 2;
+        chain.max_samples = 50_000;
+    }
+    let opts = TrainRows {
+        inputs: args.data,
+        format: args.format,
+        interval_ms: args.interval,
+        labels: args.labels,
+        dir: args.model.dir,
+        name: args.name,
+        chain,
+    };
+    eprintln!(
+        "| step | params | non-zero | file bytes | validation RMSE (σ) | rows/s (1 thread) | train s |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|");
+    let out = train_rows(&opts, &mut |r| {
+        eprintln!(
+            "| {} | {} | {} | {} | {:.4} | {:.0} | {:.1} |",
+            r.step, r.params, r.nonzero, r.bytes, r.rmse, r.rows_per_s, r.train_s
+        )
+    })
+    .context("training the device model")?;
+    eprintln!(
+        "{} rows of {} metrics ({}) from {} recordings, {} labelled rows left out",
+        out.rows,
+        out.metrics.len(),
+        out.metrics.join(", "),
+        out.recordings,
+        out.excluded
+    );
+    for card in &out.cards {
+        println!("{}", card.display());
+    }
+    Ok(())
+}
+
 /// A model step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {

@@ -276,8 +276,8 @@ pub struct RunArgs {
     /// Anomaly model: `default` (built in), `none`, or a model card path (`dir/name.json`).
     #[arg(long)]
     pub model: Option<String>,
-    /// Device-level model over rows of all of a device's metrics per window: `none` or
-    /// `statistical`.
+    /// Device-level model over rows of all of a device's metrics per window: `none`,
+    /// `statistical`, or a learned row-model card (`name.json`, from `sensorflow train --data`).
     #[arg(long)]
     pub device_model: Option<String>,
     /// Rows (windows) of warm-up per device for the device model.

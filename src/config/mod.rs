@@ -172,8 +172,11 @@ pub struct RunConfig {
     /// Anomaly model: `default` (the student shipped in the binary), `none`, or the path of a
     /// model card (`dir/name.json`, weights beside it as `name.bpk`), reloaded on change.
     pub model: String,
-    /// Device-level model over rows of every metric of a device per window: `none` or
-    /// `statistical` (virtual-sensor regressions, see `sensorflow_models::device`).
+    /// Device-level model over rows of every metric of a device per window: `none`,
+    /// `statistical` (virtual-sensor regressions learned on each device's warm-up, see
+    /// `sensorflow_models::device`), or the path of a learned row-model card (`name.json`,
+    /// weights beside it as `name.bpk`, made by `sensorflow train --data`): devices whose
+    /// metrics are the card's use it, other devices the statistical model.
     pub device_model: String,
     /// Rows (windows) of warm-up per device before the device model scores.
     pub device_warmup: usize,
@@ -408,9 +411,11 @@ impl RunConfig {
         if let SourceConfig::Simulator(sim) = &self.source {
             sim.validate().map_err(|e| Error::Config(e.to_string()))?;
         }
-        if !matches!(self.device_model.as_str(), "none" | "statistical") {
+        if !matches!(self.device_model.as_str(), "none" | "statistical")
+            && !self.device_model.ends_with(".json")
+        {
             return Err(Error::Config(format!(
-                "device_model must be none or statistical, got {:?}",
+                "device_model must be none, statistical or a row-model card (.json), got {:?}",
                 self.device_model
             )));
         }

@@ -206,6 +206,19 @@ pub struct ReaderContext {
 }
 
 impl ReaderContext {
+    /// One reader thread that reads every partition (tools outside the dataflow: `record`,
+    /// `train --data`), with default limits.
+    pub fn single(dict: Dictionary, max_events: Option<u64>) -> Self {
+        ReaderContext {
+            index: 0,
+            peers: 1,
+            dict,
+            limits: Limits::default(),
+            labels: Labels::default(),
+            max_events,
+        }
+    }
+
     pub(crate) fn builder(&self) -> EventBuilder {
         EventBuilder::new(self.dict.devices.clone(), self.dict.metrics.clone(), self.limits)
     }

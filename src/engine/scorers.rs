@@ -127,14 +127,27 @@ pub fn scorer_factory_with(
     }
 }
 
-/// The statistical device model behind the engine's [`RowModel`] interface.
-struct StatisticalRows(sensorflow_models::device::DeviceModel);
+/// The device model (statistical or with a learned prior) behind the engine's [`RowModel`]
+/// interface.
+struct StatisticalRows {
+    model: sensorflow_models::device::DeviceModel,
+    /// The row's columns the model reads, in its order (`None`: every column).
+    columns: Option<Vec<usize>>,
+    row: Vec<Option<f64>>,
+}
 
 impl sensorflow_operators::RowModel for StatisticalRows {
     fn push(&mut self, values: &[Option<f64>]) -> sensorflow_operators::RowVerdict {
         use sensorflow_models::device::{RowState, Transition};
         use sensorflow_operators::RowPhase;
-        let out = self.0.push(values, false);
+        let out = match &self.columns {
+            Some(columns) => {
+                self.row.clear();
+                self.row.extend(columns.iter().map(|&c| values.get(c).copied().flatten()));
+                self.model.push(&self.row, false)
+            }
+            None => self.model.push(values, false),
+        };
         let phase = match out.state {
             RowState::WarmUp => RowPhase::WarmUp,
             RowState::Normal => RowPhase::Normal,
@@ -142,7 +155,14 @@ impl sensorflow_operators::RowModel for StatisticalRows {
             RowState::Open => RowPhase::Open,
         };
         let (fired, cleared) = match out.transition {
-            Some(Transition::Fired { top }) => (Some(top), false),
+            Some(Transition::Fired { top }) => {
+                // Name the device's own columns.
+                let top = match &self.columns {
+                    Some(columns) => top.iter().filter_map(|&i| columns.get(i).copied()).collect(),
+                    None => top,
+                };
+                (Some(top), false)
+            }
             Some(Transition::Cleared { .. }) => (None, true),
             None => (None, false),
         };
@@ -150,15 +170,17 @@ impl sensorflow_operators::RowModel for StatisticalRows {
     }
 
     fn is_live(&self) -> bool {
-        self.0.is_live()
+        self.model.is_live()
     }
 }
 
 /// The device-model factory `config` asks for (`None` for `device_model = "none"`): one
-/// statistical model per device of at least two metrics, its rows one window hop apart.
+/// model per device of at least two metrics, its rows one window hop apart: the learned row
+/// model of a card for devices with the card's metrics, the statistical model otherwise.
 pub fn device_model_factory(
     config: &crate::config::RunConfig,
 ) -> Result<Option<sensorflow_operators::RowModelFactory>, Error> {
+    use sensorflow_models::device::learned::load_row_prior;
     use sensorflow_models::device::{DeviceConfig, DeviceModel};
     if config.device_model == "none" {
         return Ok(None);
@@ -167,13 +189,45 @@ pub fn device_model_factory(
     let cfg = DeviceConfig { warmup_rows: config.device_warmup, ..DeviceConfig::default() };
     cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
     let interval = spec.hop_ms;
-    Ok(Some(Arc::new(move |metrics: usize| {
-        if metrics < 2 {
+    let prior = match config.device_model.as_str() {
+        "statistical" => None,
+        card => {
+            let prior = load_row_prior(Path::new(card)).map_err(|e| Error::Config(e.to_string()))?;
+            if prior.schema().interval_ms != interval {
+                return Err(Error::Config(format!(
+                    "{card}: the row model was trained on rows {} ms apart, but windows here step {} ms \
+                     (set --window/--hop to match, or retrain with --interval)",
+                    prior.schema().interval_ms,
+                    interval
+                )));
+            }
+            Some(prior)
+        }
+    };
+    Ok(Some(Arc::new(move |metrics: &[Arc<str>]| {
+        if metrics.len() < 2 {
             return None;
         }
-        DeviceModel::new(metrics, interval, &cfg)
-            .ok()
-            .map(|m| Box::new(StatisticalRows(m)) as Box<dyn sensorflow_operators::RowModel>)
+        // A device that sends every metric of the card runs the learned model on those
+        // columns (any others, such as a `label` column, are not part of its rows).
+        if let Some(p) = &prior {
+            let columns: Option<Vec<usize>> = p
+                .schema()
+                .metrics
+                .iter()
+                .map(|name| metrics.iter().position(|m| m.as_ref() == name.as_str()))
+                .collect();
+            if let Some(columns) = columns {
+                return DeviceModel::with_prior(p.clone(), &cfg).ok().map(|m| {
+                    Box::new(StatisticalRows { model: m, columns: Some(columns), row: Vec::new() })
+                        as Box<dyn sensorflow_operators::RowModel>
+                });
+            }
+        }
+        DeviceModel::new(metrics.len(), interval, &cfg).ok().map(|m| {
+            Box::new(StatisticalRows { model: m, columns: None, row: Vec::new() })
+                as Box<dyn sensorflow_operators::RowModel>
+        })
     })))
 }
 

@@ -10,3 +10,4 @@ pub mod evaluate;
 pub mod plot;
 pub mod record;
 pub mod simulate;
+pub mod train;

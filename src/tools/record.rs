@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use sensorflow_operators::{Dictionary, Poll, SourceBatch};
 
 use crate::connectors::binlog::LogWriter;
-use crate::connectors::parse::Limits;
 use crate::connectors::{self, ReaderContext, SourceConfig};
 use crate::sinks::Diverted;
 use crate::Error;
@@ -27,14 +26,7 @@ pub struct Recorded {
 /// Reads every partition of `source` in one thread and writes its events to `out`.
 pub fn record(source: &SourceConfig, out: &Path, max_events: Option<u64>) -> Result<Recorded, Error> {
     let dict = Dictionary::default();
-    let ctx = ReaderContext {
-        index: 0,
-        peers: 1,
-        dict: dict.clone(),
-        limits: Limits::default(),
-        labels: Default::default(),
-        max_events,
-    };
+    let ctx = ReaderContext::single(dict.clone(), max_events);
     let (mut readers, _) = connectors::open(source, &ctx)?;
     let mut done = vec![false; readers.len()];
     let mut writer = LogWriter::create(out)?;

@@ -99,7 +99,7 @@ pub fn batch_tensors(data: &Dataset, idx: &[usize], device: &Device) -> (Tensor<
 
 /// Adam over `data` with the loss `loss(model, x, y, batch indices)`; `after_step` may edit
 /// the model after every update (pruning masks). Returns the trained model.
-fn fit<M, L, A>(
+pub(crate) fn fit<M, L, A>(
     mut model: M,
     data: &Dataset,
     cfg: &TrainConfig,
@@ -220,7 +220,7 @@ pub fn sparsity_at(step: usize, total: usize, initial: f64, final_: f64) -> f64 
 }
 
 /// Zeroes the smallest-magnitude `sparsity` fraction of `w`, returning the new tensor.
-fn magnitude_mask(w: Tensor<2>, sparsity: f64, training: bool) -> Tensor<2> {
+pub(crate) fn magnitude_mask(w: Tensor<2>, sparsity: f64, training: bool) -> Tensor<2> {
     let masked = mask_by_magnitude(w, sparsity);
     // While training, the masked weight must be a fresh leaf, or the next backward pass would
     // run into the already-consumed graph of this multiplication.
@@ -250,7 +250,7 @@ fn mask_by_magnitude(w: Tensor<2>, sparsity: f64) -> Tensor<2> {
     w * mask
 }
 
-fn prune_weights(mut s: Student, sparsity: f64, training: bool) -> Student {
+pub(crate) fn prune_weights(mut s: Student, sparsity: f64, training: bool) -> Student {
     s.l1.weight = s.l1.weight.map(|w| magnitude_mask(w, sparsity, training));
     s.l2.weight = s.l2.weight.map(|w| magnitude_mask(w, sparsity, training));
     s

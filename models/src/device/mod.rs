@@ -53,6 +53,7 @@
 
 mod cells;
 mod episode;
+pub mod learned;
 mod linalg;
 mod model;
 
@@ -134,6 +135,9 @@ pub struct DeviceConfig {
     pub baseline_span_s: f64,
     /// Whether the baseline stands still while the device is abnormal.
     pub baseline_freeze: bool,
+    /// With a learned prior: also fit a per-device ridge regression of the prior's residuals
+    /// (warm-up, then adapted on normal rows), instead of an offset per metric.
+    pub prior_ridge: bool,
 }
 
 impl Default for DeviceConfig {
@@ -168,6 +172,7 @@ impl Default for DeviceConfig {
             cell_new_factor: 1e9,
             baseline_span_s: 0.0,
             baseline_freeze: true,
+            prior_ridge: false,
         }
     }
 }

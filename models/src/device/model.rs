@@ -3,8 +3,10 @@
 
 use super::cells::Cells;
 use super::episode::{Episode, RowState, Transition};
+use super::learned::{RowPrior, Scratch};
 use super::linalg::cholesky_solve;
 use super::{DeviceConfig, DeviceError, Quadratic};
+use std::sync::Arc;
 
 /// Weighted first and second moments with exponential forgetting.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +178,23 @@ pub struct DeviceModel {
     bias: Vec<f64>,
     /// Whether the last row was in a cell not yet mature.
     new_ground: bool,
+    /// A learned model of the device type ([`DeviceModel::with_prior`]): it predicts every
+    /// metric instead of the regressions, and the warm-up only measures each metric's
+    /// residual offset and σ.
+    prior: Option<Arc<RowPrior>>,
+    /// This row's predictions by the prior.
+    pred: Vec<f64>,
+    /// Each metric's residual offset (learned mode): the warm-up's mean residual, then
+    /// adapted on normal rows.
+    offset: Vec<f64>,
+    /// Sums of the raw residuals and their squares, and counts, during the σ phase.
+    sums: Vec<(f64, f64, f64)>,
+    scratch: Scratch,
+    /// Regressor columns (`feat[f_reg..]` holds the prior's residuals in hybrid mode).
+    f_reg: usize,
+    /// Hybrid mode: a per-device regression on the prior's residuals, fitted on the warm-up
+    /// and adapted like the statistical model's (otherwise only an offset per metric).
+    hybrid: bool,
 }
 
 fn ewma_alpha(span_rows: f64) -> f64 {
@@ -271,7 +290,55 @@ impl DeviceModel {
             resid: vec![None; n],
             bias: vec![0.0; n],
             new_ground: false,
+            prior: None,
+            pred: vec![0.0; n],
+            offset: vec![0.0; n],
+            sums: vec![(0.0, 0.0, 0.0); n],
+            scratch: Scratch::default(),
+            f_reg: f,
+            hybrid: false,
         })
+    }
+
+    /// A model of one device of the type `prior` was trained on: the prior predicts every
+    /// metric (its regressors: the schema's moving averages; its row interval: the schema's),
+    /// and the warm-up measures each metric's residual offset and σ (its first fifth lets the
+    /// moving averages settle, up to half measures the residuals, the rest the smoothed
+    /// residuals' deviation and the threshold). Afterwards the offsets adapt on rows judged
+    /// normal, at `adapt_halflife_rows`. Operating cells are not used.
+    pub fn with_prior(prior: Arc<RowPrior>, cfg: &DeviceConfig) -> Result<Self, DeviceError> {
+        let schema = prior.schema();
+        let cfg = DeviceConfig { ema_seconds: schema.ema_seconds.clone(), cell_dims: 0, ..cfg.clone() };
+        let mut model = DeviceModel::new(prior.metrics(), schema.interval_ms, &cfg)?;
+        let n = model.n;
+        model.prior = Some(prior);
+        model.hybrid = cfg.prior_ridge;
+        if model.hybrid {
+            // The prior's residuals, one column per metric after the regressors: targets
+            // only, never regressors.
+            let f = model.f_reg + n;
+            model.owners.extend((0..n).map(|j| (j, j)));
+            model.feat.resize(f, 0.0);
+            model.delta.resize(f, 0.0);
+            model.moments = Moments::new(f);
+            model.beta = vec![0.0; n * f];
+        } else {
+            model.fit_end = cfg.warmup_rows / 5;
+            model.sigma_end = cfg.warmup_rows / 2;
+        }
+        Ok(model)
+    }
+
+    /// Learned prior with a per-metric offset only (no per-device regression).
+    fn offset_mode(&self) -> bool {
+        self.prior.is_some() && !self.hybrid
+    }
+
+    /// Observes a row and returns its regressors (`n × block`: each metric's value carried
+    /// forward and its moving averages), as the learned model's training reads them.
+    pub(crate) fn regressors(&mut self, values: &[Option<f64>]) -> &[f64] {
+        self.observe(values);
+        &self.feat[..self.n * self.block]
     }
 
     /// Metrics per row.
@@ -328,8 +395,15 @@ impl DeviceModel {
                             continue;
                         };
                         *seen += 1.0;
+                        if self.offset_mode() {
+                            let r = v - self.pred[j];
+                            let (s1, s2, c) = &mut self.sums[j];
+                            *s1 += r;
+                            *s2 += r * r;
+                            *c += 1.0;
+                        }
                         for c in &mut candidates {
-                            let r = v - self.predict(&c.fits[j].0, c.fits[j].1);
+                            let r = v - self.pred[j] - self.predict(&c.fits[j].0, c.fits[j].1);
                             c.sq[j] += r * r;
                         }
                     }
@@ -347,6 +421,15 @@ impl DeviceModel {
                         self.intercept[j] = best.fits[j].1;
                         let s = (best.sq[j] / seen.max(1.0)).sqrt();
                         self.sigma[j] = if s.is_finite() && s > 0.0 { s } else { 1.0 };
+                    }
+                    if self.offset_mode() {
+                        for j in 0..self.n {
+                            let (s1, s2, c) = self.sums[j];
+                            let mean = s1 / c.max(1.0);
+                            let sd = (s2 / c.max(1.0) - mean * mean).max(0.0).sqrt();
+                            self.offset[j] = mean;
+                            self.sigma[j] = if sd.is_finite() && sd > 0.0 { sd } else { 1.0 };
+                        }
                     }
                     let rows = self.warmup - self.sigma_end;
                     (Phase::Threshold { smoothed: Vec::with_capacity(2 * self.n * rows) }, self.warming())
@@ -431,14 +514,27 @@ impl DeviceModel {
             let cb = self.feat[b * self.block] - self.centre[b].unwrap_or(0.0);
             self.feat[base + i] = ca * cb;
         }
+        if let Some(prior) = &self.prior {
+            prior.predict(&self.feat[..self.n * self.block], &mut self.pred, &mut self.scratch);
+            if self.hybrid {
+                for j in 0..self.n {
+                    self.feat[self.f_reg + j] = self.feat[j * self.block] - self.pred[j];
+                }
+            }
+        }
     }
 
     fn learn(&mut self, decay: f64) {
-        self.moments.add(&self.feat, decay, &mut self.delta);
+        if !self.offset_mode() {
+            self.moments.add(&self.feat, decay, &mut self.delta);
+        }
     }
 
     /// Fits every metric's regression on the current moments, each with its own ridge.
     fn fit(&mut self) {
+        if self.offset_mode() {
+            return;
+        }
         let f = self.owners.len();
         for j in 0..self.n {
             let (row, intercept) = self.fit_one(j, self.ridges[j]);
@@ -452,11 +548,14 @@ impl DeviceModel {
     /// if it never is).
     fn fit_one(&self, j: usize, ridge: f64) -> (Vec<f64>, f64) {
         let f = self.owners.len();
-        let others: Vec<usize> = (0..f).filter(|&i| self.owners[i].0 != j && self.owners[i].1 != j).collect();
+        let others: Vec<usize> =
+            (0..self.f_reg).filter(|&i| self.owners[i].0 != j && self.owners[i].1 != j).collect();
         let m = others.len();
         let mut a = vec![0.0; m * m];
         let mut b = vec![0.0; m];
-        let target = j * self.block;
+        // With a prior (hybrid mode) the regression explains what the prior leaves: its
+        // residual, held after the regressors.
+        let target = if self.prior.is_some() { self.f_reg + j } else { j * self.block };
         let mut ridge = ridge;
         let solved = loop {
             for (r, &i) in others.iter().enumerate() {
@@ -489,6 +588,9 @@ impl DeviceModel {
     /// Candidate regressions: the configured ridge, and with `choose_ridge` every ridge of
     /// [`RIDGES`].
     fn candidates(&self) -> Vec<Candidate> {
+        if self.offset_mode() {
+            return Vec::new();
+        }
         let mut ridges: Vec<f64> = if self.choose_ridge { RIDGES.to_vec() } else { Vec::new() };
         if !ridges.contains(&self.ridge) {
             ridges.push(self.ridge);
@@ -509,13 +611,16 @@ impl DeviceModel {
     /// Metric j's residual on this row (`None` when it is missing).
     fn residual(&self, j: usize, values: &[Option<f64>]) -> Option<f64> {
         let v = values.get(j).copied().flatten().filter(|v| v.is_finite())?;
+        if self.offset_mode() {
+            return Some(v - self.pred[j] - self.offset[j]);
+        }
         let f = self.owners.len();
-        Some(v - self.predict(&self.beta[j * f..(j + 1) * f], self.intercept[j]))
+        Some(v - self.pred[j] - self.predict(&self.beta[j * f..(j + 1) * f], self.intercept[j]))
     }
 
     /// The operating cells over the warm-up's metric moments.
     fn build_cells(&mut self) {
-        if self.cell_dims == 0 {
+        if self.cell_dims == 0 || self.prior.is_some() {
             return;
         }
         let block = self.block;
@@ -685,6 +790,15 @@ impl DeviceModel {
         }
         if !self.base_freeze || (reason.is_none() && state == RowState::Normal) || rebaseline {
             self.update_base();
+        }
+        if !exclude && (normal || rebaseline) && self.offset_mode() {
+            let a = 1.0 - self.decay;
+            for j in 0..self.n {
+                if let Some(v) = values.get(j).copied().flatten().filter(|v| v.is_finite()) {
+                    let r = v - self.pred[j];
+                    self.offset[j] += a * (r - self.offset[j]);
+                }
+            }
         }
         if !exclude && (normal || rebaseline) {
             self.learn(self.decay);

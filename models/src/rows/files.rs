@@ -103,6 +103,18 @@ impl RowLabels {
         Ok(RowLabels { ts, anomalous, warmup })
     }
 
+    /// Whether timestamp `t` falls in a row labelled anomalous (false outside the run).
+    pub fn is_anomalous_at(&self, t: u64) -> bool {
+        let Some(i) = self.row_of(t) else { return false };
+        // Past the last row: inside the run only within one row's step of it.
+        let step = match self.ts.as_slice() {
+            [a, b, ..] => b - a,
+            _ => 1,
+        };
+        let inside = i + 1 < self.ts.len() || t - self.ts[i] < step;
+        inside && self.anomalous.get(i).copied().unwrap_or(false)
+    }
+
     /// Row index of timestamp `t` (the row whose interval holds it), if inside the run.
     fn row_of(&self, t: u64) -> Option<usize> {
         let i = self.ts.partition_point(|&x| x <= t);

@@ -65,9 +65,10 @@ pub trait RowModel: Send {
     fn is_live(&self) -> bool;
 }
 
-/// Makes the model of a device with the given number of metrics, `None` if no model applies
-/// (for example a device with a single metric, which the series scorer covers).
-pub type RowModelFactory = Arc<dyn Fn(usize) -> Option<Box<dyn RowModel>> + Send + Sync>;
+/// Makes the model of a device whose rows carry the given metrics (by name, in column order:
+/// sorted by name), `None` if no model applies (for example a device with a single metric,
+/// which the series scorer covers).
+pub type RowModelFactory = Arc<dyn Fn(&[Arc<str>]) -> Option<Box<dyn RowModel>> + Send + Sync>;
 
 /// One scored row, for `--scores`.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,7 +180,9 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             }
                             if grown || state.model.is_none() {
                                 state.metrics.sort_by_cached_key(|&m| dict.metric_name(m));
-                                state.model = models(state.metrics.len());
+                                let columns: Vec<Arc<str>> =
+                                    state.metrics.iter().map(|&m| dict.metric_name(m)).collect();
+                                state.model = models(&columns);
                                 tracing::debug!(
                                     device = %names.device(device, &dict),
                                     metrics = state.metrics.len(),

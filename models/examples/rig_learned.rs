@@ -41,8 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(a) = env("SF_ALPHA") {
         opts.alpha = a;
     }
-    if env("SF_WEIGHTED").is_some_and(|w| w > 0.0) {
-        opts.weighted = true;
+    if let Some(w) = env("SF_WEIGHTED") {
+        opts.weighted = w > 0.0;
     }
     let steps = ["teacher", "student", "student-pruned", "student-int8"];
     let mut priors: Vec<Vec<Arc<RowPrior>>> = Vec::new();
@@ -69,7 +69,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|(a, b)| (a / b * 1000.0).round() / 1000.0)
                 .collect::<Vec<_>>()
         );
-        let chain = run_chain(&data, &opts, &mut |row| eprintln!("  {row:?}"));
+        let chain = run_chain(&data, &opts, &mut |row| {
+            let ratio: Vec<f64> = row
+                .residual_sd
+                .iter()
+                .zip(&data.noise)
+                .map(|(r, n)| (r / n * 100.0).round() / 100.0)
+                .collect();
+            eprintln!(
+                "  {}: params {}, non-zero {}, {} B, validation RMSE {:.4}, {:.0} rows/s; residual ÷ noise {ratio:?}",
+                row.step, row.params, row.nonzero, row.bytes, row.rmse, row.rows_per_s
+            )
+        });
         let mut p = vec![Arc::new(RowPrior::from_teacher(chain.schema.clone(), &chain.teacher)?)];
         for (_, s) in &chain.students {
             p.push(Arc::new(RowPrior::from_student(chain.schema.clone(), s)?));

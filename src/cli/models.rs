@@ -102,11 +102,12 @@ pub fn train_rows(args: TrainArgs) -> Result<()> {
         name: args.name,
         chain,
     };
-    eprintln!(
-        "| step | params | non-zero | file bytes | validation RMSE (σ) | rows/s (1 thread) | train s |"
-    );
-    eprintln!("|---|---|---|---|---|---|---|");
+    let mut header = true;
     let out = train_rows(&opts, &mut |r| {
+        if std::mem::take(&mut header) {
+            eprintln!("| step | params | non-zero | file bytes | validation RMSE (σ) | rows/s (1 thread) | train s |");
+            eprintln!("|---|---|---|---|---|---|---|");
+        }
         eprintln!(
             "| {} | {} | {} | {} | {:.4} | {:.0} | {:.1} |",
             r.step, r.params, r.nonzero, r.bytes, r.rmse, r.rows_per_s, r.train_s

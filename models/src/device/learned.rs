@@ -800,7 +800,7 @@ impl Default for ChainOptions {
             alpha: 0.3,
             sparsity: (0.15, 0.3),
             max_samples: 400_000,
-            weighted: false,
+            weighted: true,
         }
     }
 }

@@ -325,6 +325,9 @@ impl DeviceModel {
         } else {
             model.fit_end = cfg.warmup_rows / 5;
             model.sigma_end = cfg.warmup_rows / 2;
+            // No regression to fit: no moments to keep.
+            model.moments = Moments::new(0);
+            model.beta = Vec::new();
         }
         Ok(model)
     }

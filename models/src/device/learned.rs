@@ -1008,6 +1008,95 @@ mod tests {
         assert!(RowPrior::from_student(schema(3), &student).unwrap_err().contains("inputs"));
     }
 
+    /// Three metrics tied by `b = 2a + 5`, `c = 10 − a` (noise σ 0.1); the driver `a` wanders
+    /// between −10 and 10 with period `period` rows, around `level`.
+    fn relation_rows(
+        rows: usize,
+        seed: u64,
+        level: impl Fn(usize) -> f64,
+        fault: Option<(usize, usize)>,
+    ) -> Recording {
+        let mut rng = crate::synth::SplitMix64::new(seed);
+        let rows = (0..rows)
+            .map(|i| {
+                let a =
+                    level(i) + 4.0 * (i as f64 / 90.0 + seed as f64).sin() + 2.0 * (i as f64 / 23.0).cos();
+                let bump = fault.is_some_and(|(s, e)| (s..e).contains(&i));
+                vec![
+                    Some(a + 0.1 * rng.normal()),
+                    Some(2.0 * a + 5.0 + if bump { 1.0 } else { 0.0 } + 0.1 * rng.normal()),
+                    Some(10.0 - a + 0.1 * rng.normal()),
+                ]
+            })
+            .collect();
+        Recording { rows, exclude: Vec::new() }
+    }
+
+    /// A prior trained on recordings whose driver level spans −6 … 6.
+    fn trained_prior() -> Arc<RowPrior> {
+        let recordings: Vec<Recording> = (0..4)
+            .map(|k| {
+                relation_rows(
+                    6000,
+                    10 + k,
+                    move |i| -6.0 + 12.0 * ((i as f64 / 6000.0 + k as f64 * 0.25) % 1.0),
+                    None,
+                )
+            })
+            .collect();
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let data = RowData::build(&recordings, &names, 1000, &[60.0, 300.0, 1200.0], 60_000).unwrap();
+        let mut opts = ChainOptions::default();
+        opts.train.epochs = 6;
+        let chain = run_chain(&data, &opts, &mut |_| {});
+        let (_, int8) = chain.students.last().unwrap();
+        Arc::new(RowPrior::from_student(chain.schema.clone(), int8).unwrap())
+    }
+
+    /// Episodes of a device run: (first open row, rows open).
+    fn episodes(prior: &Arc<RowPrior>, rec: &Recording, warmup: usize) -> Vec<(usize, usize)> {
+        let cfg = DeviceConfig { warmup_rows: warmup, ..DeviceConfig::default() };
+        let mut model = DeviceModel::with_prior(prior.clone(), &cfg).unwrap();
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        let mut was_open = false;
+        for (i, row) in rec.rows.iter().enumerate() {
+            let open = model.push(row, false).state == crate::device::RowState::Open;
+            match (was_open, open) {
+                (false, true) => out.push((i, 1)),
+                (true, true) => {
+                    if let Some(last) = out.last_mut() {
+                        last.1 += 1;
+                    }
+                }
+                _ => {}
+            }
+            was_open = open;
+        }
+        out
+    }
+
+    #[test]
+    fn the_learned_model_follows_a_slow_regime_change_without_alerting_and_keeps_one_episode_per_fault() {
+        let prior = trained_prior();
+        // The driver's level moves from −4 to +4 over 4,000 rows after the warm-up: ground the
+        // warm-up never saw, which the recordings did.
+        let slow =
+            |i: usize| if i < 1500 { -4.0 } else { -4.0 + 8.0 * ((i - 1500) as f64 / 4000.0).min(1.0) };
+        let calm = relation_rows(7000, 77, slow, None);
+        assert_eq!(
+            episodes(&prior, &calm, 1500),
+            Vec::<(usize, usize)>::new(),
+            "no episode on a slow normal change"
+        );
+        // The same device with `b` 1.0 high (10σ of its noise) on rows 4000..5000.
+        let faulty = relation_rows(7000, 77, slow, Some((4000, 5000)));
+        let found = episodes(&prior, &faulty, 1500);
+        assert_eq!(found.len(), 1, "one episode for the fault: {found:?}");
+        let (start, len) = found[0];
+        assert!((4000..4060).contains(&start), "opens at the fault's start: {found:?}");
+        assert!((900..1300).contains(&len), "stays open while the fault lasts: {found:?}");
+    }
+
     #[test]
     fn too_few_normal_rows_is_a_clear_error() {
         let rec = Recording { rows: vec![vec![Some(1.0), Some(2.0)]; 400], exclude: Vec::new() };

@@ -138,6 +138,9 @@ pub struct DeviceConfig {
     /// With a learned prior: also fit a per-device ridge regression of the prior's residuals
     /// (warm-up, then adapted on normal rows), instead of an offset per metric.
     pub prior_ridge: bool,
+    /// With a learned prior: also use operating cells (their bias learned per device and
+    /// subtracted once mature; new ground raises the bar by `cell_new_factor`).
+    pub prior_cells: bool,
 }
 
 impl Default for DeviceConfig {
@@ -173,6 +176,7 @@ impl Default for DeviceConfig {
             baseline_span_s: 0.0,
             baseline_freeze: true,
             prior_ridge: false,
+            prior_cells: false,
         }
     }
 }

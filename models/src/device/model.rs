@@ -308,7 +308,8 @@ impl DeviceModel {
     /// normal, at `adapt_halflife_rows`. Operating cells are not used.
     pub fn with_prior(prior: Arc<RowPrior>, cfg: &DeviceConfig) -> Result<Self, DeviceError> {
         let schema = prior.schema();
-        let cfg = DeviceConfig { ema_seconds: schema.ema_seconds.clone(), cell_dims: 0, ..cfg.clone() };
+        let cell_dims = if cfg.prior_cells { cfg.cell_dims } else { 0 };
+        let cfg = DeviceConfig { ema_seconds: schema.ema_seconds.clone(), cell_dims, ..cfg.clone() };
         let mut model = DeviceModel::new(prior.metrics(), schema.interval_ms, &cfg)?;
         let n = model.n;
         model.prior = Some(prior);
@@ -325,8 +326,10 @@ impl DeviceModel {
         } else {
             model.fit_end = cfg.warmup_rows / 5;
             model.sigma_end = cfg.warmup_rows / 2;
-            // No regression to fit: no moments to keep.
-            model.moments = Moments::new(0);
+            // No regression to fit: no moments to keep (beyond placing the cells).
+            if cell_dims == 0 {
+                model.moments = Moments::new(0);
+            }
             model.beta = Vec::new();
         }
         Ok(model)
@@ -528,7 +531,8 @@ impl DeviceModel {
     }
 
     fn learn(&mut self, decay: f64) {
-        if !self.offset_mode() {
+        // In offset mode the moments only place the operating cells, from the warm-up.
+        if !self.offset_mode() || (self.cell_dims > 0 && self.rows < self.warmup) {
             self.moments.add(&self.feat, decay, &mut self.delta);
         }
     }
@@ -623,7 +627,7 @@ impl DeviceModel {
 
     /// The operating cells over the warm-up's metric moments.
     fn build_cells(&mut self) {
-        if self.cell_dims == 0 || self.prior.is_some() {
+        if self.cell_dims == 0 || self.hybrid {
             return;
         }
         let block = self.block;

@@ -322,3 +322,78 @@ fn a_rig_run_through_the_engine_scores_the_same_from_its_alerts_and_its_scores()
     let detected: Vec<u32> = from_alerts[6].split(" / ").map(|n| n.parse().unwrap()).collect();
     assert!(far < 0.5 && detected[0] > 0, "{from_alerts:?}");
 }
+
+/// `train --data` reads every recorded format the engine reads: a rig run as a wide CSV with
+/// its `label` column, and the same run recorded into a binary log give the same rows,
+/// metrics and left-out incidents; the card runs in the engine on another run of the rig,
+/// finding its faults, with the same alerts at 1 and 2 workers.
+#[test]
+fn train_data_reads_a_wide_csv_with_labels_and_a_binary_log_alike_and_the_card_finds_a_rigs_faults() {
+    use sensorflow::tools::record::record;
+    use sensorflow::tools::train::{train_rows, TrainRows};
+    use sensorflow_models::device::learned::ChainOptions;
+    use sensorflow_models::synth::rigs::{RigRun, RigShape};
+
+    let dir = tmp();
+    let rig = RigRun::generate(RigShape::Compressor, 101);
+    let csv = dir.path().join("compressor-101.csv");
+    rig.save(&csv, None).unwrap();
+    let log = dir.path().join("compressor-101.sflog");
+    record(&SourceConfig::Csv { paths: vec![csv.clone()] }, &log, None).unwrap();
+    let labelled = rig.labels().iter().filter(|&&l| l).count();
+    assert!(labelled > 300, "the run has faults to leave out ({labelled} rows)");
+
+    let train = |input: &Path, name: &str| {
+        let opts = TrainRows {
+            inputs: vec![input.to_path_buf()],
+            format: None,
+            interval_ms: rig.interval_ms,
+            labels: Vec::new(),
+            dir: dir.path().join("model"),
+            name: name.into(),
+            chain: ChainOptions { max_samples: 60_000, ..ChainOptions::default() },
+        };
+        train_rows(&opts, &mut |_| {}).expect("training")
+    };
+    let from_csv = train(&csv, "csv");
+    let from_log = train(&log, "log");
+    let mut sensors: Vec<String> = rig.sensors.iter().map(|s| s.to_string()).collect();
+    sensors.sort();
+    for out in [&from_csv, &from_log] {
+        assert_eq!(out.metrics, sensors, "the label column is not a metric");
+        assert_eq!(out.rows, rig.rows.len());
+        assert_eq!(out.excluded, labelled, "the rows the label column marks are left out");
+        assert_eq!(out.recordings, 1);
+    }
+
+    // Another run of the same rig, scored by the engine with the card from the log.
+    let other = RigRun::generate(RigShape::Compressor, 102);
+    let data = dir.path().join("compressor-102.csv");
+    other.save(&data, None).unwrap();
+    let card = from_log.cards.last().expect("cards").to_str().expect("utf-8").to_string();
+    let mut views = Vec::new();
+    for workers in [1, 2] {
+        let mut cfg = config(SourceConfig::Csv { paths: vec![data.clone()] }, workers);
+        cfg.window = other.interval_ms;
+        cfg.model = "none".into();
+        cfg.device_model = card.clone();
+        cfg.device_warmup = other.warmup_rows;
+        let (summary, c) = run(&cfg);
+        assert!(summary.balanced(), "{summary}");
+        let fired: Vec<_> = c
+            .sorted_alerts()
+            .into_iter()
+            .filter(|a| a.key.source.as_ref() == DEVICE_MODEL_SOURCE && a.kind == AlertKind::Fired)
+            .collect();
+        // Episodes that open inside a labelled fault: at least a third of the faults.
+        let row = |ts: u64| ((ts - other.rows[0].ts_ms) / other.interval_ms) as usize;
+        let inside = fired
+            .iter()
+            .filter(|a| other.rows.get(row(a.window_start)).is_some_and(|r| r.anomalous()))
+            .count();
+        let faults = other.faults.iter().filter(|f| f.start_row >= other.warmup_rows).count();
+        assert!(inside * 3 >= faults, "{inside} episodes inside faults, of {faults} faults: {fired:?}");
+        views.push(alert_view(&c));
+    }
+    assert_eq!(views[0], views[1], "the same alerts at 1 and 2 workers");
+}

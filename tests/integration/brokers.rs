@@ -763,14 +763,82 @@ fn r17_the_mqtt_source_reconnects_after_a_broker_restart_and_reads_on() {
     assert_eq!(s.dead_lettered, 0, "{s}");
     assert!(s.processed <= written.events, "more events than published: {s}");
     // Between the devices and the engine, up to 44 of 5,100 events went missing in some runs
-    // under the full suite's load (never when run alone), not yet traced to Mosquitto's
-    // shared subscriptions, the publisher's session or the source (README, "Broker restarts").
+    // under the full suite's load: the ones the devices published after the restart before
+    // either worker had reconnected, which Mosquitto drops for a shared subscription
+    // (`mosquitto_drops_what_a_shared_subscription_is_sent_after_a_restart_until_a_member_reconnects`).
     assert!(
         s.processed + written.events / 50 >= written.events,
         "{} of {} events: {s}",
         s.processed,
         written.events
     );
+}
+
+/// Publishes `n` QoS 1 messages `<tag><i>` on `topic` and waits for every acknowledgement.
+fn publish_acked(addr: &str, topic: &str, tag: &str, n: usize) {
+    let (client, mut conn) = Client::new(options(addr, &unique("pub"), false).unwrap(), 100);
+    for i in 0..n {
+        client.publish(topic, QoS::AtLeastOnce, false, format!("{tag}{i}")).unwrap();
+    }
+    let mut acked = 0;
+    for ev in conn.iter() {
+        if let Ok(MqttEvent::Incoming(Packet::PubAck(_))) = ev {
+            acked += 1;
+            if acked == n {
+                break;
+            }
+        } else {
+            ev.unwrap();
+        }
+    }
+    client.disconnect().unwrap();
+}
+
+/// Why the MQTT source can miss messages across a broker restart at 2 or more workers (see
+/// `r17_the_mqtt_source_reconnects_after_a_broker_restart_and_reads_on`): Mosquitto 2 keeps a
+/// persistent session's plain subscription across a restart, but a *shared* subscription
+/// receives nothing published after the restart until one of its members reconnects; those
+/// messages are gone. Pinned here so a broker that fixes it shows up as a failing test.
+#[test]
+fn mosquitto_drops_what_a_shared_subscription_is_sent_after_a_restart_until_a_member_reconnects() {
+    let dir = tmp();
+    let port = free_port();
+    let mut broker = OwnMosquitto::start(dir.path(), port);
+    let addr = format!("127.0.0.1:{port}");
+    let prefix = unique("restart");
+    let topic = format!("{prefix}/x");
+    let (shared, plain) = (unique("shared"), unique("plain"));
+    for (id, filter) in [(&shared, format!("$share/g/{prefix}/#")), (&plain, format!("{prefix}/#"))] {
+        let (client, mut conn) = subscribed_at(&addr, id, true, filter, 10);
+        client.disconnect().unwrap();
+        let _ = conn.iter().take(2).count();
+    }
+    publish_acked(&addr, &topic, "before", 10);
+    broker.restart(Duration::from_millis(200));
+    publish_acked(&addr, &topic, "after", 10);
+    let received = |id: &str| {
+        let (client, mut conn) = Client::new(options(&addr, id, true).unwrap(), 100);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match conn.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
+                    got.push(String::from_utf8_lossy(&p.payload).into_owned());
+                }
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => panic!("{id}: {e}"),
+            }
+        }
+        client.disconnect().unwrap();
+        got.sort();
+        got.dedup();
+        got
+    };
+    let tagged = |tag: &str| (0..10).map(|i| format!("{tag}{i}")).collect::<BTreeSet<_>>();
+    let plain_got: BTreeSet<String> = received(&plain).into_iter().collect();
+    let shared_got: BTreeSet<String> = received(&shared).into_iter().collect();
+    assert_eq!(plain_got, tagged("before").union(&tagged("after")).cloned().collect(), "plain subscription");
+    assert_eq!(shared_got, tagged("before"), "shared subscription: what came after the restart is gone");
 }
 
 /// A tansu of the test's own on SQLite storage (`SENSORFLOW_TANSU_DURABLE`, built by

@@ -47,6 +47,19 @@ pub struct GroundTruth {
     pub caught: u64,
     /// Per alert source: (alerts fired, alerts that match an injected anomaly).
     pub by_source: BTreeMap<String, (u64, u64)>,
+    /// Per anomaly kind: anomalies injected, caught by some alert, and caught per alert source.
+    pub by_kind: BTreeMap<String, KindCatch>,
+}
+
+/// How the anomalies of one injected kind were caught.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KindCatch {
+    /// Anomalies of the kind injected.
+    pub injected: u64,
+    /// Of those, caught by some alert.
+    pub caught: u64,
+    /// Of those, caught by each alert source (an anomaly two sources catch counts for both).
+    pub by_source: BTreeMap<String, u64>,
 }
 
 impl GroundTruth {
@@ -59,6 +72,16 @@ impl GroundTruth {
         };
         let mut gt = GroundTruth { anomalies: labels.len() as u64, ..Self::default() };
         gt.caught = labels.iter().filter(|l| fired.iter().any(|f| matches(l, f))).count() as u64;
+        for l in labels {
+            let k = gt.by_kind.entry(l.kind.name().to_string()).or_default();
+            k.injected += 1;
+            let sources: std::collections::BTreeSet<&str> =
+                fired.iter().filter(|f| matches(l, f)).map(|f| f.3.as_ref()).collect();
+            k.caught += u64::from(!sources.is_empty());
+            for s in sources {
+                *k.by_source.entry(s.to_string()).or_default() += 1;
+            }
+        }
         for f in fired {
             let e = gt.by_source.entry(f.3.to_string()).or_default();
             e.0 += 1;
@@ -198,6 +221,17 @@ impl fmt::Display for Summary {
                     "  {source:<24} {matched:>7} of {fired:>7} fired alerts match an injected anomaly"
                 )?;
             }
+            for (kind, k) in &gt.by_kind {
+                let by: Vec<String> = k.by_source.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                writeln!(
+                    f,
+                    "  {:<24} {:>7} of {:>7} injected caught{}",
+                    format!("kind {kind}"),
+                    k.caught,
+                    k.injected,
+                    if by.is_empty() { String::new() } else { format!(" (by {})", by.join(", ")) }
+                )?;
+            }
         }
         if let Some(bytes) = self.peak_rss_bytes {
             writeln!(f, "peak memory (VmHWM)  {:>11.1} MB", bytes as f64 / 1e6)?;
@@ -254,5 +288,9 @@ mod tests {
         assert_eq!((gt.anomalies, gt.caught), (2, 1));
         assert_eq!(gt.by_source["r"], (2, 1));
         assert_eq!(gt.by_source["m"], (1, 0));
+        let spikes = &gt.by_kind["spike"];
+        assert_eq!((spikes.injected, spikes.caught), (2, 1));
+        assert_eq!(spikes.by_source.get("r"), Some(&1));
+        assert_eq!(spikes.by_source.get("m"), None);
     }
 }

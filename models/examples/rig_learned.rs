@@ -38,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(lr) = env("SF_LR") {
         opts.train.lr = lr;
     }
+    if let Some(m) = env("SF_SAMPLES") {
+        opts.max_samples = m as usize;
+    }
     if let Some(a) = env("SF_ALPHA") {
         opts.alpha = a;
     }

@@ -204,6 +204,7 @@ pub fn device_model_factory(
             Some(prior)
         }
     };
+    let warned = std::sync::atomic::AtomicBool::new(false);
     Ok(Some(Arc::new(move |metrics: &[Arc<str>]| {
         if metrics.len() < 2 {
             return None;
@@ -222,6 +223,16 @@ pub fn device_model_factory(
                     Box::new(StatisticalRows { model: m, columns: Some(columns), row: Vec::new() })
                         as Box<dyn sensorflow_operators::RowModel>
                 });
+            }
+        }
+        if let Some(p) = &prior {
+            // Once per run: a device the card does not fit gets the statistical model.
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    metrics = ?metrics,
+                    card = ?p.schema().metrics,
+                    "a device without every metric of the row-model card gets the statistical device model"
+                );
             }
         }
         DeviceModel::new(metrics.len(), interval, &cfg).ok().map(|m| {

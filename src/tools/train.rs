@@ -37,7 +37,7 @@ pub struct TrainRows {
     pub labels: Vec<PathBuf>,
     /// Output directory.
     pub dir: PathBuf,
-    /// Name stem of the cards (`<name>-student`, `<name>-student-pruned`, `<name>-int8`).
+    /// Name stem of the cards (`<name>-student`, `<name>-student-pruned`, `<name>-student-int8`).
     pub name: String,
     /// Chain settings.
     pub chain: ChainOptions,

@@ -280,9 +280,10 @@ pub struct RunArgs {
     /// `statistical`, or a learned row-model card (`name.json`, from `sensorflow train --data`).
     #[arg(long)]
     pub device_model: Option<String>,
-    /// Rows (windows) of warm-up per device for the device model.
-    #[arg(long)]
-    pub device_warmup: Option<usize>,
+    /// Warm-up per device for the device model: rows (windows, e.g. `1800`) or event time
+    /// (e.g. `2h`, that many window hops).
+    #[arg(long, value_parser = parse_warmup)]
+    pub device_warmup: Option<Warmup>,
     /// Write every device row's score and state to this CSV (`device,ts,score,state`).
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -361,7 +362,14 @@ impl RunArgs {
         set(&mut c.duration, self.duration);
         set(&mut c.model, self.model);
         set(&mut c.device_model, self.device_model);
-        set(&mut c.device_warmup, self.device_warmup);
+        match self.device_warmup {
+            Some(Warmup::Rows(rows)) => {
+                c.device_warmup = rows;
+                c.device_warmup_time = None;
+            }
+            Some(Warmup::Time(ms)) => c.device_warmup_time = Some(ms),
+            None => {}
+        }
         set(&mut c.scores, self.scores.map(Some));
         set(&mut c.summary, self.quiet.then_some(false));
         c.validate()?;
@@ -532,4 +540,20 @@ mod tests {
         let e = args.into_config().err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(e, "simulator flags (--realtime, --devices, --seed, ...) need --source simulator");
     }
+}
+
+/// `--device-warmup`: rows or event time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warmup {
+    /// Rows (windows).
+    Rows(usize),
+    /// Event time, ms.
+    Time(u64),
+}
+
+fn parse_warmup(s: &str) -> Result<Warmup, String> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map(Warmup::Rows).map_err(|e| format!("{s:?}: {e}"));
+    }
+    parse_ms(s).map(Warmup::Time).map_err(|e| format!("{s:?} is neither rows nor a duration: {e}"))
 }

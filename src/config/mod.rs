@@ -180,6 +180,10 @@ pub struct RunConfig {
     pub device_model: String,
     /// Rows (windows) of warm-up per device before the device model scores.
     pub device_warmup: usize,
+    /// Warm-up per device in event time instead (e.g. `"2h"`): that many window hops of rows;
+    /// overrides `device_warmup` when set.
+    #[serde(deserialize_with = "opt_ms")]
+    pub device_warmup_time: Option<u64>,
     /// Write every device row's score and state here (CSV: `device,ts,score,state`).
     pub scores: Option<PathBuf>,
     /// Print the summary table at the end.
@@ -229,6 +233,7 @@ impl Default for RunConfig {
             model: "default".into(),
             device_model: "none".into(),
             device_warmup: 1800,
+            device_warmup_time: None,
             scores: None,
             summary: true,
             http: None,
@@ -265,6 +270,18 @@ impl RunConfig {
     pub fn window_spec(&self) -> Result<WindowSpec, Error> {
         let hop = if self.hop == 0 { self.window } else { self.hop };
         WindowSpec::sliding(self.window, hop).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The device model's warm-up in rows: `device_warmup`, or `device_warmup_time` in window
+    /// hops (rounded up).
+    pub fn device_warmup_rows(&self) -> Result<usize, Error> {
+        match self.device_warmup_time {
+            Some(ms) => {
+                let hop = self.window_spec()?.hop_ms.max(1);
+                Ok(usize::try_from(ms.div_ceil(hop)).unwrap_or(usize::MAX))
+            }
+            None => Ok(self.device_warmup),
+        }
     }
 
     /// How long idle per-key state is kept.
@@ -419,11 +436,16 @@ impl RunConfig {
                 self.device_model
             )));
         }
-        if !(50..=10_000_000).contains(&self.device_warmup) {
-            return Err(Error::Config(format!(
-                "device_warmup must be 50..=10000000 rows, got {}",
-                self.device_warmup
-            )));
+        let rows = self.device_warmup_rows()?;
+        if !(50..=10_000_000).contains(&rows) {
+            return Err(Error::Config(match self.device_warmup_time {
+                Some(ms) => format!(
+                    "device_warmup_time {} ms is {rows} rows of {} ms; it must be 50..=10000000 rows",
+                    ms,
+                    self.window_spec()?.hop_ms
+                ),
+                None => format!("device_warmup must be 50..=10000000 rows, got {rows}"),
+            }));
         }
         if self.scores.is_some() && self.device_model == "none" {
             return Err(Error::Config("scores needs a device model (--device-model statistical)".into()));

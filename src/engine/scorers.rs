@@ -186,7 +186,7 @@ pub fn device_model_factory(
         return Ok(None);
     }
     let spec = config.window_spec()?;
-    let cfg = DeviceConfig { warmup_rows: config.device_warmup, ..DeviceConfig::default() };
+    let cfg = DeviceConfig { warmup_rows: config.device_warmup_rows()?, ..DeviceConfig::default() };
     cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
     let interval = spec.hop_ms;
     let prior = match config.device_model.as_str() {

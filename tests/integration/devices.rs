@@ -397,3 +397,26 @@ fn train_data_reads_a_wide_csv_with_labels_and_a_binary_log_alike_and_the_card_f
     }
     assert_eq!(views[0], views[1], "the same alerts at 1 and 2 workers");
 }
+
+#[test]
+fn a_warm_up_in_event_time_is_that_many_window_hops_of_rows_and_too_short_a_one_is_refused() {
+    let dir = tmp();
+    let data = dir.path().join("devices.jsonl");
+    write_devices(&data);
+    let rows = device_config(&data, 1);
+    assert_eq!(rows.device_warmup, 2000);
+    let mut time = device_config(&data, 2);
+    time.device_warmup = 1800; // overridden
+    time.device_warmup_time = Some(2000 * 1000);
+    assert_eq!(time.device_warmup_rows().unwrap(), 2000);
+    let (_, a) = run(&rows);
+    let (_, b) = run(&time);
+    let fired = alert_view(&a).iter().filter(|(id, _)| id.ends_with("/fired")).count();
+    assert_eq!(fired, 2, "one episode per faulty device: {:?}", alert_view(&a));
+    assert_eq!(alert_view(&a), alert_view(&b), "2,000 s of 1 s windows is the same warm-up as 2,000 rows");
+
+    let mut short = device_config(&data, 1);
+    short.device_warmup_time = Some(10_000);
+    let err = sensorflow::engine::run_collect(&short).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("10000 ms is 10 rows of 1000 ms"), "{err}");
+}

@@ -169,15 +169,31 @@ fn prune_row_student(mut s: RowStudent, sparsity: f64, training: bool) -> RowStu
     s
 }
 
-/// Quantizes a student's weights to int8 (symmetric, per-tensor min-max calibration), as
-/// [`crate::detector::artifact::quantize`] does the univariate student's.
+/// Quantizes a student's weights to int8, symmetric: the hidden layers with one scale per
+/// tensor (as [`crate::detector::artifact::quantize`] does the univariate student's), the
+/// linear virtual sensors with one scale per metric's row, since each metric's coefficients
+/// have their own magnitude and one scale for all of them rounded the precise metrics'
+/// relations away (models/EXPERIMENTS.md, session 12).
 pub fn quantize_row_student(student: &RowStudent) -> RowStudent {
-    use burn::tensor::quantization::{Calibration, QuantStore, QuantValue};
+    use burn::tensor::quantization::{QuantStore, QuantValue, ScaleDtype};
     let device = training::device();
-    let scheme =
+    let tensor_scheme =
         device.settings().quantization.scheme.with_value(QuantValue::Q8S).with_store(QuantStore::Native);
-    let mut quantizer = burn::module::Quantizer::new(Calibration::MinMax, scheme);
-    student.clone().quantize_weights(&mut quantizer)
+    let mut s = student.clone();
+    s.l1.weight = s.l1.weight.map(|t| t.quantize_dynamic(&tensor_scheme));
+    s.l2.weight = s.l2.weight.map(|t| t.quantize_dynamic(&tensor_scheme));
+    if let Some(b) = s.l1.bias.take() {
+        s.l1.bias = Some(b.map(|t| t.quantize_dynamic(&tensor_scheme)));
+    }
+    if let Some(b) = s.l2.bias.take() {
+        s.l2.bias = Some(b.map(|t| t.quantize_dynamic(&tensor_scheme)));
+    }
+    let [_, nb] = s.skip.val().dims();
+    // Blocks of at most 255 values (the scheme's limit): a metric's whole row when it fits.
+    let block = (1..=nb.min(255)).rev().find(|b| nb % b == 0).unwrap_or(1) as u8;
+    let row_scheme = tensor_scheme.per_block([1, block], ScaleDtype::F32);
+    s.skip = s.skip.map(|t| t.quantize_dynamic(&row_scheme));
+    s
 }
 
 /// A device type's normalisation and regressors: what a card records besides the weights.

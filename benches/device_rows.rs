@@ -17,37 +17,12 @@ use std::time::Instant;
 
 use common::{env_u64, report, Row};
 use sensorflow_models::device::learned::{load_row_prior, RowPrior};
-use sensorflow_models::device::{DeviceConfig, DeviceModel, RowState, Transition};
+use sensorflow_models::device::{DeviceConfig, DeviceModel};
 use sensorflow_operators::*;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 const WARMUP: usize = 200;
-
-/// The device model behind the operator's interface (as the engine wraps it).
-struct Rows(DeviceModel);
-
-impl RowModel for Rows {
-    fn push(&mut self, values: &[Option<f64>]) -> RowVerdict {
-        let out = self.0.push(values, false);
-        let phase = match out.state {
-            RowState::WarmUp => RowPhase::WarmUp,
-            RowState::Normal => RowPhase::Normal,
-            RowState::Pending => RowPhase::Pending,
-            RowState::Open => RowPhase::Open,
-        };
-        let (fired, cleared) = match out.transition {
-            Some(Transition::Fired { top }) => (Some(top), false),
-            Some(Transition::Cleared { .. }) => (None, true),
-            None => (None, false),
-        };
-        RowVerdict { score: out.score, phase, fired, cleared }
-    }
-
-    fn is_live(&self) -> bool {
-        self.0.is_live()
-    }
-}
 
 fn factory(prior: Option<Arc<RowPrior>>) -> RowModelFactory {
     let cfg = DeviceConfig { warmup_rows: WARMUP, ..DeviceConfig::default() };
@@ -56,7 +31,7 @@ fn factory(prior: Option<Arc<RowPrior>>) -> RowModelFactory {
             Some(p) => DeviceModel::with_prior(p.clone(), &cfg),
             None => DeviceModel::new(metrics.len(), 1000, &cfg),
         };
-        model.ok().map(|m| Box::new(Rows(m)) as Box<dyn RowModel>)
+        model.ok().map(|m| Box::new(m) as Box<dyn RowModel>)
     })
 }
 

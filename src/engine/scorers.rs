@@ -127,46 +127,25 @@ pub fn scorer_factory_with(
     }
 }
 
-/// The device model (statistical or with a learned prior) behind the engine's [`RowModel`]
-/// interface.
-struct StatisticalRows {
+/// A device model that reads some of a device's columns (a learned card's metrics, in the
+/// card's order), naming the device's own columns in its alerts.
+struct ProjectedRows {
     model: sensorflow_models::device::DeviceModel,
-    /// The row's columns the model reads, in its order (`None`: every column).
-    columns: Option<Vec<usize>>,
+    /// The device's column of each of the model's metrics.
+    columns: Vec<usize>,
     row: Vec<Option<f64>>,
 }
 
-impl sensorflow_operators::RowModel for StatisticalRows {
+impl sensorflow_operators::RowModel for ProjectedRows {
     fn push(&mut self, values: &[Option<f64>]) -> sensorflow_operators::RowVerdict {
-        use sensorflow_models::device::{RowState, Transition};
-        use sensorflow_operators::RowPhase;
-        let out = match &self.columns {
-            Some(columns) => {
-                self.row.clear();
-                self.row.extend(columns.iter().map(|&c| values.get(c).copied().flatten()));
-                self.model.push(&self.row, false)
-            }
-            None => self.model.push(values, false),
-        };
-        let phase = match out.state {
-            RowState::WarmUp => RowPhase::WarmUp,
-            RowState::Normal => RowPhase::Normal,
-            RowState::Pending => RowPhase::Pending,
-            RowState::Open => RowPhase::Open,
-        };
-        let (fired, cleared) = match out.transition {
-            Some(Transition::Fired { top }) => {
-                // Name the device's own columns.
-                let top = match &self.columns {
-                    Some(columns) => top.iter().filter_map(|&i| columns.get(i).copied()).collect(),
-                    None => top,
-                };
-                (Some(top), false)
-            }
-            Some(Transition::Cleared { .. }) => (None, true),
-            None => (None, false),
-        };
-        sensorflow_operators::RowVerdict { score: out.score, phase, fired, cleared }
+        use sensorflow_operators::RowModel;
+        self.row.clear();
+        self.row.extend(self.columns.iter().map(|&c| values.get(c).copied().flatten()));
+        let mut verdict = RowModel::push(&mut self.model, &self.row);
+        if let Some(top) = verdict.fired.as_mut() {
+            *top = top.iter().filter_map(|&i| self.columns.get(i).copied()).collect();
+        }
+        verdict
     }
 
     fn is_live(&self) -> bool {
@@ -219,8 +198,8 @@ pub fn device_model_factory(
                 .map(|name| metrics.iter().position(|m| m.as_ref() == name.as_str()))
                 .collect();
             if let Some(columns) = columns {
-                return DeviceModel::with_prior(p.clone(), &cfg).ok().map(|m| {
-                    Box::new(StatisticalRows { model: m, columns: Some(columns), row: Vec::new() })
+                return DeviceModel::with_prior(p.clone(), &cfg).ok().map(|model| {
+                    Box::new(ProjectedRows { model, columns, row: Vec::new() })
                         as Box<dyn sensorflow_operators::RowModel>
                 });
             }
@@ -235,10 +214,9 @@ pub fn device_model_factory(
                 );
             }
         }
-        DeviceModel::new(metrics.len(), interval, &cfg).ok().map(|m| {
-            Box::new(StatisticalRows { model: m, columns: None, row: Vec::new() })
-                as Box<dyn sensorflow_operators::RowModel>
-        })
+        DeviceModel::new(metrics.len(), interval, &cfg)
+            .ok()
+            .map(|m| Box::new(m) as Box<dyn sensorflow_operators::RowModel>)
     })))
 }
 

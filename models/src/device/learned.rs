@@ -611,12 +611,17 @@ pub fn train_teacher(
 
 /// The teacher's predictions for every sample of `data`.
 pub fn teacher_outputs(teacher: &RowTeacher, data: &Dataset) -> Vec<f32> {
+    outputs(data, |x| teacher.forward(x))
+}
+
+/// A network's outputs for every sample of `data`, in batches.
+fn outputs(data: &Dataset, forward: impl Fn(Tensor<2>) -> Tensor<2>) -> Vec<f32> {
     let device = training::device();
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut out = Vec::with_capacity(data.len());
     for chunk in idx.chunks(4096) {
         let (x, _) = training::batch_tensors(data, chunk, &device);
-        out.extend(teacher.forward(x).into_data().try_to_vec::<f32>().unwrap_or_default());
+        out.extend(forward(x).into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default());
     }
     out
 }
@@ -694,14 +699,7 @@ pub fn residual_sd(pred: &[f32], data: &Dataset, schema: &RowSchema) -> Vec<f64>
 
 /// A student's predictions for every sample of `data`.
 pub fn student_outputs(student: &RowStudent, data: &Dataset) -> Vec<f32> {
-    let device = training::device();
-    let idx: Vec<usize> = (0..data.len()).collect();
-    let mut out = Vec::with_capacity(data.len());
-    for chunk in idx.chunks(4096) {
-        let (x, _) = training::batch_tensors(data, chunk, &device);
-        out.extend(student.forward(x).into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default());
-    }
-    out
+    outputs(data, |x| student.forward(x))
 }
 
 /// The card beside a row model's weights.

@@ -293,6 +293,31 @@ impl DeviceConfig {
     }
 }
 
+/// The device model behind the engine's device-rows operator: every row pushed as seen (no
+/// row excluded), its state and transitions in the operator's terms.
+impl sensorflow_operators::RowModel for DeviceModel {
+    fn push(&mut self, values: &[Option<f64>]) -> sensorflow_operators::RowVerdict {
+        use sensorflow_operators::RowPhase;
+        let out = DeviceModel::push(self, values, false);
+        let phase = match out.state {
+            RowState::WarmUp => RowPhase::WarmUp,
+            RowState::Normal => RowPhase::Normal,
+            RowState::Pending => RowPhase::Pending,
+            RowState::Open => RowPhase::Open,
+        };
+        let (fired, cleared) = match out.transition {
+            Some(Transition::Fired { top }) => (Some(top), false),
+            Some(Transition::Cleared { .. }) => (None, true),
+            None => (None, false),
+        };
+        sensorflow_operators::RowVerdict { score: out.score, phase, fired, cleared }
+    }
+
+    fn is_live(&self) -> bool {
+        DeviceModel::is_live(self)
+    }
+}
+
 /// The statistical detector's figures on a rig seed set: every rig shape × every seed, each
 /// run with its own warm-up (`cfg`'s other settings as given), a row flagged while an episode
 /// is open.

@@ -149,9 +149,28 @@ fn train_data_leaves_out_the_rows_a_labels_file_marks_and_still_finds_the_fault(
     // Labels that do not parse are a clear error naming the file and the line.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "ts,label\n1,0\n2,maybe\n").unwrap();
-    let opts = TrainRows { labels: vec![bad], ..opts };
+    let opts = TrainRows { labels: vec![bad.clone()], ..opts };
     let err = train_rows(&opts, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("bad.csv") && err.contains("line 3") && err.contains("maybe"), "{err}");
+    // Two labels files for one data file, a file of one metric, a truncated file, an interval of 0.
+    let two = TrainRows { labels: vec![bad.clone(), bad], ..opts.clone() };
+    let err = train_rows(&two, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("2 labels files for 1 data files"), "{err}");
+    let single = dir.path().join("single.jsonl");
+    std::fs::write(&single, json_event("d", "a", T0, 1.0, 0) + "\n").unwrap();
+    let one = TrainRows { inputs: vec![single], labels: Vec::new(), ..opts.clone() };
+    let err = train_rows(&one, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("at least 2 metrics"), "{err}");
+    let cut = dir.path().join("cut.jsonl");
+    let mut text = std::fs::read(dir.path().join("faulty.jsonl")).unwrap();
+    text.truncate(text.len() * 3 / 10 + 7); // mid-line: the last line is a dead letter
+    std::fs::write(&cut, text).unwrap();
+    let truncated = TrainRows { inputs: vec![cut], labels: Vec::new(), ..opts.clone() };
+    let out = train_rows(&truncated, &mut |_| {}).expect("a truncated file still trains on its whole lines");
+    assert_eq!(out.metrics, ["a", "b", "c"]);
+    let zero = TrainRows { interval_ms: 0, ..opts };
+    let err = train_rows(&zero, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("interval 0 ms"), "{err}");
 }
 
 #[test]

@@ -89,11 +89,23 @@ pub type ScoreSink = Arc<dyn Fn(&[ScoredRow]) + Send + Sync>;
 /// The name alerts of the device model carry as their source.
 pub const DEVICE_MODEL_SOURCE: &str = "device-model";
 
+/// What a device row needs of a window aggregate (buffered until the frontier passes it).
+struct Cell {
+    device: DeviceId,
+    metric: MetricId,
+    start: u64,
+    end: u64,
+    mean: f64,
+}
+
 struct DeviceState {
     /// The device's metrics, ordered by name (so the row does not depend on which worker
     /// interned a name first).
     metrics: Vec<MetricId>,
     model: Option<Box<dyn RowModel>>,
+    /// The factory had no model for `metrics` (asked again only when the set grows), so a
+    /// device of one metric costs a lookup per window, not a factory call.
+    declined: bool,
     /// Start of the window the open episode fired on, and the metric named in it.
     open: Option<(u64, MetricId)>,
     /// End of the device's newest window (for eviction).
@@ -106,7 +118,8 @@ pub trait DeviceRows<'scope> {
     /// operator leaves them) into one row per window end, in event-time order once the
     /// frontier has passed the window, and scores it with the device's [`RowModel`]: each
     /// metric's window mean, `None` for a metric with no event in the window (never
-    /// invented). A device's metric set is what it sent during the warm-up (a new metric
+    /// invented). A device is tracked from its first window carrying two or more metrics.
+    /// A device's metric set is what it sent during the warm-up (a new metric
     /// restarts the warm-up; once live, new metrics are ignored). Emits `fired` when an
     /// episode opens (naming the metric that contributed most) and `cleared` when it closes,
     /// with the same key.
@@ -131,7 +144,7 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
     ) -> StreamVec<'scope, u64, Alert> {
         self.unary_frontier(Pipeline, "DeviceRows", move |_cap, _info| {
             let mut evictor = Evictor::new(idle);
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowAgg>)> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Cell>)> = BTreeMap::new();
             let mut devices: IdHashMap<u64, DeviceState> = IdHashMap::default();
             let mut names = NameCache::default();
             let mut scored: Vec<ScoredRow> = Vec::new();
@@ -142,7 +155,13 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                     let Some(cap) = cap.retain_least(0) else { return };
                     let slot = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
                     for batch in data {
-                        slot.1.append(batch);
+                        slot.1.extend(batch.drain(..).map(|a| Cell {
+                            device: a.device,
+                            metric: a.metric,
+                            start: a.start,
+                            end: a.end,
+                            mean: a.mean,
+                        }));
                     }
                 });
                 while let Some(entry) = pending.first_entry() {
@@ -155,9 +174,16 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                     for group in aggs.chunk_by(|a, b| a.device == b.device && a.end == b.end) {
                         let first = &group[0];
                         let device = first.device;
+                        if group.len() < 2 && !devices.contains_key(&device.0) {
+                            // No state for a device until a window of it carries two metrics
+                            // (a row of one metric is the series model's): a fleet of
+                            // one-metric devices costs this operator no memory.
+                            continue;
+                        }
                         let state = devices.entry(device.0).or_insert_with(|| DeviceState {
                             metrics: Vec::new(),
                             model: None,
+                            declined: false,
                             open: None,
                             last: first.end,
                         });
@@ -165,6 +191,7 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                             // Back after its idle time: a fresh device (a new warm-up).
                             state.metrics.clear();
                             state.model = None;
+                            state.declined = false;
                             Counters::add(&counters.evicted_devices, 1);
                         }
                         state.last = state.last.max(first.end);
@@ -178,11 +205,12 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                                     grown = true;
                                 }
                             }
-                            if grown || state.model.is_none() {
+                            if grown || (state.model.is_none() && !state.declined) {
                                 state.metrics.sort_by_cached_key(|&m| dict.metric_name(m));
                                 let columns: Vec<Arc<str>> =
                                     state.metrics.iter().map(|&m| dict.metric_name(m)).collect();
                                 state.model = models(&columns);
+                                state.declined = state.model.is_none();
                                 tracing::debug!(
                                     device = %names.device(device, &dict),
                                     metrics = state.metrics.len(),

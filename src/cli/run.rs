@@ -276,12 +276,13 @@ pub struct RunArgs {
     /// Anomaly model: `default` (built in), `none`, or a model card path (`dir/name.json`).
     #[arg(long)]
     pub model: Option<String>,
-    /// Device-level model over rows of all of a device's metrics per window: `none`,
+    /// Device-level model over rows of all of a device's metrics per window: `default` (the
+    /// shipped learned model where it fits, the statistical one elsewhere), `none`,
     /// `statistical`, or a learned row-model card (`name.json`, from `sensorflow train --data`).
     #[arg(long)]
     pub device_model: Option<String>,
     /// Warm-up per device for the device model: rows (windows, e.g. `1800`) or event time
-    /// (e.g. `2h`, that many window hops).
+    /// (e.g. `2h`, that many window hops) [default: 1800 rows, or 1h where that is more]
     #[arg(long, value_parser = parse_warmup)]
     pub device_warmup: Option<Warmup>,
     /// Write every device row's score and state to this CSV (`device,ts,score,state`).

@@ -110,6 +110,7 @@ struct Shared {
     scorers: Option<ScorerFactory>,
     /// The device model over device rows, and where its per-row scores go.
     device_models: Option<sensorflow_operators::RowModelFactory>,
+    device_model_tally: scorers::ModelTally,
     scores: Option<sensorflow_operators::ScoreSink>,
     /// Every worker's offset committers; worker 0 commits them all at one frontier.
     committers: Mutex<Vec<Arc<dyn Committer>>>,
@@ -182,7 +183,8 @@ pub fn run_with(
     if let Some(t) = &telemetry {
         *lock(&t.model) = scorers::model_info(&config.model, scorers.as_ref());
     }
-    let device_models = scorers::device_model_factory(config)?;
+    let device_model_tally = scorers::ModelTally::default();
+    let device_models = scorers::device_model_factory(config, device_model_tally.clone())?;
     let scores = config.scores.as_deref().map(scorers::score_file).transpose()?;
     let dict = Dictionary::default();
     if config.processes <= 1 {
@@ -206,6 +208,7 @@ pub fn run_with(
         initial_rules,
         scorers,
         device_models,
+        device_model_tally,
         scores,
         committers: Mutex::default(),
         suppress_below: resume.suppress_below,
@@ -260,6 +263,7 @@ pub fn run_with(
         return Err(Error::Source(e));
     }
     let c = &shared.counters;
+    let device_models_made = lock(&shared.device_model_tally).clone();
     Ok(Summary {
         workers: config.workers,
         elapsed,
@@ -285,6 +289,8 @@ pub fn run_with(
         peak_rss_bytes: summary::peak_rss_bytes(),
         evicted_series: Counters::get(&c.evicted_series),
         evicted_devices: Counters::get(&c.evicted_devices),
+        device_models: device_models_made,
+        device_rows_scored: Counters::get(&c.device_rows_scored),
         held_back: c.partitions().iter().map(|p| p.held_back.load(Ordering::Relaxed)).sum(),
         held_back_secs: c.partitions().iter().map(|p| p.held_back_us.load(Ordering::Relaxed)).sum::<u64>()
             as f64

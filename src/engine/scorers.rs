@@ -155,11 +155,15 @@ impl sensorflow_operators::RowModel for ProjectedRows {
 
 /// The device-model factory `config` asks for (`None` for `device_model = "none"`): one
 /// model per device of at least two metrics, its rows one window hop apart: the learned row
-/// model of a card for devices with the card's metrics, the statistical model otherwise.
+/// model of a card for devices with the card's metrics, the statistical model otherwise. With
+/// `default`, the card shipped in the binary, used only where its row interval is the
+/// windows' hop (elsewhere every device gets the statistical model).
+/// Every model made is counted in `tally` under its name (the card's, or `statistical`).
 pub fn device_model_factory(
     config: &crate::config::RunConfig,
+    tally: ModelTally,
 ) -> Result<Option<sensorflow_operators::RowModelFactory>, Error> {
-    use sensorflow_models::device::learned::load_row_prior;
+    use sensorflow_models::device::learned::{default_row_priors, load_row_prior};
     use sensorflow_models::device::{DeviceConfig, DeviceModel};
     if config.device_model == "none" {
         return Ok(None);
@@ -168,8 +172,16 @@ pub fn device_model_factory(
     let cfg = DeviceConfig { warmup_rows: config.device_warmup_rows()?, ..DeviceConfig::default() };
     cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
     let interval = spec.hop_ms;
-    let prior = match config.device_model.as_str() {
-        "statistical" => None,
+    let priors = match config.device_model.as_str() {
+        "statistical" => Vec::new(),
+        "default" => {
+            let shipped = default_row_priors().map_err(|e| Error::Config(e.to_string()))?;
+            shipped
+                .into_iter()
+                .filter(|(_, p)| p.schema().interval_ms == interval)
+                .map(|(name, p)| (name.to_string(), p))
+                .collect()
+        }
         card => {
             let prior = load_row_prior(Path::new(card)).map_err(|e| Error::Config(e.to_string()))?;
             if prior.schema().interval_ms != interval {
@@ -180,17 +192,22 @@ pub fn device_model_factory(
                     interval
                 )));
             }
-            Some(prior)
+            let name = Path::new(card).file_stem().map(|s| s.to_string_lossy().into_owned());
+            vec![(name.unwrap_or_else(|| card.to_string()), prior)]
         }
     };
+    let count = move |name: &str| *lock(&tally).entry(name.to_string()).or_insert(0) += 1;
     let warned = std::sync::atomic::AtomicBool::new(false);
+    // The user's own card not fitting a device is worth a warning; the shipped one not
+    // fitting another device type is expected.
+    let explicit = config.device_model != "default";
     Ok(Some(Arc::new(move |metrics: &[Arc<str>]| {
         if metrics.len() < 2 {
             return None;
         }
-        // A device that sends every metric of the card runs the learned model on those
-        // columns (any others, such as a `label` column, are not part of its rows).
-        if let Some(p) = &prior {
+        // A device that sends every metric of a card runs its learned model on those columns
+        // (any others, such as a `label` column, are not part of its rows).
+        for (name, p) in &priors {
             let columns: Option<Vec<usize>> = p
                 .schema()
                 .metrics
@@ -199,13 +216,14 @@ pub fn device_model_factory(
                 .collect();
             if let Some(columns) = columns {
                 return DeviceModel::with_prior(p.clone(), &cfg).ok().map(|model| {
+                    count(name);
                     Box::new(ProjectedRows { model, columns, row: Vec::new() })
                         as Box<dyn sensorflow_operators::RowModel>
                 });
             }
         }
-        if let Some(p) = &prior {
-            // Once per run: a device the card does not fit gets the statistical model.
+        if let Some((_, p)) = priors.first().filter(|_| explicit) {
+            // Once per run: a device the user's card does not fit gets the statistical model.
             if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(
                     metrics = ?metrics,
@@ -214,11 +232,15 @@ pub fn device_model_factory(
                 );
             }
         }
-        DeviceModel::new(metrics.len(), interval, &cfg)
-            .ok()
-            .map(|m| Box::new(m) as Box<dyn sensorflow_operators::RowModel>)
+        DeviceModel::new(metrics.len(), interval, &cfg).ok().map(|m| {
+            count("statistical");
+            Box::new(m) as Box<dyn sensorflow_operators::RowModel>
+        })
     })))
 }
+
+/// Device models made during a run, by name (the summary prints them).
+pub type ModelTally = Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
 
 /// A score sink writing `device,ts,score,state` lines to `path` (created, with a header).
 pub fn score_file(path: &Path) -> Result<sensorflow_operators::ScoreSink, Error> {

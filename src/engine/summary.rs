@@ -134,6 +134,10 @@ pub struct Summary {
     pub evicted_series: u64,
     /// Per-device state dropped after its idle time.
     pub evicted_devices: u64,
+    /// Device models made, by name (a learned card's, or `statistical`).
+    pub device_models: BTreeMap<String, u64>,
+    /// Device rows the device models scored (warm-up rows included).
+    pub device_rows_scored: u64,
     /// The process's peak resident memory (VmHWM) when the run ended, bytes; `None` where
     /// the system does not say (it covers the whole process, earlier runs in it included).
     pub peak_rss_bytes: Option<u64>,
@@ -232,6 +236,15 @@ impl fmt::Display for Summary {
                     if by.is_empty() { String::new() } else { format!(" (by {})", by.join(", ")) }
                 )?;
             }
+        }
+        if !self.device_models.is_empty() {
+            let made: Vec<String> = self.device_models.iter().map(|(m, n)| format!("{m} {n}")).collect();
+            writeln!(
+                f,
+                "device models        {:>14}  rows scored by {}",
+                self.device_rows_scored,
+                made.join(", ")
+            )?;
         }
         if let Some(bytes) = self.peak_rss_bytes {
             writeln!(f, "peak memory (VmHWM)  {:>11.1} MB", bytes as f64 / 1e6)?;

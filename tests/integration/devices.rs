@@ -266,7 +266,18 @@ fn scores_file_has_one_row_per_device_and_window_with_its_state() {
 fn scores_without_a_device_model_is_a_clear_error() {
     let dir = tmp();
     let out = sensorflow()
-        .args(["run", "--devices", "5", "--span", "1m", "--alerts", "none", "--scores"])
+        .args([
+            "run",
+            "--devices",
+            "5",
+            "--span",
+            "1m",
+            "--alerts",
+            "none",
+            "--device-model",
+            "none",
+            "--scores",
+        ])
         .arg(dir.path().join("s.csv"))
         .output()
         .unwrap();
@@ -340,6 +351,72 @@ fn a_rig_run_through_the_engine_scores_the_same_from_its_alerts_and_its_scores()
     let far: f64 = from_alerts[5].parse().unwrap();
     let detected: Vec<u32> = from_alerts[6].split(" / ").map(|n| n.parse().unwrap()).collect();
     assert!(far < 0.5 && detected[0] > 0, "{from_alerts:?}");
+}
+
+/// What a user gets with no model flag: a pump (a device type the binary ships a learned
+/// model for) is scored by that model, with its default warm-up, and its faults are found;
+/// the same alerts at 1 and 2 workers. Seed 107 is a design seed of the rig benchmark.
+#[test]
+fn a_run_with_no_model_flag_scores_a_pump_with_the_shipped_learned_model_at_1_and_2_workers() {
+    use std::collections::BTreeMap;
+
+    let dir = tmp();
+    let data = dir.path().join("pump.jsonl");
+    let labels = dir.path().join("pump.labels.json");
+    let out = sensorflow()
+        .args(["rig", "write", "--rig", "pump", "--seed", "107", "-o"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut views = Vec::new();
+    for workers in [1, 2] {
+        let scores = dir.path().join(format!("s{workers}.csv"));
+        let mut cfg = config(SourceConfig::Jsonl { paths: vec![data.clone()] }, workers);
+        cfg.window = 1000;
+        cfg.model = "none".into();
+        cfg.scores = Some(scores.clone());
+        assert_eq!(cfg.device_model, "default", "the device model is on by default");
+        let (summary, c) = run(&cfg);
+        assert!(summary.balanced(), "{summary}");
+        assert_eq!(
+            summary.device_models,
+            BTreeMap::from([("pump-student-int8".to_string(), 1)]),
+            "{summary}"
+        );
+        assert_eq!(summary.device_rows_scored, 36_000, "one row per second of the 10-hour run");
+        let os = |s: &str| std::ffi::OsString::from(s);
+        let row = evaluate_rows(&[
+            os("--rows").as_os_str(),
+            labels.as_os_str(),
+            os("--scores").as_os_str(),
+            scores.as_os_str(),
+        ]);
+        // | rows | anomalous | precision | recall | F1 | FAR | events detected | delay |
+        let (f1, far): (f64, f64) = (row[4].parse().unwrap(), row[5].parse().unwrap());
+        let detected: Vec<u32> = row[6].split(" / ").map(|n| n.parse().unwrap()).collect();
+        assert!(f1 >= 0.5 && far <= 0.06 && detected[0] >= 6, "{row:?}");
+        let episodes =
+            c.sorted_alerts().iter().filter(|a| a.key.source.as_ref() == DEVICE_MODEL_SOURCE).count();
+        assert!(episodes >= 6, "{episodes} device-model alerts");
+        views.push(alert_view(&c));
+    }
+    assert_eq!(views[0], views[1], "the same alerts at 1 and 2 workers");
+}
+
+/// Devices of a type no shipped model fits (the simulator's: temperature, humidity,
+/// vibration) get the statistical device model by default, one per device.
+#[test]
+fn a_run_with_no_model_flag_gives_other_devices_of_several_metrics_the_statistical_model() {
+    let mut cfg = config(SourceConfig::Simulator(Default::default()), 2);
+    if let SourceConfig::Simulator(sim) = &mut cfg.source {
+        (sim.devices, sim.span_ms) = (7, 60_000);
+    }
+    let (summary, _) = run(&cfg);
+    assert_eq!(summary.device_models.get("statistical"), Some(&7), "{summary}");
+    assert_eq!(summary.device_models.len(), 1, "{summary}");
+    // 10-s windows: 6 rows per device in a minute.
+    assert_eq!(summary.device_rows_scored, 7 * 6, "{summary}");
 }
 
 /// `train --data` reads every recorded format the engine reads: a rig run as a wide CSV with

@@ -764,12 +764,18 @@ pub fn parse_row_card(text: &str, path: &Path) -> Result<RowCard, RowModelError>
 
 /// Loads a row model from its card (`…/<name>.json`, weights beside it as `<name>.bpk`).
 pub fn load_row_prior(card_path: &Path) -> Result<Arc<RowPrior>, RowModelError> {
-    let bad = |why: String| RowModelError::Card { path: card_path.into(), why };
     let text = std::fs::read_to_string(card_path).map_err(io(card_path))?;
-    let card = parse_row_card(&text, card_path)?;
     let bpk = card_path.with_extension("bpk");
     let bytes = std::fs::read(&bpk).map_err(io(&bpk))?;
-    let bytes = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&bytes, 64 << 20)
+    row_prior_from_parts(&text, &bytes, card_path)
+}
+
+/// A row model from a card's text and its compressed weights (`path` names the card in
+/// errors; the weights are `path` with the extension `.bpk`).
+pub fn row_prior_from_parts(text: &str, weights: &[u8], path: &Path) -> Result<Arc<RowPrior>, RowModelError> {
+    let card = parse_row_card(text, path)?;
+    let bpk = path.with_extension("bpk");
+    let bytes = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(weights, 64 << 20)
         .map_err(|e| RowModelError::Card { path: bpk.clone(), why: format!("zlib: {:?}", e.status) })?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| RowModelError::Card { path: bpk.clone(), why: format!("{e:?}") })?;
@@ -779,7 +785,9 @@ pub fn load_row_prior(card_path: &Path) -> Result<Arc<RowPrior>, RowModelError> 
     let student = fresh
         .try_load_record(record)
         .map_err(|e| RowModelError::Card { path: bpk.clone(), why: format!("{e:?}") })?;
-    RowPrior::from_student(card.schema, &student).map(Arc::new).map_err(bad)
+    RowPrior::from_student(card.schema, &student)
+        .map(Arc::new)
+        .map_err(|why| RowModelError::Card { path: path.into(), why })
 }
 
 /// Settings of the row-model chain.
@@ -947,6 +955,34 @@ pub fn run_chain(data: &RowData, opts: &ChainOptions, on: &mut dyn FnMut(&ChainR
     step("student-int8", int8, t.elapsed().as_secs_f64(), &mut rows);
     Chain { rows, teacher, students, schema: data.schema.clone() }
 }
+
+/// The learned device models shipped in the binary (`models/artifacts/devices/`, rebuilt by
+/// `scripts/train-device-cards.sh`): one int8 student per rig shape of the benchmark
+/// (pump, HVAC unit, process line, compressor), each trained by `sensorflow train --data` on
+/// the runs of the design seeds only, at the rig's own row interval.
+/// Each comes with its name (`pump-student-int8`, …).
+pub fn default_row_priors() -> Result<Vec<(&'static str, Arc<RowPrior>)>, RowModelError> {
+    SHIPPED_ROW_MODELS
+        .iter()
+        .map(|(name, card, weights)| {
+            row_prior_from_parts(card, weights, Path::new(&format!("<built-in>/{name}.json")))
+                .map(|p| (*name, p))
+        })
+        .collect()
+}
+
+macro_rules! shipped {
+    ($($name:literal),*) => {
+        &[$((
+            $name,
+            include_str!(concat!("../../artifacts/devices/", $name, ".json")),
+            include_bytes!(concat!("../../artifacts/devices/", $name, ".bpk")) as &[u8],
+        )),*]
+    };
+}
+
+const SHIPPED_ROW_MODELS: &[(&str, &str, &[u8])] =
+    shipped!("pump-student-int8", "hvac-student-int8", "line-student-int8", "compressor-student-int8");
 
 #[cfg(test)]
 mod tests {

@@ -156,8 +156,8 @@ impl sensorflow_operators::RowModel for ProjectedRows {
 /// The device-model factory `config` asks for (`None` for `device_model = "none"`): one
 /// model per device of at least two metrics, its rows one window hop apart: the learned row
 /// model of a card for devices with the card's metrics, the statistical model otherwise. With
-/// `default`, the card shipped in the binary, used only where its row interval is the
-/// windows' hop (elsewhere every device gets the statistical model).
+/// `default`, the cards shipped in the binary, each used only where its row interval is the
+/// windows' hop.
 /// Every model made is counted in `tally` under its name (the card's, or `statistical`).
 pub fn device_model_factory(
     config: &crate::config::RunConfig,

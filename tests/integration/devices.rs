@@ -289,6 +289,17 @@ fn scores_without_a_device_model_is_a_clear_error() {
     );
 }
 
+/// The overall row of `evaluate --rows LABELS --scores SCORES`, as its cells.
+fn evaluate_scores(labels: &Path, scores: &Path) -> Vec<String> {
+    let os = |s: &str| std::ffi::OsString::from(s);
+    evaluate_rows(&[
+        os("--rows").as_os_str(),
+        labels.as_os_str(),
+        os("--scores").as_os_str(),
+        scores.as_os_str(),
+    ])
+}
+
 /// The overall row of an `evaluate --rows` table, as its cells.
 fn evaluate_rows(args: &[&std::ffi::OsStr]) -> Vec<String> {
     let out = sensorflow().arg("evaluate").args(args).output().unwrap();
@@ -339,12 +350,7 @@ fn a_rig_run_through_the_engine_scores_the_same_from_its_alerts_and_its_scores()
         os("--rule").as_os_str(),
         os(DEVICE_MODEL_SOURCE).as_os_str(),
     ]);
-    let from_scores = evaluate_rows(&[
-        os("--rows").as_os_str(),
-        labels.as_os_str(),
-        os("--scores").as_os_str(),
-        scores.as_os_str(),
-    ]);
+    let from_scores = evaluate_scores(&labels, &scores);
     assert_eq!(from_alerts, from_scores);
     // | rows | anomalous | precision | recall | F1 | FAR | events detected | delay |
     assert_eq!(from_alerts[0], (17_280 - 3456).to_string(), "every row after the warm-up is scored");
@@ -385,13 +391,7 @@ fn a_run_with_no_model_flag_scores_a_pump_with_the_shipped_learned_model_at_1_an
             "{summary}"
         );
         assert_eq!(summary.device_rows_scored, 36_000, "one row per second of the 10-hour run");
-        let os = |s: &str| std::ffi::OsString::from(s);
-        let row = evaluate_rows(&[
-            os("--rows").as_os_str(),
-            labels.as_os_str(),
-            os("--scores").as_os_str(),
-            scores.as_os_str(),
-        ]);
+        let row = evaluate_scores(&labels, &scores);
         // | rows | anomalous | precision | recall | F1 | FAR | events detected | delay |
         let (f1, far): (f64, f64) = (row[4].parse().unwrap(), row[5].parse().unwrap());
         let detected: Vec<u32> = row[6].split(" / ").map(|n| n.parse().unwrap()).collect();

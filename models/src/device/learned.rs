@@ -988,6 +988,25 @@ const SHIPPED_ROW_MODELS: &[(&str, &str, &[u8])] =
 mod tests {
     use super::*;
 
+    /// Each shipped model loads, and fits its rig: the rig's sensors (by name, sorted) and
+    /// row interval, so `run` with no model flag picks it for that rig's devices.
+    #[test]
+    fn every_shipped_row_model_loads_and_fits_its_rigs_sensors_and_interval() {
+        use crate::synth::rigs::RigShape;
+        let shipped = default_row_priors().expect("the shipped models load");
+        assert_eq!(shipped.len(), RigShape::ALL.len());
+        for shape in RigShape::ALL {
+            let spec = shape.spec();
+            let name = format!("{}-student-int8", spec.name);
+            let (_, prior) = shipped.iter().find(|(n, _)| *n == name).expect("a model per rig");
+            let mut sensors: Vec<&str> = spec.sensors.iter().map(|s| s.name).collect();
+            sensors.sort_unstable();
+            let schema = prior.schema();
+            assert_eq!(schema.metrics.iter().map(String::as_str).collect::<Vec<_>>(), sensors, "{name}");
+            assert_eq!(schema.interval_ms, spec.interval_ms, "{name}");
+        }
+    }
+
     fn schema(n: usize) -> RowSchema {
         RowSchema {
             metrics: (0..n).map(|j| format!("m{j}")).collect(),

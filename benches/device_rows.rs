@@ -54,7 +54,10 @@ fn run(
         let probe = ProbeHandle::new();
         let (models, dict, c2) = (models.clone(), dict.clone(), c.clone());
         worker.dataflow::<u64, _, _>(|scope| {
-            input.to_stream(scope).device_rows(models, None, dict, c2, StateIdle(None)).probe_with(&probe);
+            input
+                .to_stream(scope)
+                .device_rows(models, None, dict, c2, StateIdle(None), None)
+                .probe_with(&probe);
         });
         for r in 0..rows {
             let start = r * 1000;

@@ -54,7 +54,7 @@ fn run(workers: usize, parts: &[Vec<Event>]) -> (u64, u64, std::time::Duration) 
         worker.dataflow::<u64, _, _>(|scope| {
             partitioned_source(scope, "W3", readers, SourceOptions::default(), ctx)
                 .events
-                .anomalies(factory, Dictionary::default(), c2, StateIdle(None))
+                .anomalies(factory, Dictionary::default(), c2, StateIdle(None), None)
                 .probe_with(&probe);
         });
         while !probe.done() {

@@ -62,6 +62,9 @@ pub enum Error {
     /// The NAB corpus or a detector's NAB result files are unusable.
     #[error(transparent)]
     Nab(#[from] sensorflow_models::nab::NabError),
+    /// Operator state snapshots could not be written or restored.
+    #[error(transparent)]
+    Snapshot(#[from] sensorflow_operators::SnapshotError),
     /// The dataflow runtime failed.
     #[error("runtime: {0}")]
     Runtime(String),
@@ -82,6 +85,7 @@ impl Error {
             Error::Source(e) => e.retryable,
             Error::Io { source, .. } => matches!(source.kind(), Interrupted | TimedOut | WouldBlock),
             Error::Model(sensorflow_models::detector::artifact::ModelError::Io { .. }) => true,
+            Error::Snapshot(e) => e.is_retryable(),
             Error::Config(_) | Error::Rules(_) | Error::Model(_) | Error::Nab(_) | Error::Runtime(_) => false,
         }
     }

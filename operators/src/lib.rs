@@ -14,7 +14,8 @@
 //! - [`rules`]: threshold rules, the control records that change them, the rule book;
 //! - [`scoring`]: the [`Scorer`] trait models implement, normalisation and the per-series
 //!   calibration of raw scores;
-//! - [`runtime`]: counters, watermarks and the watermark clock the operators report to.
+//! - [`runtime`]: counters, watermarks and the watermark clock the operators report to, the
+//!   eviction of idle state, and snapshots of operator state for exact recovery.
 //!
 //! Everything a user needs is re-exported here, at the crate root.
 //!
@@ -55,6 +56,7 @@ pub use rules::{glob_match, Comparator, Control, DeviceMeta, Rule, RuleBook, Tot
 pub use runtime::clock::WatermarkClock;
 pub use runtime::evict::{Evictor, StateIdle};
 pub use runtime::metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
+pub use runtime::snapshot::{Cutter, Restored, SnapshotError, Snapshots, SNAPSHOT_FORMAT};
 pub use runtime::watermark::{DeviceClocks, EventTimeMode, Watermarks};
 pub use scoring::{
     Calibration, ExcursionParams, Likelihood, LikelihoodParams, OnlineNormalizer, RangeParams, Scorer,

@@ -433,7 +433,7 @@ fn anomaly_operator_scores_in_batches_and_is_worker_independent() {
         let factory: ScorerFactory =
             Arc::new(move || (Box::new(Stub { calls: c2.clone() }) as Box<dyn Scorer>, None));
         let out = run(workers, parts.clone(), opts(100_000), move |s, c| {
-            s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None))
+            s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None), None)
         });
         let mut alerts: Vec<(AlertKind, DeviceId, u64)> =
             out.data.iter().map(|(_, a)| (a.kind, a.key.device, a.key.window_start)).collect();
@@ -471,7 +471,7 @@ const CALIBRATED: CalibratedStub = CalibratedStub { range: None, silent: false }
 /// workers (lateness far beyond the data, so no sample is late).
 fn fired_anomalies(workers: usize, parts: &[Vec<Event>], factory: ScorerFactory) -> Vec<Alert> {
     let out = run(workers, parts.to_vec(), opts(100_000), move |s, c| {
-        s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None))
+        s.anomalies(factory.clone(), Dictionary::default(), c, StateIdle(None), None)
     });
     out.data.into_iter().map(|(_, a)| a).filter(|a| a.kind == AlertKind::Fired).collect()
 }

@@ -3,12 +3,12 @@
 //! beside them (Kafka commit metadata and `<alerts>.checkpoint`); a restarted run resumes
 //! from that record (see the README's "Recovery").
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sensorflow_operators::{lock, Control};
+use sensorflow_operators::{lock, Control, Snapshots};
 use timely::dataflow::ProbeHandle;
 
 use super::Shared;
@@ -50,6 +50,18 @@ pub(super) fn resume(config: &RunConfig) -> Result<Resume, Error> {
     Ok(Resume { suppress_below, open })
 }
 
+/// The operator state snapshots of a Kafka-fed run with a checkpoint file (in `<checkpoint>.state/`,
+/// a cut every quarter of the recovery horizon; see [`sensorflow_operators::runtime::snapshot`]),
+/// resuming from `resume`.
+pub(super) fn snapshots(config: &RunConfig, resume: u64) -> Result<Option<Arc<Snapshots>>, Error> {
+    let SourceConfig::Kafka(k) = &config.source else { return Ok(None) };
+    let Some(checkpoint) = config.checkpoint_path() else { return Ok(None) };
+    let mut dir = checkpoint.into_os_string();
+    dir.push(".state");
+    let snapshots = Snapshots::new(PathBuf::from(dir), k.horizon_ms, resume)?;
+    Ok(Some(Arc::new(snapshots)))
+}
+
 /// Commits source offsets once the outputs holding their consequences are flushed. One
 /// worker per process commits every partition of the process at the same frontier, recorded
 /// beside the offsets so a restart knows which alerts were already written.
@@ -88,8 +100,16 @@ impl Durable {
         }
         let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
         if frontier > self.frontier && frontier != u64::MAX && flush_outputs(shared) {
+            // Every operator wrote its state at the cuts below `frontier`, unless one failed.
+            if let Some(e) = shared.snapshots.as_ref().and_then(|s| s.take_failure()) {
+                shared.fail(e.into());
+                return;
+            }
             if !write_checkpoint(shared, frontier) {
                 return;
+            }
+            if let Some(s) = &shared.snapshots {
+                s.recorded(frontier.max(shared.suppress_below));
             }
             self.frontier = frontier;
             for c in &committers {

@@ -125,6 +125,7 @@ pub(super) fn build(
                     shared.dict.clone(),
                     counters.clone(),
                     idle,
+                    shared.snapshots.clone(),
                 );
                 rule_alerts.concat(device_alerts)
             }
@@ -132,8 +133,13 @@ pub(super) fn build(
         };
         let alerts = match &shared.scorers {
             Some(factory) => {
-                let model_alerts =
-                    events.anomalies(factory.clone(), shared.dict.clone(), counters.clone(), idle);
+                let model_alerts = events.anomalies(
+                    factory.clone(),
+                    shared.dict.clone(),
+                    counters.clone(),
+                    idle,
+                    shared.snapshots.clone(),
+                );
                 rule_alerts.concat(model_alerts)
             }
             None => rule_alerts,

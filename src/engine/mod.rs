@@ -116,6 +116,8 @@ struct Shared {
     committers: Mutex<Vec<Arc<dyn Committer>>>,
     /// Alerts below this dataflow time were written by an earlier run (Kafka resume point).
     suppress_below: u64,
+    /// Operator state snapshots (a Kafka-fed run with a checkpoint).
+    snapshots: Option<Arc<sensorflow_operators::Snapshots>>,
     /// Live state for the HTTP server, when there is one.
     telemetry: Option<Arc<Telemetry>>,
     /// Where source batches are remembered for tracing alerts back, when exporting spans.
@@ -212,6 +214,7 @@ pub fn run_with(
         scores,
         committers: Mutex::default(),
         suppress_below: resume.suppress_below,
+        snapshots: durable::snapshots(config, resume.suppress_below)?,
         telemetry: telemetry.clone(),
         ledger: config.otlp_endpoint.as_ref().map(|_| Arc::new(BatchLedger::default())),
     });

@@ -151,6 +151,14 @@ impl sensorflow_operators::RowModel for ProjectedRows {
     fn is_live(&self) -> bool {
         self.model.is_live()
     }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        self.model.to_snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> bool {
+        self.model.restore_snapshot(state)
+    }
 }
 
 /// The device-model factory `config` asks for (`None` for `device_model = "none"`): one

@@ -65,6 +65,11 @@ pub(super) fn run_worker(
     }));
     let probes = Probes { source: ProbeHandle::new(), done: ProbeHandle::new() };
     let mut control = graph::build(worker, shared, spec, readers, &report, &probes);
+    // A snapshot that cannot be restored stops the run before it reads (the error says how to
+    // fall back).
+    if let Some(e) = shared.snapshots.as_ref().and_then(|s| s.take_failure()) {
+        shared.fail(e.into());
+    }
     let (source_probe, done_probe) = (probes.source, probes.done);
     // Rules and metadata: worker 0 owns the file; every worker advances its input's time
     // with the source frontier so rule changes apply from "now" in event time.

@@ -23,14 +23,14 @@ use std::collections::HashMap;
 const MIN_EIGENVALUE: f64 = 0.05;
 
 /// One cube: rows learned and each metric's mean standardised residual.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Cell {
     count: u32,
     bias: Vec<f32>,
 }
 
 /// The operating cells of one device.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Cells {
     n: usize,
     /// Each metric's warm-up mean.

@@ -1,9 +1,9 @@
 //! The anomaly-episode state machine of one device.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a device stands after a row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RowState {
     /// Still learning its normal behaviour: no score yet.
@@ -34,7 +34,7 @@ pub enum Transition {
 
 /// One device's episode: opens after `min_duration` abnormal rows in a row, closes after
 /// `hold` normal rows in a row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Episode {
     min_duration: usize,
     hold: usize,

@@ -316,6 +316,14 @@ impl sensorflow_operators::RowModel for DeviceModel {
     fn is_live(&self) -> bool {
         DeviceModel::is_live(self)
     }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        self.to_snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> bool {
+        self.restore_snapshot(state)
+    }
 }
 
 /// The statistical detector's figures on a rig seed set: every rig shape × every seed, each

@@ -9,7 +9,7 @@ use super::{DeviceConfig, DeviceError, Quadratic};
 use std::sync::Arc;
 
 /// Weighted first and second moments with exponential forgetting.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Moments {
     w: f64,
     mean: Vec<f64>,
@@ -77,14 +77,14 @@ pub struct RowScore {
 const RIDGES: [f64; 5] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0];
 
 /// One candidate ridge during the warm-up: every metric's fit and squared residuals.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Candidate {
     ridge: f64,
     fits: Vec<(Vec<f64>, f64)>,
     sq: Vec<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Phase {
     /// Fitting the regressions' moments.
     Fit,
@@ -99,7 +99,7 @@ enum Phase {
 
 /// The statistical model of one device (see the module documentation of
 /// [`crate::device`]).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceModel {
     n: usize,
     /// Regressors per metric (its value and its moving averages).
@@ -181,6 +181,7 @@ pub struct DeviceModel {
     /// A learned model of the device type ([`DeviceModel::with_prior`]): it predicts every
     /// metric instead of the regressions, and the warm-up only measures each metric's
     /// residual offset and σ.
+    #[serde(skip)]
     prior: Option<Arc<RowPrior>>,
     /// This row's predictions by the prior.
     pred: Vec<f64>,
@@ -189,6 +190,7 @@ pub struct DeviceModel {
     offset: Vec<f64>,
     /// Sums of the raw residuals and their squares, and counts, during the σ phase.
     sums: Vec<(f64, f64, f64)>,
+    #[serde(skip)]
     scratch: Scratch,
     /// Regressor columns (`feat[f_reg..]` holds the prior's residuals in hybrid mode).
     f_reg: usize,
@@ -350,6 +352,28 @@ impl DeviceModel {
     /// Metrics per row.
     pub fn metrics(&self) -> usize {
         self.n
+    }
+
+    /// The model's whole state (everything but the learned prior it was made with), for the
+    /// engine's snapshots.
+    pub fn to_snapshot(&self) -> Option<Vec<u8>> {
+        bincode::serialize(self).ok()
+    }
+
+    /// Takes back a state [`DeviceModel::to_snapshot`] wrote for a model made the same way
+    /// (same metrics, same prior); false, and unchanged, if it does not decode or fit.
+    pub fn restore_snapshot(&mut self, state: &[u8]) -> bool {
+        let Ok(mut model) = bincode::deserialize::<DeviceModel>(state) else { return false };
+        if model.n != self.n
+            || model.f_reg != self.f_reg
+            || model.hybrid != self.hybrid
+            || model.block != self.block
+        {
+            return false;
+        }
+        model.prior = self.prior.clone();
+        *self = model;
+        true
     }
 
     /// Whether the warm-up is over.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
@@ -16,6 +17,7 @@ use crate::names::{Dictionary, NameCache};
 use crate::ops::window::WindowAgg;
 use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
+use crate::runtime::snapshot::{Cutter, Snapshots};
 
 /// Where a device stands after a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,16 @@ pub trait RowModel: Send {
     fn push(&mut self, values: &[Option<f64>]) -> RowVerdict;
     /// Whether the warm-up is over (the metric set is then fixed).
     fn is_live(&self) -> bool;
+    /// The model's whole state, for snapshots (`None`: the model cannot be snapshotted, and a
+    /// restored device starts a new warm-up).
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Takes back a state [`RowModel::snapshot`] wrote for a model of the same metrics; false
+    /// (and unchanged) if it does not fit.
+    fn restore(&mut self, _state: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Makes the model of a device whose rows carry the given metrics (by name, in column order:
@@ -98,6 +110,91 @@ struct Cell {
     mean: f64,
 }
 
+/// A device in a snapshot.
+#[derive(Serialize, Deserialize)]
+struct DeviceSnapshot {
+    device: u64,
+    /// The metrics, with their names (a restored run may not have read them yet).
+    metrics: Vec<(u64, String)>,
+    model: Option<Vec<u8>>,
+    declined: bool,
+    open: Option<(u64, u64)>,
+    last: u64,
+}
+
+/// What the operator writes at a cut.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    devices: Vec<DeviceSnapshot>,
+    evictor: Evictor,
+}
+
+fn snapshot(devices: &IdHashMap<u64, DeviceState>, evictor: &Evictor, dict: &Dictionary) -> Snapshot {
+    Snapshot {
+        devices: devices
+            .iter()
+            .map(|(&device, d)| DeviceSnapshot {
+                device,
+                metrics: d.metrics.iter().map(|&m| (m.0, dict.metric_name(m).to_string())).collect(),
+                model: d.model.as_ref().and_then(|m| m.snapshot()),
+                declined: d.declined,
+                open: d.open.map(|(since, m)| (since, m.0)),
+                last: d.last,
+            })
+            .collect(),
+        evictor: *evictor,
+    }
+}
+
+/// The devices of a snapshot, their models made by `models` and restored.
+fn restore(
+    snap: Snapshot,
+    models: &RowModelFactory,
+    dict: &Dictionary,
+) -> (IdHashMap<u64, DeviceState>, Evictor) {
+    let mut devices = IdHashMap::default();
+    let mut fresh = 0usize;
+    for d in snap.devices {
+        let columns: Vec<Arc<str>> =
+            d.metrics.iter().map(|(_, name)| Arc::<str>::from(name.as_str())).collect();
+        let metrics: Vec<MetricId> = d
+            .metrics
+            .iter()
+            .map(|(id, name)| {
+                let interned = dict.metric(name);
+                if interned.0 == *id {
+                    interned
+                } else {
+                    MetricId(*id)
+                }
+            })
+            .collect();
+        let model = d.model.and_then(|state| {
+            let mut model = models(&columns)?;
+            if model.restore(&state) {
+                Some(model)
+            } else {
+                fresh += 1;
+                None
+            }
+        });
+        devices.insert(
+            d.device,
+            DeviceState {
+                metrics,
+                model,
+                declined: d.declined,
+                open: d.open.map(|(since, m)| (since, MetricId(m))),
+                last: d.last,
+            },
+        );
+    }
+    if fresh > 0 {
+        tracing::warn!(devices = fresh, "device models whose snapshot did not fit start a new warm-up");
+    }
+    (devices, snap.evictor)
+}
+
 struct DeviceState {
     /// The device's metrics, ordered by name (so the row does not depend on which worker
     /// interned a name first).
@@ -130,6 +227,7 @@ pub trait DeviceRows<'scope> {
         dict: Dictionary,
         counters: Arc<Counters>,
         idle: StateIdle,
+        snapshots: Option<Arc<Snapshots>>,
     ) -> StreamVec<'scope, u64, Alert>;
 }
 
@@ -141,11 +239,30 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
         dict: Dictionary,
         counters: Arc<Counters>,
         idle: StateIdle,
+        snapshots: Option<Arc<Snapshots>>,
     ) -> StreamVec<'scope, u64, Alert> {
-        self.unary_frontier(Pipeline, "DeviceRows", move |_cap, _info| {
+        let (worker, peers) = (self.scope().index(), self.scope().peers());
+        self.unary_frontier(Pipeline, "DeviceRows", move |cap, _info| {
             let mut evictor = Evictor::new(idle);
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Cell>)> = BTreeMap::new();
             let mut devices: IdHashMap<u64, DeviceState> = IdHashMap::default();
+            // Snapshots (see the anomaly operator): the next cut, a capability held there, and
+            // input before `resumed_at` already in the restored state.
+            let mut cutter = None;
+            let mut resumed_at = 0;
+            if let Some(snapshots) = snapshots {
+                match Cutter::new::<Snapshot>(snapshots.clone(), "device-rows", worker, peers) {
+                    Ok((c, restored)) => {
+                        if let Some(r) = restored {
+                            (devices, evictor) = restore(r.state, &models, &dict);
+                            resumed_at = r.at;
+                        }
+                        cutter = Some(c);
+                    }
+                    Err(e) => snapshots.fail(e),
+                }
+            }
+            let mut held: Option<Capability<u64>> = cutter.is_some().then_some(cap);
             let mut names = NameCache::default();
             let mut scored: Vec<ScoredRow> = Vec::new();
             let mut row: Vec<Option<f64>> = Vec::new();
@@ -153,6 +270,9 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else { return };
+                    if *cap.time() < resumed_at {
+                        return;
+                    }
                     let slot = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
                     for batch in data {
                         slot.1.extend(batch.drain(..).map(|a| Cell {
@@ -167,6 +287,10 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.get().0.time()) {
                         break;
+                    }
+                    let t = *entry.get().0.time();
+                    if let Some(c) = cutter.as_mut().filter(|c| c.due(t)) {
+                        c.write(t, &snapshot(&devices, &evictor, &dict));
                     }
                     let (cap, mut aggs) = entry.remove();
                     aggs.sort_unstable_by_key(|a| (a.end, a.device, a.metric));
@@ -300,6 +424,22 @@ impl<'scope> DeviceRows<'scope> for StreamVec<'scope, u64, WindowAgg> {
                         }
                         Counters::add(&counters.evicted_devices, gone.len() as u64);
                     }
+                }
+                // Everything before the frontier is in the state: write it if a cut has passed,
+                // and hold the next cut while input may still come.
+                let bound = frontier.frontier().iter().copied().min();
+                match (cutter.as_mut(), bound) {
+                    (Some(c), Some(bound)) => {
+                        if c.due(bound) {
+                            c.write(bound, &snapshot(&devices, &evictor, &dict));
+                        }
+                        if let Some(h) = held.as_mut() {
+                            if c.next() > *h.time() {
+                                h.downgrade(&c.next());
+                            }
+                        }
+                    }
+                    _ => held = None,
                 }
             }
         })

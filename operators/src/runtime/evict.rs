@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 pub struct StateIdle(pub Option<u64>);
 
 /// Sweeps one operator's per-key state (see the module documentation).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Evictor {
     idle_ms: Option<u64>,
     newest: u64,

@@ -46,7 +46,7 @@ impl Default for ExcursionParams {
 }
 
 /// What the likelihood remembers of its own excursions.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub(super) struct Excursions {
     /// Excursions that have started.
     count: u64,

@@ -57,7 +57,7 @@ impl Default for RangeParams {
 
 /// The records of one series: the range of values it has shown so far, its longest run of
 /// identical values and the range of its short-term mean; whether a new value breaks them.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RangeGuard {
     params: RangeParams,
     seen: u64,

@@ -119,7 +119,7 @@ impl LikelihoodParams {
 /// parameters ask for it, its range. Every value goes to [`Calibration::observe`] (including
 /// those before the first full window), every window's raw score to [`Calibration::score`]
 /// with what `observe` said about the window's newest value.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibration {
     likelihood: Likelihood,
     range: Option<RangeGuard>,
@@ -149,7 +149,7 @@ impl Calibration {
 }
 
 /// One series' calibration state (a few dozen bytes plus the short ring).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Likelihood {
     params: LikelihoodParams,
     ring: Vec<f64>,

@@ -57,7 +57,7 @@ pub(crate) fn weighted_update(mean: &mut f64, var: &mut f64, alpha: f64, x: f64)
 }
 
 /// The last `W` values of a series and its normaliser.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeriesWindow {
     values: Vec<f64>,
     next: usize,

@@ -52,13 +52,24 @@ pub(super) fn resume(config: &RunConfig) -> Result<Resume, Error> {
 
 /// The operator state snapshots of a Kafka-fed run with a checkpoint file (in `<checkpoint>.state/`,
 /// a cut every quarter of the recovery horizon; see [`sensorflow_operators::runtime::snapshot`]),
-/// resuming from `resume`.
-pub(super) fn snapshots(config: &RunConfig, resume: u64) -> Result<Option<Arc<Snapshots>>, Error> {
+/// resuming from `resume`. On a resume, every worker's snapshot of every stateful `operators`
+/// is checked here, before any worker starts: a bad one stops the run before it reads.
+pub(super) fn snapshots(
+    config: &RunConfig,
+    resume: u64,
+    identity: &str,
+    operators: &[&str],
+) -> Result<Option<Arc<Snapshots>>, Error> {
     let SourceConfig::Kafka(k) = &config.source else { return Ok(None) };
     let Some(checkpoint) = config.checkpoint_path() else { return Ok(None) };
     let mut dir = checkpoint.into_os_string();
     dir.push(".state");
-    let snapshots = Snapshots::new(PathBuf::from(dir), k.horizon_ms, resume)?;
+    let snapshots = Snapshots::new(PathBuf::from(dir), k.horizon_ms, resume, identity)?;
+    let first = config.process * config.workers;
+    let peers = config.processes.max(1) * config.workers;
+    for op in operators {
+        snapshots.check(op, first..first + config.workers, peers)?;
+    }
     Ok(Some(Arc::new(snapshots)))
 }
 

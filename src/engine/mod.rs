@@ -188,6 +188,22 @@ pub fn run_with(
     let device_model_tally = scorers::ModelTally::default();
     let device_models = scorers::device_model_factory(config, device_model_tally.clone())?;
     let scores = config.scores.as_deref().map(scorers::score_file).transpose()?;
+    // What operator state snapshots belong to: a restore under other models or settings is
+    // refused.
+    let series = scorers::model_info(&config.model, scorers.as_ref());
+    let identity = format!(
+        "series model {} {}; device model {} warm-up {:?} rows; windows {} ms, hop {} ms",
+        series.name,
+        series.version,
+        config.device_model,
+        config.device_warmup_rows().ok(),
+        spec.size_ms,
+        spec.hop_ms
+    );
+    let operators: Vec<&str> = [(scorers.is_some(), "anomalies"), (device_models.is_some(), "device-rows")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
     let dict = Dictionary::default();
     if config.processes <= 1 {
         // One process has no peers to tell the names it learns: keep no journal of them.
@@ -214,7 +230,7 @@ pub fn run_with(
         scores,
         committers: Mutex::default(),
         suppress_below: resume.suppress_below,
-        snapshots: durable::snapshots(config, resume.suppress_below)?,
+        snapshots: durable::snapshots(config, resume.suppress_below, &identity, &operators)?,
         telemetry: telemetry.clone(),
         ledger: config.otlp_endpoint.as_ref().map(|_| Arc::new(BatchLedger::default())),
     });

@@ -72,6 +72,21 @@ pub enum SnapshotError {
         /// The snapshot directory.
         dir: PathBuf,
     },
+    /// The snapshots were taken by a run with other models or settings (retrying does not help).
+    #[error(
+        "operator state snapshot {path} was taken with {found:?}, this run has {expected:?}; \
+         run with those settings, or delete {dir} to restart from the recovery horizon alone"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The models and settings it was taken with.
+        found: String,
+        /// This run's.
+        expected: String,
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
     /// The snapshots were taken with another number of workers (state is sharded by worker).
     #[error(
         "the operator state in {dir} was taken with {found} workers in all, this run has {peers}: \
@@ -129,6 +144,8 @@ pub struct Snapshots {
     every: u64,
     horizon: u64,
     resume: u64,
+    /// The models and settings the state belongs to (a restore with others is refused).
+    identity: String,
     /// The newest output frontier the run has recorded (files wholly older than a horizon
     /// before it are pruned).
     durable: AtomicU64,
@@ -138,8 +155,14 @@ pub struct Snapshots {
 
 impl Snapshots {
     /// Snapshots in `dir` every quarter of `horizon_ms` of event time; `resume` is the output
-    /// frontier a previous run recorded (0: a fresh start, whose old files are removed).
-    pub fn new(dir: impl Into<PathBuf>, horizon_ms: u64, resume: u64) -> Result<Self, SnapshotError> {
+    /// frontier a previous run recorded (0: a fresh start, whose old files are removed);
+    /// `identity` names the models and settings the state belongs to.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        horizon_ms: u64,
+        resume: u64,
+        identity: impl Into<String>,
+    ) -> Result<Self, SnapshotError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|source| SnapshotError::Io { path: dir.clone(), source })?;
         if resume == 0 {
@@ -158,6 +181,7 @@ impl Snapshots {
             every: (horizon_ms / 4).max(1),
             horizon: horizon_ms,
             resume,
+            identity: identity.into(),
             durable: AtomicU64::new(resume),
             failed: Mutex::new(None),
             written: AtomicU64::new(0),
@@ -242,6 +266,8 @@ impl Snapshots {
         bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
         bytes.extend_from_slice(&(operator.len() as u32).to_le_bytes());
         bytes.extend_from_slice(operator.as_bytes());
+        bytes.extend_from_slice(&(self.identity.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(self.identity.as_bytes());
         bytes.extend_from_slice(&(worker as u64).to_le_bytes());
         bytes.extend_from_slice(&(peers as u64).to_le_bytes());
         bytes.extend_from_slice(&from.to_le_bytes());
@@ -315,6 +341,37 @@ impl Snapshots {
         worker: usize,
         peers: usize,
     ) -> Result<Option<Restored<S>>, SnapshotError> {
+        let Some((at, path, body)) = self.select(operator, worker, peers)? else { return Ok(None) };
+        let state = bincode::deserialize(&body).map_err(|e| SnapshotError::Corrupt {
+            path,
+            what: format!("the state does not decode: {e}"),
+            dir: self.dir.clone(),
+        })?;
+        Ok(Some(Restored { at, state }))
+    }
+
+    /// Checks, before the workers start, that [`Self::restore`] will find a usable file of
+    /// `operator` for every worker in `workers` (of `peers`), so a bad snapshot stops the run
+    /// before it reads or writes anything.
+    pub fn check(
+        &self,
+        operator: &str,
+        workers: std::ops::Range<usize>,
+        peers: usize,
+    ) -> Result<(), SnapshotError> {
+        for worker in workers {
+            self.select(operator, worker, peers)?;
+        }
+        Ok(())
+    }
+
+    /// The file a resume restores: (cut, path, body).
+    fn select(
+        &self,
+        operator: &str,
+        worker: usize,
+        peers: usize,
+    ) -> Result<Option<(u64, PathBuf, Vec<u8>)>, SnapshotError> {
         if self.resume == 0 {
             return Ok(None);
         }
@@ -340,12 +397,7 @@ impl Snapshots {
             if at.saturating_add(self.horizon / 2) < self.resume {
                 break;
             }
-            let state = bincode::deserialize(&body).map_err(|e| SnapshotError::Corrupt {
-                path: path.clone(),
-                what: format!("the state does not decode: {e}"),
-                dir: self.dir.clone(),
-            })?;
-            return Ok(Some(Restored { at, state }));
+            return Ok(Some((at, path, body)));
         }
         Err(SnapshotError::Missing {
             dir: self.dir.clone(),
@@ -386,6 +438,8 @@ impl Snapshots {
         }
         let name_len = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
         let name = r.take(name_len).ok_or_else(|| corrupt("truncated header"))?;
+        let identity_len = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
+        let identity = r.take(identity_len).ok_or_else(|| corrupt("truncated header"))?;
         let fields: Option<[u64; 6]> =
             (|| Some([r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u32()? as u64]))();
         let [w, p, from, to, len, crc] = fields.ok_or_else(|| corrupt("truncated header"))?;
@@ -403,6 +457,14 @@ impl Snapshots {
         }
         if u64::from(crc32fast::hash(body)) != crc {
             return Err(corrupt("checksum mismatch"));
+        }
+        if identity != self.identity.as_bytes() {
+            return Err(SnapshotError::Foreign {
+                path: path.to_path_buf(),
+                found: String::from_utf8_lossy(identity).into_owned(),
+                expected: self.identity.clone(),
+                dir: self.dir.clone(),
+            });
         }
         Ok((from, to, body.to_vec()))
     }
@@ -514,7 +576,7 @@ mod tests {
     #[test]
     fn a_resumed_run_gets_the_newest_state_at_or_below_its_resume_point() {
         let d = dir();
-        let first = Arc::new(Snapshots::new(&d, 400, 0).expect("dir"));
+        let first = Arc::new(Snapshots::new(&d, 400, 0, "models A").expect("dir"));
         let (mut cut, restored) = Cutter::new::<Vec<u64>>(first.clone(), "op", 1, 2).expect("fresh");
         assert!(restored.is_none());
         assert_eq!(cut.next(), 100);
@@ -522,7 +584,7 @@ mod tests {
         cut.write(350, &vec![1u64, 2]); // valid for cuts 200 and 300
         cut.write(420, &vec![1u64, 2, 3]);
         assert_eq!(cut.next(), 500);
-        let resumed = Arc::new(Snapshots::new(&d, 400, 330).expect("dir"));
+        let resumed = Arc::new(Snapshots::new(&d, 400, 330, "models A").expect("dir"));
         let (cut, restored) = Cutter::new::<Vec<u64>>(resumed, "op", 1, 2).expect("resume");
         let restored = restored.expect("a state");
         assert_eq!((restored.at, restored.state), (300, vec![1, 2]));
@@ -531,15 +593,18 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_snapshot_another_worker_count_or_none_near_the_resume_point_is_a_clear_error() {
+    fn a_corrupt_snapshot_another_worker_count_other_models_or_none_near_the_resume_point_is_a_clear_error() {
         let d = dir();
-        let s = Arc::new(Snapshots::new(&d, 400, 0).expect("dir"));
+        let s = Arc::new(Snapshots::new(&d, 400, 0, "models A").expect("dir"));
         let (mut cut, _) = Cutter::new::<u64>(s.clone(), "op", 0, 1).expect("fresh");
         cut.write(100, &7u64);
-        let later = |resume| Arc::new(Snapshots::new(&d, 400, resume).expect("dir"));
+        let later = |resume| Arc::new(Snapshots::new(&d, 400, resume, "models A").expect("dir"));
         let err = Cutter::new::<u64>(later(100), "op", 0, 2).expect_err("two workers");
         assert!(err.to_string().contains("taken with 1 workers in all, this run has 2"), "{err}");
         let err = Cutter::new::<u64>(later(900), "op", 0, 1).expect_err("too old");
+        let other = Arc::new(Snapshots::new(&d, 400, 120, "models B").expect("dir"));
+        let err2 = Cutter::new::<u64>(other, "op", 0, 1).expect_err("other models");
+        assert!(err2.to_string().contains("taken with \"models A\", this run has \"models B\""), "{err2}");
         assert!(matches!(err, SnapshotError::Missing { newest: Some(100), .. }), "{err}");
         assert!(Cutter::new::<u64>(later(120), "other", 0, 1).expect("no files of it").1.is_none());
         let file = s.file("op", 0, 1, 100);
@@ -558,7 +623,7 @@ mod tests {
     #[test]
     fn files_older_than_a_horizon_before_the_recorded_frontier_are_pruned() {
         let d = dir();
-        let s = Arc::new(Snapshots::new(&d, 400, 0).expect("dir"));
+        let s = Arc::new(Snapshots::new(&d, 400, 0, "models A").expect("dir"));
         let (mut cut, _) = Cutter::new::<u64>(s.clone(), "op", 0, 1).expect("fresh");
         for t in (100u64..=2000).step_by(100) {
             s.recorded(t.saturating_sub(100));

@@ -332,6 +332,53 @@ fn r17_kafka_run_with_the_default_models_killed_twenty_times_writes_exactly_the_
 }
 
 #[test]
+fn r17_a_restart_with_another_worker_count_or_a_corrupt_snapshot_stops_with_a_clear_error_before_reading() {
+    let topic = unique("snapshots");
+    let brokers = kafka();
+    ensure_topic(&brokers, &topic, 2).unwrap();
+    let dir = tmp();
+    let out = Output::Kafka { brokers: brokers.clone(), topic: topic.clone(), partitions: 2 };
+    simulate_to(&sim(20, 30, 8), &out, &dir.path().join("labels.json"), None, None).unwrap();
+    let bin = env!("CARGO_BIN_EXE_sensorflow");
+    let alerts = dir.path().join("alerts.jsonl");
+    let run = |workers: &str| {
+        Command::new(bin)
+            .args(["run", "--source", "kafka", "--broker", &brokers, "--topic", &topic, "--group", "g"])
+            .args(["--until-idle", "4s", "--recovery-horizon", "5m", "-w", workers, "-q", "--alerts"])
+            .arg(&alerts)
+            .output()
+            .unwrap()
+    };
+    let first = run("2");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let state = dir.path().join("alerts.jsonl.checkpoint.state");
+    let files: Vec<PathBuf> = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("anomalies-1of2-")), "{files:?}");
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("device-rows-0of2-")), "{files:?}");
+    let lines_before = std::fs::read_to_string(&alerts).unwrap().lines().count();
+
+    // Another worker count: refused, naming both counts and the fallback.
+    let other = run("1");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success());
+    assert!(err.contains("taken with 2 workers in all, this run has 1") && err.contains("delete"), "{err}");
+
+    // A flipped byte in one snapshot: refused, naming the file.
+    let victim = files.iter().filter(|f| f.to_string_lossy().contains("anomalies-0of2-")).max().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(victim, &bytes).unwrap();
+    let corrupt = run("2");
+    let err = String::from_utf8_lossy(&corrupt.stderr);
+    assert!(!corrupt.status.success());
+    assert!(err.contains("is corrupt (checksum mismatch)"), "{err}");
+    assert!(err.contains(&victim.file_name().unwrap().to_string_lossy().to_string()), "{err}");
+    // Neither refused run wrote an alert.
+    assert_eq!(std::fs::read_to_string(&alerts).unwrap().lines().count(), lines_before);
+}
+
+#[test]
 fn ten_thousand_malformed_kafka_messages_are_dead_lettered_and_valid_events_unaffected() {
     let sim = sim(30, 20, 3);
     let dir = tmp();

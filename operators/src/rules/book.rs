@@ -338,7 +338,7 @@ impl RuleBook {
             return since;
         }
         match self.resumed.remove(&(device, rule.rule.name.clone())) {
-            Some((old, resume_at)) if old <= since && since < resume_at => old,
+            Some((old, resume_at)) if since < resume_at => old,
             _ => since,
         }
     }
@@ -409,7 +409,9 @@ impl RuleBook {
                     let since = match resumed.is_empty() {
                         true => since,
                         false => match resumed.remove(&(w.device.0, compiled.rule.name.clone())) {
-                            Some((old, resume_at)) if old <= since && since < resume_at => old,
+                            // Also when the re-read episode seems to start before `old`: the
+                            // first window re-read after a restart can lack its earlier events.
+                            Some((old, resume_at)) if since < resume_at => old,
                             _ => since,
                         },
                     };
@@ -460,5 +462,56 @@ fn make_alert(
         site: meta.and_then(|m| m.site.clone()),
         owner: meta.and_then(|m| m.owner.clone()),
         early_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::window::Field;
+    use crate::rules::{Comparator, Rule, TotalF64};
+
+    fn window(dict: &Dictionary, start: u64, max: f64) -> WindowAgg {
+        WindowAgg {
+            device: dict.device("d"),
+            metric: dict.metric("temp"),
+            start,
+            end: start + 1000,
+            count: 1,
+            min: max,
+            max,
+            mean: max,
+            variance: 0.0,
+            first: max,
+            last: max,
+        }
+    }
+
+    #[test]
+    fn a_resumed_episode_keeps_its_key_when_the_rereading_makes_it_start_earlier() {
+        let dict = Dictionary::default();
+        let mut book = RuleBook::default();
+        let mut alerts = Vec::new();
+        let rule = Rule {
+            name: "hot".into(),
+            metric: "temp".into(),
+            devices: None,
+            field: Field::Max,
+            op: Comparator::Above,
+            value: TotalF64(80.0),
+            hysteresis: TotalF64(0.0),
+            min_duration_ms: 2000,
+            severity: "warning".into(),
+            early: false,
+        };
+        let open =
+            Control::OpenEpisode { device: "d".into(), rule: "hot".into(), since: 11_000, resume_at: 20_000 };
+        book.apply(&[(Control::Rule(rule), 1), (open, 1)], &dict, &mut alerts);
+        // The re-read input holds from 10 s (its first window lacks the earlier, cooler readings).
+        for (start, max) in [(10_000, 90.0), (11_000, 90.0), (12_000, 90.0), (13_000, 50.0)] {
+            book.evaluate(&window(&dict, start, max), &dict, &mut alerts);
+        }
+        let got: Vec<(AlertKind, u64)> = alerts.iter().map(|a| (a.kind, a.key.window_start)).collect();
+        assert_eq!(got, vec![(AlertKind::Fired, 11_000), (AlertKind::Cleared, 11_000)]);
     }
 }

@@ -22,7 +22,7 @@ use sensorflow::connectors::SourceConfig;
 use sensorflow_operators::{Dictionary, PartitionReader, Poll, SourceBatch};
 
 fn dataset(events: u64) -> PathBuf {
-    sensorflow::tools::bench::log_dataset(&data_dir(), events).expect("generate the W1 log")
+    sensorflow::tools::bench::log_dataset(&data_dir(), events, 42).expect("generate the W1 log")
 }
 
 fn engine(path: &Path, rules: &Path, workers: usize) -> (Row, u64) {

@@ -22,7 +22,7 @@ use common::{best_of_three, data_dir, env_u64, report, Row};
 use sensorflow::connectors::SourceConfig;
 
 fn dataset(events: u64) -> PathBuf {
-    sensorflow::tools::bench::json_dataset(&data_dir(), events).expect("generate the W2 dataset")
+    sensorflow::tools::bench::json_dataset(&data_dir(), events, 42).expect("generate the W2 dataset")
 }
 
 fn engine(path: &Path, rules: &Path, workers: usize, model: &str) -> (Row, u64) {

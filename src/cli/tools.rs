@@ -196,8 +196,9 @@ pub fn bridge(cfg: BridgeConfig) -> Result<()> {
 /// `sensorflow bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads: w1, w2, w3, l, m (comma-separated; m: peak memory with --events devices,
-    /// at most 3 M, not in the default set).
+    /// Workloads: w1, w2, w3, storm, l, m (comma-separated; storm: the W2 pipeline on data
+    /// where a quarter of the windows alert; m: peak memory with --events devices, at most
+    /// 3 M; neither is in the default set).
     #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,l")]
     pub workloads: Vec<String>,
     /// Events per W run.
@@ -206,6 +207,12 @@ pub struct BenchArgs {
     /// Worker counts to run each W workload at.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub workers: Vec<usize>,
+    /// Runs of each W configuration, engine and limit each (the table shows the median).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Seed of the W reference data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Offered rates for L, events/s.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub rates: Vec<u64>,
@@ -231,13 +238,16 @@ impl BenchArgs {
             .iter()
             .map(|w| match Workload::from_name(w) {
                 Some(w) => Ok(w),
-                None => bail!("unknown workload {w:?} (w1, w2, w3, l, m)"),
+                None => bail!("unknown workload {w:?} (w1, w2, w3, storm, l, m)"),
             })
             .collect::<Result<_>>()?;
+        ensure!((1..=100).contains(&self.repeat), "--repeat must be 1 to 100, got {}", self.repeat);
         Ok(BenchConfig {
             workloads,
             events: self.events,
             workers: self.workers,
+            repeat: self.repeat,
+            seed: self.seed,
             rates: self.rates,
             secs: self.secs,
             tick_ms: self.tick_ms,
@@ -301,6 +311,8 @@ mod tests {
             workloads: vec!["w1".into(), "w9".into()],
             events: 1,
             workers: vec![1],
+            repeat: 1,
+            seed: 42,
             rates: vec![1],
             secs: 1,
             tick_ms: 1,
@@ -308,7 +320,7 @@ mod tests {
             out: "o.json".into(),
         };
         let e = args.into_config().err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(e, r#"unknown workload "w9" (w1, w2, w3, l, m)"#);
+        assert_eq!(e, r#"unknown workload "w9" (w1, w2, w3, storm, l, m)"#);
     }
 
     #[test]

@@ -116,32 +116,72 @@ fn bench(dir: &std::path::Path, args: &[&str]) -> (std::process::Output, Vec<ser
 }
 
 #[test]
-fn bench_runs_the_workloads_and_writes_json() {
+fn bench_runs_each_workload_beside_its_limit_with_the_same_windows_and_writes_json() {
     let dir = tmp();
-    let (_, rows) = bench(
+    let (run, rows) = bench(
         dir.path(),
         &[
             "--workloads",
-            "w1,w2,l",
+            "w1,w2,storm,l",
             "--events",
-            "20000",
+            "200000",
             "--workers",
             "1,2",
+            "--repeat",
+            "2",
             "--rates",
             "3000",
             "--secs",
             "1",
         ],
     );
-    assert_eq!(rows.len(), 5, "w1 and w2 at 1 and 2 workers, one L rate");
-    for r in &rows[..4] {
-        assert_eq!(r["events"], 20000, "{r}");
+    assert_eq!(rows.len(), 7, "w1, w2 and storm at 1 and 2 workers, one L rate");
+    for r in &rows[..6] {
+        assert_eq!(r["events"], 200_000, "{r}");
+        // 20 s of event time × 1,000 devices, one metric: every run closes 20,000 windows.
+        assert_eq!(r["windows"], 20_000, "{r}");
+        assert_eq!(r["limit"]["windows"], 20_000, "the limit does the same work: {r}");
+        let runs = r["spread"]["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "--repeat 2: {r}");
+        let (a, b) = (runs[0].as_f64().unwrap(), runs[1].as_f64().unwrap());
+        assert!(
+            (r["events_per_sec"].as_f64().unwrap() - (a + b) / 2.0).abs() < 1e-6 * a,
+            "median of two: {r}"
+        );
+        assert_eq!(r["limit"]["spread"]["runs"].as_array().unwrap().len(), 2, "{r}");
+        let ratio = r["ratio"].as_f64().unwrap();
+        let want = r["events_per_sec"].as_f64().unwrap() / r["limit"]["spread"]["median"].as_f64().unwrap();
+        assert!(ratio > 0.0 && (ratio - want).abs() < 1e-9 * want, "engine ÷ limit: {r}");
         assert!(r["alerts"].as_u64().unwrap() > 0, "max > 80 fires on this data: {r}");
-        assert!(r["events_per_sec"].as_f64().unwrap() > 0.0);
     }
-    // The same data and rule give the same alerts whatever the format or worker count.
-    assert!(rows[..4].iter().all(|r| r["alerts"] == rows[0]["alerts"]), "{rows:?}");
-    assert!(rows[4]["latency"]["p99_us"].as_u64().is_some(), "{}", rows[4]);
+    // The reference shape's spikes are rare (1 in 20,000 events): each hot window is its own
+    // alert, so the engine's alerts are the limit's windows over 80, at W1 and W2 alike.
+    for r in &rows[..4] {
+        assert_eq!(r["alerts"], r["limit"]["windows_over"], "{r}");
+        assert_eq!(r["alerts"], rows[0]["alerts"], "the same data in either format: {r}");
+    }
+    // The storm alerts in about a quarter of the windows; consecutive hot windows are one alert.
+    let storm = &rows[4];
+    let (fired, over) = (storm["alerts"].as_u64().unwrap(), storm["limit"]["windows_over"].as_u64().unwrap());
+    assert!(over > 4_000 && fired < over && fired > over / 2, "{storm}");
+    assert!(rows[6]["latency"]["p99_us"].as_u64().is_some(), "{}", rows[6]);
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("engine ÷ its limit") && table.contains("shape-specialised parse"), "{table}");
+}
+
+#[test]
+fn bench_w3_is_measured_against_the_anomaly_operator_alone() {
+    let dir = tmp();
+    let (_, rows) =
+        bench(dir.path(), &["--workloads", "w3", "--events", "20000", "--workers", "2", "--repeat", "1"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r["events"], 20_000, "{r}");
+    assert!(r["limit"]["name"].as_str().unwrap().contains("anomaly operator alone"), "{r}");
+    assert!(
+        r["limit"]["spread"]["median"].as_f64().unwrap() > 0.0 && r["ratio"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
 }
 
 #[test]

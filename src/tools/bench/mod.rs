@@ -1,18 +1,32 @@
-//! `sensorflow bench`: the benchmark workloads for users, on data generated here.
+//! `sensorflow bench`: the benchmark workloads for users, on data generated here, each beside
+//! the limit it is measured against, in the same process and run (issue 16: machines differ by
+//! ±30 %, so what compares across machines is engine ÷ limit).
 //!
-//! - W1: binary log → 1 s tumbling windows per device → rule `max > 80` → alert count.
-//! - W2: JSON lines → parse → the same.
-//! - W3: W2 plus the shipped anomaly model scoring every event's 64-value window.
+//! - W1: binary log → 1 s tumbling windows per device → rule `max > 80` → alert count; its
+//!   limit is the window aggregation alone over the same events already in memory
+//!   ([`bare::w1`]).
+//! - W2: JSON lines → parse → the same; its limit is a parser specialised to the file's shape
+//!   plus the same aggregation over the file already in memory ([`bare::w2`]).
+//! - W3: W2 plus the shipped anomaly model scoring every event's 64-value window; its limit is
+//!   the anomaly operator alone over the same events already in memory ([`alone`]).
+//! - S: the alert storm (W2 with a quarter of the windows alerting), beside W2's limit.
 //! - L: decision latency at a fixed offered rate, paced in real time (see [`latency`]).
 //! - M: memory with many devices: distinct devices with one event each through W3, each run in
 //!   a child process so its peak resident memory (VmHWM) is its own; two fleet sizes give the
 //!   bytes each further series costs.
 //!
-//! The W datasets have 1,000 devices and 10,000 events per second of event time; they are
-//! written once per size into a data directory and reused. `benches/` runs the same workloads
-//! with extra comparison rows (bare loops, 2 processes).
+//! W1, W2 and W3 read the W2 reference shape ([`data`]: 1,000 devices, 10,000 events per
+//! second of event time, about one alert per 20,000 events), seeded. Each W configuration runs
+//! `repeat` times, engine and limit in turn, and the row holds the median with the minimum and
+//! maximum; the JSON holds every run. `benches/` runs the same workloads with extra comparison
+//! rows (2 processes).
 
-use std::io::{BufWriter, Write};
+pub mod alone;
+pub mod bare;
+pub mod data;
+
+pub use data::{devices_dataset, json_dataset, log_dataset, reference_events, storm_dataset};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +34,6 @@ use sensorflow_operators::{Dictionary, Event};
 use serde::Serialize;
 
 use crate::config::{AlertOutput, RunConfig};
-use crate::connectors::binlog::LogWriter;
 use crate::connectors::simulator::SimConfig;
 use crate::connectors::SourceConfig;
 use crate::engine::summary::LatencySummary;
@@ -36,6 +49,8 @@ pub enum Workload {
     W2,
     /// W2 plus the shipped anomaly model.
     W3,
+    /// The alert storm: W2's pipeline on data where a quarter of the windows alert.
+    Storm,
     /// Decision latency at fixed offered rates.
     L,
     /// Peak memory and bytes per series with many devices.
@@ -43,12 +58,13 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The workload called `name` on the command line (`w1`, `w2`, `w3`, `l`).
+    /// The workload called `name` on the command line (`w1`, `w2`, `w3`, `storm`, `l`, `m`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "w1" => Some(Workload::W1),
             "w2" => Some(Workload::W2),
             "w3" => Some(Workload::W3),
+            "storm" => Some(Workload::Storm),
             "l" => Some(Workload::L),
             "m" => Some(Workload::M),
             _ => None,
@@ -61,6 +77,7 @@ impl Workload {
             Workload::W1 => "w1",
             Workload::W2 => "w2",
             Workload::W3 => "w3",
+            Workload::Storm => "storm",
             Workload::L => "l",
             Workload::M => "m",
         }
@@ -76,6 +93,10 @@ pub struct BenchConfig {
     pub events: u64,
     /// Worker counts each W workload runs at.
     pub workers: Vec<usize>,
+    /// Runs of each W configuration (engine and limit each; the row holds the median).
+    pub repeat: usize,
+    /// Seed of the W2 reference data.
+    pub seed: u64,
     /// Offered rates for L, events/s.
     pub rates: Vec<u64>,
     /// Seconds per L rate.
@@ -107,23 +128,10 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
     for &w in &config.workloads {
         let before = rows.len();
         match w {
-            Workload::W1 => {
-                let path = log_dataset(&config.dir, config.events)?;
-                for &n in &config.workers {
-                    let source = SourceConfig::Log { path: path.clone(), realtime: None };
-                    rows.push(run_w("W1 log → windows → rule", source, &rules, n, "none")?);
-                }
-            }
-            Workload::W2 | Workload::W3 => {
-                let path = json_dataset(&config.dir, config.events)?;
-                let (name, model) = if w == Workload::W2 {
-                    ("W2 JSON → windows → rule", "none")
-                } else {
-                    ("W3 W2 + anomaly model", "default")
-                };
-                for &n in &config.workers {
-                    let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
-                    rows.push(run_w(name, source, &rules, n, model)?);
+            Workload::W1 | Workload::W2 | Workload::W3 | Workload::Storm => {
+                for row in w_rows(config, w, &rules)? {
+                    rows.push(row);
+                    meter.set(rows.len() as u64, || format!("{} at {} workers", w.name(), rows.len()));
                 }
             }
             Workload::L => {
@@ -154,6 +162,184 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
     print_table("sensorflow bench", &rows);
     write_json(&config.out, &rows)?;
     Ok(rows)
+}
+
+/// A W workload at each worker count: `repeat` runs of the engine, each after a run of the
+/// workload's limit (so a slow spell of the machine touches both), the medians and their ratio.
+fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRow>, Error> {
+    let (dir, events, seed) = (&config.dir, config.events, config.seed);
+    let mut rows = Vec::new();
+    match w {
+        Workload::W1 => {
+            let path = log_dataset(dir, events, seed)?;
+            let decoded = read_log(&path)?;
+            for &n in &config.workers {
+                let source = SourceConfig::Log { path: path.clone(), realtime: None };
+                rows.push(measure(config, "W1 log → windows → rule", n, rules, source, "none", || {
+                    let r = bare::w1(&decoded, n);
+                    Ok(LimitRun::counted(r))
+                })?);
+            }
+        }
+        Workload::W2 | Workload::Storm => {
+            let (path, name) = if w == Workload::W2 {
+                (json_dataset(dir, events, seed)?, "W2 JSON → windows → rule")
+            } else {
+                (storm_dataset(dir, events)?, "storm: W2 with many alerts")
+            };
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            for &n in &config.workers {
+                let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
+                rows.push(measure(config, name, n, rules, source, "none", || {
+                    Ok(LimitRun::counted(bare::w2(&bytes, n)?))
+                })?);
+            }
+        }
+        Workload::W3 => {
+            let path = json_dataset(dir, events, seed)?;
+            let parsed = {
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                alone::parse_file(&bytes)?
+            };
+            let idle = RunConfig::default().state_idle_setting();
+            for &n in &config.workers {
+                let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
+                rows.push(measure(config, "W3 W2 + anomaly model", n, rules, source, "default", || {
+                    let r = alone::run(&parsed, n, idle)?;
+                    Ok(LimitRun { events: r.events, windows: None, over: None, elapsed: r.elapsed })
+                })?);
+            }
+        }
+        Workload::L | Workload::M => {}
+    }
+    Ok(rows)
+}
+
+/// One run of a workload's limit.
+struct LimitRun {
+    events: u64,
+    windows: Option<u64>,
+    over: Option<u64>,
+    elapsed: Duration,
+}
+
+impl LimitRun {
+    fn counted(r: bare::BareRun) -> Self {
+        LimitRun { events: r.events, windows: Some(r.windows), over: Some(r.over), elapsed: r.elapsed }
+    }
+}
+
+/// The name of the limit each workload is measured against.
+fn limit_name(w: &str) -> &'static str {
+    if w.starts_with("W1") {
+        "aggregation over decoded events in memory"
+    } else if w.starts_with("W3") {
+        "anomaly operator alone, events in memory"
+    } else {
+        "shape-specialised parse + aggregation, file in memory"
+    }
+}
+
+/// `repeat` runs of the engine and of its limit, in turn; every run must read every event,
+/// the engine must fire the same alerts each time, and engine and limit must close the same
+/// windows.
+fn measure(
+    config: &BenchConfig,
+    name: &str,
+    workers: usize,
+    rules: &Path,
+    source: SourceConfig,
+    model: &str,
+    mut limit: impl FnMut() -> Result<LimitRun, Error>,
+) -> Result<BenchRow, Error> {
+    let mut engine_runs = Vec::new();
+    let mut limit_runs = Vec::new();
+    for _ in 0..config.repeat.max(1) {
+        limit_runs.push(limit()?);
+        engine_runs.push(run_w(name, source.clone(), rules, workers, model)?);
+    }
+    let first = &engine_runs[0];
+    if engine_runs.iter().any(|r| r.alerts != first.alerts || r.windows != first.windows) {
+        return Err(Error::Runtime(format!("bench: {name}: alerts or windows differ between runs")));
+    }
+    let l = &limit_runs[0];
+    if l.events != first.events || (l.windows.is_some() && l.windows != first.windows) {
+        return Err(Error::Runtime(format!(
+            "bench: {name}: the limit read {} events into {:?} windows, the engine {} into {:?}: not the same work",
+            l.events, l.windows, first.events, first.windows
+        )));
+    }
+    let rates = |v: Vec<f64>| Spread::of(v);
+    let engine = rates(engine_runs.iter().map(|r| r.events_per_sec).collect());
+    let lim = rates(limit_runs.iter().map(|r| r.events as f64 / r.elapsed.as_secs_f64().max(1e-9)).collect());
+    let mut row = engine_runs.swap_remove(0);
+    row.seconds = row.events as f64 / engine.median.max(1e-9);
+    row.events_per_sec = engine.median;
+    row.ratio = Some(engine.median / lim.median.max(1e-9));
+    row.spread = engine;
+    row.limit =
+        Some(Limit { name: limit_name(name).into(), windows: l.windows, windows_over: l.over, spread: lim });
+    Ok(row)
+}
+
+/// Median, minimum, maximum and every run's figure.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Spread {
+    /// Median (of an even count, the mean of the middle two).
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Every run, in order.
+    pub runs: Vec<f64>,
+}
+
+impl Spread {
+    /// The spread of `runs`.
+    pub fn of(runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Spread {
+            median,
+            min: sorted.first().copied().unwrap_or(0.0),
+            max: sorted.last().copied().unwrap_or(0.0),
+            runs,
+        }
+    }
+}
+
+/// What a W row was measured against.
+#[derive(Clone, Debug, Serialize)]
+pub struct Limit {
+    /// What the limit does.
+    pub name: String,
+    /// Windows it closed (equal to the engine's, checked).
+    pub windows: Option<u64>,
+    /// Windows whose maximum passed the rule's threshold.
+    pub windows_over: Option<u64>,
+    /// Its events/s.
+    pub spread: Spread,
+}
+
+/// Every event of a binary log, decoded into memory.
+fn read_log(path: &Path) -> Result<Vec<Event>, Error> {
+    use sensorflow_operators::{PartitionReader, Poll, SourceBatch};
+    let mut reader = crate::connectors::binlog::LogReader::new(path, 0, 1, Dictionary::default(), None);
+    let mut batch = SourceBatch::default();
+    loop {
+        let poll =
+            reader.poll(&mut batch).map_err(|e| Error::Runtime(format!("bench: {}: {e}", path.display())))?;
+        if poll == Poll::Done {
+            return Ok(batch.events);
+        }
+    }
 }
 
 /// The CPU model named in `/proc/cpuinfo` (empty where there is none).
@@ -199,31 +385,20 @@ pub struct BenchRow {
     pub events_per_sec: f64,
     /// Alerts fired (W) or decisions timed (L).
     pub alerts: u64,
+    /// Windows closed (W).
+    pub windows: Option<u64>,
+    /// Every run's events/s (W: `repeat` runs; `events_per_sec` is their median).
+    pub spread: Spread,
+    /// The limit a W row is measured against, from the same runs.
+    pub limit: Option<Limit>,
+    /// Engine ÷ limit, of the medians.
+    pub ratio: Option<f64>,
     /// Ingest→alert latency, µs percentiles (L; W runs report them too).
     pub latency: Option<LatencySummary>,
     /// Peak resident memory of the run's own process (M), bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Bytes each further device's series costs (M: the difference of two fleet sizes).
     pub bytes_per_series: Option<f64>,
-}
-
-/// The M dataset: `devices` distinct devices with one event each, 10,000 per second of event
-/// time (generated on first use).
-pub fn devices_dataset(dir: &Path, devices: u64) -> Result<PathBuf, Error> {
-    cached_dataset(dir, &format!("m-{devices}.jsonl"), |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let mut w = BufWriter::with_capacity(1 << 22, file);
-        for i in 0..devices {
-            writeln!(
-                w,
-                r#"{{"device":"dev-{i:08}","metric":"temperature","ts":{},"value":{:.2},"seq":0}}"#,
-                1_700_000_000_000 + i / 10,
-                20.0 + (i % 100) as f64 / 10.0
-            )
-            .map_err(|e| Error::io(tmp, e))?;
-        }
-        w.flush().map_err(|e| Error::io(tmp, e))
-    })
 }
 
 /// One M run: this binary's `run` over `devices` one-event devices with the default model and
@@ -270,83 +445,10 @@ fn memory_run(dir: &Path, rules: &Path, devices: u64, workers: usize) -> Result<
         latency: None,
         peak_rss_bytes: field("peak memory (VmHWM)").map(|mb| (mb * 1e6) as u64),
         bytes_per_series: None,
-    })
-}
-
-/// The W datasets' values: a xorshift stream over 20.00 .. 81.99, so `max > 80` fires now
-/// and then. Event `i` belongs to device `i % 1000` at `1_700_000_000_000 + i / 10` ms.
-fn w_events(
-    events: u64,
-    mut each: impl FnMut(usize, u64, f64, u64) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut seq = vec![0u64; 1000];
-    for i in 0..events {
-        let device = (i % 1000) as usize;
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let value = 20.0 + (rng % 6200) as f64 / 100.0;
-        each(device, 1_700_000_000_000 + i / 10, value, seq[device])?;
-        seq[device] += 1;
-    }
-    Ok(())
-}
-
-/// `dir/name`, generated on first use: `write` fills a temporary file beside it, which is
-/// renamed into place only once complete, so an interrupted run never leaves a partial dataset
-/// that later runs would take as generated.
-fn cached_dataset(
-    dir: &Path,
-    name: &str,
-    write: impl FnOnce(&Path) -> Result<(), Error>,
-) -> Result<PathBuf, Error> {
-    let path = dir.join(name);
-    if path.exists() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    write(&tmp)?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    Ok(path)
-}
-
-/// The W2/W3 dataset of `events` JSON lines in `dir` (generated on first use).
-pub fn json_dataset(dir: &Path, events: u64) -> Result<PathBuf, Error> {
-    cached_dataset(dir, &format!("w2-{events}.jsonl"), |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let mut w = BufWriter::with_capacity(1 << 22, file);
-        w_events(events, |device, ts, value, seq| {
-            writeln!(
-                w,
-                r#"{{"device":"dev-{device:06}","metric":"temperature","ts":{ts},"value":{value:.2},"seq":{seq}}}"#
-            )
-            .map_err(|e| Error::io(tmp, e))
-        })?;
-        w.flush().map_err(|e| Error::io(tmp, e))
-    })
-}
-
-/// The W1 dataset of `events` events as a binary log in `dir` (generated on first use).
-pub fn log_dataset(dir: &Path, events: u64) -> Result<PathBuf, Error> {
-    cached_dataset(dir, &format!("w1-{events}.sflog"), |tmp| {
-        let dict = Dictionary::default();
-        let devices: Vec<_> = (0..1000).map(|d| dict.device(&format!("dev-{d:06}"))).collect();
-        let metric = dict.metric("temperature");
-        let mut w = LogWriter::create(tmp)?;
-        let mut chunk = Vec::with_capacity(1 << 16);
-        w_events(events, |device, ts, value, seq| {
-            chunk.push(Event { device: devices[device], metric, ts, value, seq });
-            if chunk.len() == 1 << 16 {
-                w.write(&chunk, &dict)?;
-                chunk.clear();
-            }
-            Ok(())
-        })?;
-        w.write(&chunk, &dict)?;
-        w.finish()?;
-        Ok(())
+        windows: None,
+        spread: Spread::of(vec![rate]),
+        limit: None,
+        ratio: None,
     })
 }
 
@@ -391,9 +493,13 @@ pub fn run_w(
         workers,
         events: s.records_in,
         seconds: s.elapsed.as_secs_f64(),
-        events_per_sec: s.records_in as f64 / s.elapsed.as_secs_f64().max(1e-9),
+        events_per_sec: s.events_per_sec(),
         alerts: s.alerts_by_rule.values().map(|(f, _)| f).sum(),
         latency: s.latency,
+        windows: Some(s.windows_closed),
+        spread: Spread::of(vec![s.events_per_sec()]),
+        limit: None,
+        ratio: None,
     })
 }
 
@@ -441,17 +547,52 @@ pub fn latency(dir: &Path, rate: u64, secs: u64, tick_ms: u64, workers: usize) -
         events_per_sec: s.records_in as f64 / s.elapsed.as_secs_f64().max(1e-9),
         alerts: s.latency.map_or(0, |l| l.count),
         latency: s.latency,
+        windows: None,
+        spread: Spread::of(vec![s.events_per_sec()]),
+        limit: None,
+        ratio: None,
     })
 }
 
-/// Prints rows as a table.
+/// Prints rows as tables: the W rows with their limits and ratios, then the others.
 pub fn print_table(title: &str, rows: &[BenchRow]) {
+    let m = |x: f64| format!("{:.2} M", x / 1e6);
+    let (w, other): (Vec<&BenchRow>, Vec<&BenchRow>) = rows.iter().partition(|r| r.limit.is_some());
+    if !w.is_empty() {
+        println!(
+            "\n{title}: events/s, median of {} runs (min–max), engine ÷ its limit in the same runs",
+            w[0].spread.runs.len()
+        );
+        println!(
+            "{:<30} {:>7} {:>11} {:>22} {:>22} {:>7} {:>8}  limit",
+            "workload", "workers", "events", "engine", "limit", "ratio", "alerts"
+        );
+        for r in &w {
+            let Some(limit) = &r.limit else { continue };
+            let spread = |s: &Spread| format!("{} ({:.1}–{:.1})", m(s.median), s.min / 1e6, s.max / 1e6);
+            println!(
+                "{:<30} {:>7} {:>11} {:>22} {:>22} {:>7.2} {:>8}  {}{}",
+                r.name,
+                r.workers,
+                r.events,
+                spread(&r.spread),
+                spread(&limit.spread),
+                r.ratio.unwrap_or(0.0),
+                r.alerts,
+                limit.name,
+                limit.windows_over.map_or(String::new(), |o| format!(" ({o} windows over 80)"))
+            );
+        }
+    }
+    if other.is_empty() {
+        return;
+    }
     println!("\n{title}");
     println!(
         "{:<36} {:>7} {:>12} {:>8} {:>12} {:>9} {:>9} {:>9}",
         "workload", "workers", "events", "secs", "events/s", "p50 ms", "p99 ms", "p99.9 ms"
     );
-    for r in rows {
+    for r in other {
         let ms = |f: fn(&LatencySummary) -> u64| {
             r.latency.as_ref().map_or("-".to_string(), |l| format!("{:.3}", f(l) as f64 / 1000.0))
         };

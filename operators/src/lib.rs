@@ -55,7 +55,9 @@ pub use ops::window::{canonical, Field, WindowAgg, WindowSpec, WindowSpecError, 
 pub use rules::{glob_match, Comparator, Control, DeviceMeta, Rule, RuleBook, TotalF64};
 pub use runtime::clock::WatermarkClock;
 pub use runtime::evict::{Evictor, StateIdle};
-pub use runtime::metrics::{Counters, LogHistogram, PartitionGauge, WorkerCounters};
+pub use runtime::metrics::{
+    ClockRejections, Counters, LogHistogram, PartitionGauge, WorkerCounters, CLOCK_DEVICES_NAMED,
+};
 pub use runtime::snapshot::{Cutter, Restored, SnapshotError, Snapshots, SNAPSHOT_FORMAT};
 pub use runtime::watermark::{DeviceClocks, EventTimeMode, Watermarks};
 pub use scoring::{

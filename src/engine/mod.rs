@@ -290,6 +290,7 @@ pub fn run_with(
         processed: Counters::get(&c.events_processed),
         late: Counters::get(&c.late),
         dead_lettered: Counters::get(&c.dead_lettered),
+        clock_rejected: c.clock_rejected_by_device(),
         duplicates: Counters::get(&c.duplicates),
         dedupe_horizon_exceeded: Counters::get(&c.dedupe_horizon_exceeded),
         windows_closed: Counters::get(&c.windows_closed),

@@ -108,6 +108,8 @@ pub struct Summary {
     pub late: u64,
     /// Dead-lettered records.
     pub dead_lettered: u64,
+    /// Of those, events the clock guard rejected, by device.
+    pub clock_rejected: sensorflow_operators::ClockRejections,
     /// Duplicates dropped.
     pub duplicates: u64,
     /// Events too far out of order to de-duplicate (passed on).
@@ -193,6 +195,20 @@ impl fmt::Display for Summary {
             None => String::new(),
         };
         writeln!(f, "dead-lettered        {:>14}{dead_note}", self.dead_lettered)?;
+        let clock = &self.clock_rejected;
+        if !clock.named.is_empty() {
+            let total = clock.named.values().sum::<u64>() + clock.others;
+            let mut worst: Vec<(&String, &u64)> = clock.named.iter().collect();
+            worst.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let shown: Vec<String> = worst.iter().take(5).map(|(d, n)| format!("{d} {n}")).collect();
+            let more = clock.named.len().saturating_sub(5);
+            let more = match (more, clock.others) {
+                (0, 0) => String::new(),
+                (m, 0) => format!(", {m} more devices"),
+                (m, o) => format!(", {m} more devices, {o} of devices not named"),
+            };
+            writeln!(f, "  timestamp out of range {total:>10}  ({}{more}; see /metrics)", shown.join(", "))?;
+        }
         writeln!(f, "duplicates dropped   {:>14}", self.duplicates)?;
         if self.dedupe_horizon_exceeded > 0 {
             writeln!(f, "beyond dedupe horizon{:>14}", self.dedupe_horizon_exceeded)?;

@@ -233,6 +233,14 @@ fn r15_one_device_clock_in_the_year_3000_is_dead_lettered_and_blinds_nothing_at_
         assert_eq!(summary.late, 0, "{summary}");
         assert_eq!(summary.processed, 18_000, "{summary}");
         assert_eq!(summary.dead_lettered, 2_000, "{summary}");
+        // Counted per device (shown on /metrics and in the summary): the one lying clock.
+        let by_device: Vec<(&str, u64)> =
+            summary.clock_rejected.named.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+        assert_eq!((by_device, summary.clock_rejected.others), (vec![("dev-3", 2_000)], 0));
+        assert!(
+            summary.to_string().contains("timestamp out of range       2000  (dev-3 2000; see /metrics)"),
+            "{summary}"
+        );
         let dead = c.dead_letters();
         assert!(dead.iter().all(|d| d.reason == "timestamp out of range"), "{:?}", dead.first());
         assert!(String::from_utf8_lossy(&dead[0].raw).contains("\"dev-3\""), "the record is kept readable");

@@ -508,9 +508,11 @@ pub fn partitioned_source<'scope>(
                         let mut letters: Vec<DeadLetter> = rejected
                             .drain(..)
                             .map(|e| {
+                                let device = names.device_name(e.device);
+                                counters.clock_rejected(device.as_ref(), 1);
                                 let raw = format!(
                                     r#"{{"device":{:?},"metric":{:?},"ts":{},"value":{},"seq":{}}}"#,
-                                    names.device_name(e.device).as_ref(),
+                                    device.as_ref(),
                                     names.metric_name(e.metric).as_ref(),
                                     e.ts,
                                     e.value,
@@ -520,7 +522,6 @@ pub fn partitioned_source<'scope>(
                             })
                             .collect();
                         Counters::add(&counters.dead_lettered, letters.len() as u64);
-                        Counters::add(&counters.clock_rejected, letters.len() as u64);
                         dead_out.session(&held[2]).give_container(&mut letters);
                     }
                     std::mem::swap(&mut batch.events, &mut kept_buf);

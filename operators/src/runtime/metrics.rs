@@ -48,6 +48,22 @@ pub struct Counters {
     pub scoring_us: LogHistogram,
     /// Every source partition this process reads, registered when its reader starts.
     partitions: Mutex<Vec<Arc<PartitionGauge>>>,
+    /// Clock-guard rejections by device name: the first [`CLOCK_DEVICES_NAMED`] devices
+    /// rejected are named, the rest counted together (so a fleet of broken clocks cannot
+    /// grow the map or the `/metrics` page without bound).
+    clock_by_device: Mutex<ClockRejections>,
+}
+
+/// Devices [`Counters::clock_rejected_by_device`] names at most.
+pub const CLOCK_DEVICES_NAMED: usize = 100;
+
+/// Clock-guard rejections per device (see [`Counters::clock_rejected_by_device`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClockRejections {
+    /// Rejections of each named device.
+    pub named: std::collections::BTreeMap<String, u64>,
+    /// Rejections of devices beyond the named ones.
+    pub others: u64,
 }
 
 /// What one worker's source read and passed on.
@@ -189,6 +205,25 @@ impl Counters {
     /// Every registered partition.
     pub fn partitions(&self) -> Vec<Arc<PartitionGauge>> {
         crate::lock(&self.partitions).clone()
+    }
+
+    /// Counts `n` clock-guard rejections of `device` (in [`Counters::clock_rejected`] too).
+    /// Rare by nature (a lying clock), so a lock per rejected batch and device is cheap.
+    pub fn clock_rejected(&self, device: &str, n: u64) {
+        Counters::add(&self.clock_rejected, n);
+        let mut by = crate::lock(&self.clock_by_device);
+        if let Some(c) = by.named.get_mut(device) {
+            *c += n;
+        } else if by.named.len() < CLOCK_DEVICES_NAMED {
+            by.named.insert(device.to_string(), n);
+        } else {
+            by.others += n;
+        }
+    }
+
+    /// Clock-guard rejections by device so far.
+    pub fn clock_rejected_by_device(&self) -> ClockRejections {
+        crate::lock(&self.clock_by_device).clone()
     }
 
     /// Adds `n` to `counter`.

@@ -158,6 +158,21 @@ impl Collector for PipelineCollector {
             "Events whose timestamp was out of range (before the floor, too far ahead of the wall clock, or an unconfirmed jump); also dead-lettered",
             &one(&c.clock_rejected),
         )?;
+        let clock = c.clock_rejected_by_device();
+        let mut by_device: Vec<(Labels, u64)> = clock
+            .named
+            .into_iter()
+            .map(|(device, n)| (vec![("source", t.source.clone()), ("device", device)], n))
+            .collect();
+        if clock.others > 0 {
+            by_device.push((vec![("source", t.source.clone()), ("device", "(others)".into())], clock.others));
+        }
+        counter(
+            &mut enc,
+            "sensorflow_clock_rejected_by_device",
+            "Clock-guard rejections of each device (the first 100 devices rejected are named, the rest counted as device=\"(others)\")",
+            &by_device,
+        )?;
         counter(
             &mut enc,
             "sensorflow_device_rows_scored",
@@ -305,6 +320,12 @@ mod tests {
         gauge.held_back.store(4, Ordering::Relaxed);
         gauge.held_back_us.store(1_500_000, Ordering::Relaxed);
         gauge.holding.store(true, Ordering::Relaxed);
+        counters.clock_rejected("dev-3", 2);
+        counters.clock_rejected("dev-3", 1);
+        for d in 0..sensorflow_operators::CLOCK_DEVICES_NAMED {
+            counters.clock_rejected(&format!("fleet-{d:03}"), 1);
+        }
+        counters.clock_rejected("one-too-many", 4);
         let text = metrics_text(&t).expect("encodes");
         for line in [
             "sensorflow_records_in_total{source=\"simulator\",worker=\"1\"} 17",
@@ -319,6 +340,10 @@ mod tests {
             "sensorflow_ingest_to_alert_seconds_bucket{le=\"0.0005\",source=\"simulator\"} 1",
             "sensorflow_ingest_to_alert_seconds_bucket{le=\"+Inf\",source=\"simulator\"} 1",
             "sensorflow_ingest_to_alert_seconds_count{source=\"simulator\"} 1",
+            "sensorflow_clock_rejected_total{source=\"simulator\"} 107",
+            "sensorflow_clock_rejected_by_device_total{source=\"simulator\",device=\"dev-3\"} 3",
+            "sensorflow_clock_rejected_by_device_total{source=\"simulator\",device=\"fleet-098\"} 1",
+            "sensorflow_clock_rejected_by_device_total{source=\"simulator\",device=\"(others)\"} 5",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

@@ -6,8 +6,8 @@
 //!   thread parses its lines with a parser specialised to the W2 shape
 //!   (`{"device":…,"metric":…,"ts":…,"value":…,"seq":…}`; anything else is an error, not a
 //!   fallback) and aggregates 1-s tumbling windows per series (count, sum, sum of squares,
-//!   min, max, first, last) in a flat open-addressed table keyed by the name bytes, without
-//!   allocating per event.
+//!   min, max, first, last) in a flat open-addressed table keyed by the names' 64-bit hashes
+//!   (the engine's event ids), without allocating per event.
 //! - [`w1`]: the same aggregation over decoded events already in memory, keyed by the events'
 //!   ids (no decode).
 //!
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sensorflow_operators::Event;
+use sensorflow_operators::{stable_hash, Event};
 
 use crate::Error;
 
@@ -84,7 +84,7 @@ impl Agg {
 struct Slot {
     /// The hash the series is filed under.
     hash: u64,
-    /// Identity: the event ids (W1) or where the names sit in the name arena (W2).
+    /// Identity: the device and metric ids (the hashes of their names).
     id: [u64; 2],
     window: u64,
     agg: Agg,
@@ -243,7 +243,7 @@ pub fn w1(events: &[Event], threads: usize) -> BareRun {
             let slot = t.find(hash, |s| s.id == id).unwrap_or_else(|| t.insert(hash, id));
             t.add(slot, e.ts, e.value);
         }
-        let mut p = t.finish(|s| [s.id[0].to_le_bytes(), s.id[1].to_le_bytes()].concat());
+        let mut p = t.finish(id_bytes);
         p.events = part.len() as u64;
         p
     });
@@ -277,25 +277,6 @@ fn split_lines(bytes: &[u8], n: usize) -> Vec<&[u8]> {
         parts.push(bytes);
     }
     parts
-}
-
-/// FxHash-style hash of a name's bytes.
-#[inline]
-fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h = b.len() as u64;
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517C_C1B7_2722_0A95);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517C_C1B7_2722_0A95);
-    }
-    h
 }
 
 /// One W2 line's fields: where its names are and its numbers.
@@ -342,10 +323,11 @@ fn decimal(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
     Some((if negative { -v } else { v }, j))
 }
 
-/// `b[i..]` starts with `lit`: the index after it.
+/// `b[i..]` starts with `lit`: the index after it (a fixed-size compare, no `memcmp` call).
 #[inline]
-fn expect(b: &[u8], i: usize, lit: &[u8]) -> Option<usize> {
-    b.get(i..i + lit.len()).filter(|s| *s == lit).map(|_| i + lit.len())
+fn expect<const N: usize>(b: &[u8], i: usize, lit: &[u8; N]) -> Option<usize> {
+    let s: &[u8; N] = b.get(i..i + N)?.try_into().ok()?;
+    (s == lit).then_some(i + N)
 }
 
 /// The string's bytes from `b[i..]` up to its closing quote, and the quote's index.
@@ -377,11 +359,10 @@ fn line(b: &[u8], i: usize) -> Option<(Line<'_>, usize)> {
     Some((Line { device, metric, ts, value }, i))
 }
 
-/// One part of W2's bare loop.
+/// One part of W2's bare loop. Series are told apart by the 64-bit hashes of their names,
+/// as the engine's events carry them ([`stable_hash`]).
 fn w2_part(b: &[u8]) -> Result<Part, Error> {
     let mut t = Table::new();
-    // The names of every series, one after another; a slot's id says where its two are.
-    let mut names: Vec<u8> = Vec::new();
     let mut i = 0;
     let mut events = 0u64;
     while i < b.len() {
@@ -392,37 +373,21 @@ fn w2_part(b: &[u8]) -> Result<Part, Error> {
                 String::from_utf8_lossy(&b[i..end])
             )));
         };
-        let hash = hash_id([hash_bytes(l.device), hash_bytes(l.metric)]);
-        let found = t.find(hash, |s| name(&names, s.id[0]) == l.device && name(&names, s.id[1]) == l.metric);
-        let slot = match found {
-            Some(slot) => slot,
-            None => {
-                let device = place(&mut names, l.device);
-                let metric = place(&mut names, l.metric);
-                t.insert(hash, [device, metric])
-            }
-        };
+        let id = [stable_hash(l.device), stable_hash(l.metric)];
+        let hash = hash_id(id);
+        let slot = t.find(hash, |s| s.id == id).unwrap_or_else(|| t.insert(hash, id));
         t.add(slot, l.ts, l.value);
         events += 1;
         i = next;
     }
-    let mut p = t.finish(|s| [name(&names, s.id[0]), b"\0", name(&names, s.id[1])].concat());
+    let mut p = t.finish(id_bytes);
     p.events = events;
     Ok(p)
 }
 
-/// Appends `bytes` to the name arena: where they sit (offset << 32 | length).
-fn place(names: &mut Vec<u8>, bytes: &[u8]) -> u64 {
-    let at = names.len() as u64;
-    names.extend_from_slice(bytes);
-    at << 32 | bytes.len() as u64
-}
-
-/// The name placed at `at` (see [`place`]).
-#[inline]
-fn name(names: &[u8], at: u64) -> &[u8] {
-    let start = (at >> 32) as usize;
-    &names[start..start + (at & 0xFFFF_FFFF) as usize]
+/// A slot's identity as bytes, to merge edge windows by.
+fn id_bytes(s: &Slot) -> Vec<u8> {
+    [s.id[0].to_le_bytes(), s.id[1].to_le_bytes()].concat()
 }
 
 #[cfg(test)]

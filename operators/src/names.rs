@@ -144,7 +144,7 @@ const ID_MASK: u64 = 0xA5A5_5A5A_A5A5_5A5A;
 pub struct Interner {
     shared: Names,
     seen: IdHashSet<u64>,
-    /// Direct-mapped cache of recently seen short names (≤ 16 bytes, packed into two words)
+    /// Two-way cache of recently seen short names (≤ 16 bytes, packed into two words)
     /// and their ids: the common case costs two compares instead of a hash of the name.
     recent: Box<[(u64, u64, u64); CACHE]>,
     collisions: u64,
@@ -166,12 +166,18 @@ impl Interner {
         }
         let (a, b) = pack(name);
         let tag = ((name.len() as u64) << 56) ^ b;
-        let slot = ((a ^ tag.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE;
-        let entry = self.recent[slot];
-        if entry.0 == a && entry.1 == tag && entry.2 != 0 {
-            return Ok(entry.2 ^ ID_MASK);
+        // Two-way: a name is in one of a pair of slots, the more recent first, so two names
+        // hashing to the same pair (1,000 devices in 4,096 slots have dozens of such pairs)
+        // do not evict each other on every event.
+        let slot =
+            ((a ^ tag.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (CACHE - 2);
+        for entry in &self.recent[slot..slot + 2] {
+            if entry.0 == a && entry.1 == tag && entry.2 != 0 {
+                return Ok(entry.2 ^ ID_MASK);
+            }
         }
         let id = self.intern_slow(name)?;
+        self.recent[slot + 1] = self.recent[slot];
         self.recent[slot] = (a, tag, id ^ ID_MASK);
         Ok(id)
     }

@@ -138,18 +138,14 @@ impl<P: RowParser> LineReader<P> {
             return Ok(());
         };
         let have = self.buf.len();
-        self.buf.resize(have + CHUNK, 0);
-        let n = loop {
-            match file.read(&mut self.buf[have..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(have);
-                    return Err(SourceError::fatal(&self.name, format!("read failed: {e}")));
-                }
-            }
-        };
-        self.buf.truncate(have + n);
+        // Read into the spare capacity (no zeroing first: `read_to_end` on a `Take` does not
+        // initialise what the kernel is about to overwrite); retried on interruption.
+        self.buf.reserve(CHUNK);
+        if let Err(e) = file.take(CHUNK as u64).read_to_end(&mut self.buf) {
+            self.buf.truncate(have);
+            return Err(SourceError::fatal(&self.name, format!("read failed: {e}")));
+        }
+        let n = self.buf.len() - have;
         if n == 0 {
             self.eof = true;
         }

@@ -311,6 +311,7 @@ pub fn run_with(
         evicted_devices: Counters::get(&c.evicted_devices),
         device_models: device_models_made,
         device_rows_scored: Counters::get(&c.device_rows_scored),
+        windows_scored: Counters::get(&c.windows_scored),
         held_back: c.partitions().iter().map(|p| p.held_back.load(Ordering::Relaxed)).sum(),
         held_back_secs: c.partitions().iter().map(|p| p.held_back_us.load(Ordering::Relaxed)).sum::<u64>()
             as f64

@@ -140,6 +140,8 @@ pub struct Summary {
     pub device_models: BTreeMap<String, u64>,
     /// Device rows the device models scored (warm-up rows included).
     pub device_rows_scored: u64,
+    /// Windows the per-series anomaly model scored.
+    pub windows_scored: u64,
     /// The process's peak resident memory (VmHWM) when the run ended, bytes; `None` where
     /// the system does not say (it covers the whole process, earlier runs in it included).
     pub peak_rss_bytes: Option<u64>,

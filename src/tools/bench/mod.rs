@@ -206,7 +206,13 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
                 let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
                 rows.push(measure(config, "W3 W2 + anomaly model", n, rules, source, "default", || {
                     let r = alone::run(&parsed, n, idle)?;
-                    Ok(LimitRun { events: r.events, windows: None, over: None, elapsed: r.elapsed })
+                    Ok(LimitRun {
+                        events: r.events,
+                        windows: None,
+                        over: None,
+                        scored: Some(r.scored),
+                        elapsed: r.elapsed,
+                    })
                 })?);
             }
         }
@@ -220,12 +226,20 @@ struct LimitRun {
     events: u64,
     windows: Option<u64>,
     over: Option<u64>,
+    /// Windows the model scored (W3).
+    scored: Option<u64>,
     elapsed: Duration,
 }
 
 impl LimitRun {
     fn counted(r: bare::BareRun) -> Self {
-        LimitRun { events: r.events, windows: Some(r.windows), over: Some(r.over), elapsed: r.elapsed }
+        LimitRun {
+            events: r.events,
+            windows: Some(r.windows),
+            over: Some(r.over),
+            scored: None,
+            elapsed: r.elapsed,
+        }
     }
 }
 
@@ -242,7 +256,7 @@ fn limit_name(w: &str) -> &'static str {
 
 /// `repeat` runs of the engine and of its limit, in turn; every run must read every event,
 /// the engine must fire the same alerts each time, and engine and limit must close the same
-/// windows.
+/// windows (W1, W2) or score the same model windows (W3), run after run.
 fn measure(
     config: &BenchConfig,
     name: &str,
@@ -262,13 +276,18 @@ fn measure(
     if engine_runs.iter().any(|r| r.alerts != first.alerts || r.windows != first.windows) {
         return Err(Error::Runtime(format!("bench: {name}: alerts or windows differ between runs")));
     }
-    let l = &limit_runs[0];
-    if l.events != first.events || (l.windows.is_some() && l.windows != first.windows) {
-        return Err(Error::Runtime(format!(
-            "bench: {name}: the limit read {} events into {:?} windows, the engine {} into {:?}: not the same work",
-            l.events, l.windows, first.events, first.windows
-        )));
+    for (l, e) in limit_runs.iter().zip(&engine_runs) {
+        let windows_differ = l.windows.is_some() && l.windows != e.windows;
+        let scored_differ = l.scored.is_some() && l.scored != e.scored;
+        if l.events != e.events || windows_differ || scored_differ {
+            return Err(Error::Runtime(format!(
+                "bench: {name}: the limit read {} events into {:?} windows ({:?} scored), the engine {} \
+                 into {:?} ({:?} scored): not the same work",
+                l.events, l.windows, l.scored, e.events, e.windows, e.scored
+            )));
+        }
     }
+    let l = &limit_runs[0];
     let rates = |v: Vec<f64>| Spread::of(v);
     let engine = rates(engine_runs.iter().map(|r| r.events_per_sec).collect());
     let lim = rates(limit_runs.iter().map(|r| r.events as f64 / r.elapsed.as_secs_f64().max(1e-9)).collect());
@@ -277,8 +296,13 @@ fn measure(
     row.events_per_sec = engine.median;
     row.ratio = Some(engine.median / lim.median.max(1e-9));
     row.spread = engine;
-    row.limit =
-        Some(Limit { name: limit_name(name).into(), windows: l.windows, windows_over: l.over, spread: lim });
+    row.limit = Some(Limit {
+        name: limit_name(name).into(),
+        windows: l.windows,
+        windows_over: l.over,
+        scored: l.scored,
+        spread: lim,
+    });
     Ok(row)
 }
 
@@ -324,6 +348,8 @@ pub struct Limit {
     pub windows: Option<u64>,
     /// Windows whose maximum passed the rule's threshold.
     pub windows_over: Option<u64>,
+    /// Windows the model scored (W3; equal to the engine's, checked).
+    pub scored: Option<u64>,
     /// Its events/s.
     pub spread: Spread,
 }
@@ -387,6 +413,8 @@ pub struct BenchRow {
     pub alerts: u64,
     /// Windows closed (W).
     pub windows: Option<u64>,
+    /// Windows the anomaly model scored (W3).
+    pub scored: Option<u64>,
     /// Every run's events/s (W: `repeat` runs; `events_per_sec` is their median).
     pub spread: Spread,
     /// The limit a W row is measured against, from the same runs.
@@ -446,6 +474,7 @@ fn memory_run(dir: &Path, rules: &Path, devices: u64, workers: usize) -> Result<
         peak_rss_bytes: field("peak memory (VmHWM)").map(|mb| (mb * 1e6) as u64),
         bytes_per_series: None,
         windows: None,
+        scored: None,
         spread: Spread::of(vec![rate]),
         limit: None,
         ratio: None,
@@ -497,6 +526,7 @@ pub fn run_w(
         alerts: s.alerts_by_rule.values().map(|(f, _)| f).sum(),
         latency: s.latency,
         windows: Some(s.windows_closed),
+        scored: (model != "none").then_some(s.windows_scored),
         spread: Spread::of(vec![s.events_per_sec()]),
         limit: None,
         ratio: None,
@@ -548,6 +578,7 @@ pub fn latency(dir: &Path, rate: u64, secs: u64, tick_ms: u64, workers: usize) -
         alerts: s.latency.map_or(0, |l| l.count),
         latency: s.latency,
         windows: None,
+        scored: None,
         spread: Spread::of(vec![s.events_per_sec()]),
         limit: None,
         ratio: None,

@@ -201,7 +201,7 @@ pub struct BenchArgs {
     /// 3 M; neither is in the default set).
     #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,l")]
     pub workloads: Vec<String>,
-    /// Events per W run.
+    /// Events per W run (the limits hold the input in memory: about 2 GB per 20 M events).
     #[arg(long, default_value_t = 10_000_000)]
     pub events: u64,
     /// Worker counts to run each W workload at.

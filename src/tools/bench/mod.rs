@@ -15,6 +15,10 @@
 //!   a child process so its peak resident memory (VmHWM) is its own; two fleet sizes give the
 //!   bytes each further series costs.
 //!
+//! The limits hold their input in memory (W2: the file, about 91 bytes per event; W1 and W3:
+//! the decoded events, 40 bytes each, W3 a copy per run), so `--events` is bounded by memory:
+//! 20 M events need about 2 GB.
+//!
 //! W1, W2 and W3 read the W2 reference shape ([`data`]: 1,000 devices, 10,000 events per
 //! second of event time, about one alert per 20,000 events), seeded. Each W configuration runs
 //! `repeat` times, engine and limit in turn, and the row holds the median with the minimum and
@@ -175,10 +179,9 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
             let decoded = read_log(&path)?;
             for &n in &config.workers {
                 let source = SourceConfig::Log { path: path.clone(), realtime: None };
-                rows.push(measure(config, "W1 log → windows → rule", n, rules, source, "none", || {
-                    let r = bare::w1(&decoded, n);
-                    Ok(LimitRun::counted(r))
-                })?);
+                let limit = || Ok(LimitRun::counted(bare::w1(&decoded, n)));
+                let limit = ("aggregation over decoded events in memory", limit);
+                rows.push(measure(config, "W1 log → windows → rule", n, rules, source, "none", limit)?);
             }
         }
         Workload::W2 | Workload::Storm => {
@@ -190,9 +193,9 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             for &n in &config.workers {
                 let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
-                rows.push(measure(config, name, n, rules, source, "none", || {
-                    Ok(LimitRun::counted(bare::w2(&bytes, n)?))
-                })?);
+                let limit = || Ok(LimitRun::counted(bare::w2(&bytes, n)?));
+                let limit = ("shape-specialised parse + aggregation, file in memory", limit);
+                rows.push(measure(config, name, n, rules, source, "none", limit)?);
             }
         }
         Workload::W3 => {
@@ -204,7 +207,7 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
             let idle = RunConfig::default().state_idle_setting();
             for &n in &config.workers {
                 let source = SourceConfig::Jsonl { paths: vec![path.clone()] };
-                rows.push(measure(config, "W3 W2 + anomaly model", n, rules, source, "default", || {
+                let limit = || {
                     let r = alone::run(&parsed, n, idle)?;
                     Ok(LimitRun {
                         events: r.events,
@@ -213,7 +216,9 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
                         scored: Some(r.scored),
                         elapsed: r.elapsed,
                     })
-                })?);
+                };
+                let limit = ("anomaly operator alone, events in memory", limit);
+                rows.push(measure(config, "W3 W2 + anomaly model", n, rules, source, "default", limit)?);
             }
         }
         Workload::L | Workload::M => {}
@@ -243,17 +248,6 @@ impl LimitRun {
     }
 }
 
-/// The name of the limit each workload is measured against.
-fn limit_name(w: &str) -> &'static str {
-    if w.starts_with("W1") {
-        "aggregation over decoded events in memory"
-    } else if w.starts_with("W3") {
-        "anomaly operator alone, events in memory"
-    } else {
-        "shape-specialised parse + aggregation, file in memory"
-    }
-}
-
 /// `repeat` runs of the engine and of its limit, in turn; every run must read every event,
 /// the engine must fire the same alerts each time, and engine and limit must close the same
 /// windows (W1, W2) or score the same model windows (W3), run after run.
@@ -264,7 +258,7 @@ fn measure(
     rules: &Path,
     source: SourceConfig,
     model: &str,
-    mut limit: impl FnMut() -> Result<LimitRun, Error>,
+    (limit_name, mut limit): (&str, impl FnMut() -> Result<LimitRun, Error>),
 ) -> Result<BenchRow, Error> {
     let mut engine_runs = Vec::new();
     let mut limit_runs = Vec::new();
@@ -288,16 +282,16 @@ fn measure(
         }
     }
     let l = &limit_runs[0];
-    let rates = |v: Vec<f64>| Spread::of(v);
-    let engine = rates(engine_runs.iter().map(|r| r.events_per_sec).collect());
-    let lim = rates(limit_runs.iter().map(|r| r.events as f64 / r.elapsed.as_secs_f64().max(1e-9)).collect());
+    let engine = Spread::of(engine_runs.iter().map(|r| r.events_per_sec).collect());
+    let lim =
+        Spread::of(limit_runs.iter().map(|r| r.events as f64 / r.elapsed.as_secs_f64().max(1e-9)).collect());
     let mut row = engine_runs.swap_remove(0);
     row.seconds = row.events as f64 / engine.median.max(1e-9);
     row.events_per_sec = engine.median;
     row.ratio = Some(engine.median / lim.median.max(1e-9));
     row.spread = engine;
     row.limit = Some(Limit {
-        name: limit_name(name).into(),
+        name: limit_name.into(),
         windows: l.windows,
         windows_over: l.over,
         scored: l.scored,

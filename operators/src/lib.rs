@@ -41,7 +41,7 @@ pub use diverted::{DeadLetter, LateEvent, DEAD_LETTER_RAW_LIMIT};
 pub use event::{stable_hash, DeviceId, Event, MetricId, NO_SEQ};
 pub use names::{Dictionary, Interner, Names};
 pub use ops::anomaly::Anomalies;
-pub use ops::dedupe::{Dedupe, SeqCheck, SeqWindow, DEDUPE_HORIZON};
+pub use ops::dedupe::{Dedupe, SeqCheck, SeqWindow, MAX_SEQ_RUNS};
 pub use ops::devices::{
     DeviceRows, RowModel, RowModelFactory, RowPhase, RowVerdict, ScoreSink, ScoredRow, DEVICE_MODEL_SOURCE,
 };

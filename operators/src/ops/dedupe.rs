@@ -8,21 +8,32 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::progress::Timestamp;
 
+use smallvec::SmallVec;
+
 use crate::event::{Event, NO_SEQ};
 use crate::hash::IdHashMap;
 use crate::runtime::evict::{Evictor, StateIdle};
 use crate::runtime::metrics::Counters;
 
-/// How many sequence numbers behind a device's newest one are remembered exactly.
-pub const DEDUPE_HORIZON: u64 = 256;
+/// Most runs of consecutive seqs remembered per device: a run starts wherever a device's seqs
+/// arrive out of order (a gap to fill later, as when two workers' parts of a file interleave).
+/// When a run past this many would start, the lowest run is forgotten: seqs at or below it are
+/// then too old to judge (passed on and counted).
+pub const MAX_SEQ_RUNS: usize = 64;
 
-/// Per-device memory of recent sequence numbers: the newest one and a bitmap of the
-/// [`DEDUPE_HORIZON`] below it. In-order input costs one shift and one bit per event.
-#[derive(Clone, Copy, Debug, Default)]
+/// Per-device memory of the seqs seen, as sorted, disjoint runs of consecutive seqs. In-order
+/// input extends one run (one comparison and one store per event); input that interleaves a
+/// few in-order streams (a file's blocks read by several workers, a replay beside the live
+/// feed) keeps a few runs that merge as the gaps fill, so it is judged exactly however far the
+/// streams are apart. Memory grows with the gaps, not the seqs, up to [`MAX_SEQ_RUNS`].
+#[derive(Clone, Debug, Default)]
 pub struct SeqWindow {
-    newest: Option<u64>,
-    /// Bit `i` set: `newest - 1 - i` was seen.
-    below: [u64; 4],
+    /// Inclusive (first, last) runs of seen seqs, sorted, never touching.
+    runs: SmallVec<[(u64, u64); 2]>,
+    /// Seqs below this are no longer known (a run was forgotten).
+    floor: u64,
+    /// The run the last seq landed in (where in-order input lands next).
+    cursor: usize,
 }
 
 /// What [`SeqWindow::check`] found.
@@ -32,71 +43,74 @@ pub enum SeqCheck {
     New,
     /// Seen before.
     Duplicate,
-    /// Older than the horizon: cannot tell, so it is passed on (and counted).
+    /// Below the runs still remembered: cannot tell, so it is passed on (and counted).
     TooOld,
 }
 
 impl SeqWindow {
     /// Records `seq` and says whether it was new.
-    #[inline]
+    #[inline(always)]
     pub fn check(&mut self, seq: u64) -> SeqCheck {
-        let Some(newest) = self.newest else {
-            self.newest = Some(seq);
-            return SeqCheck::New;
+        let c = self.cursor;
+        if let Some(&(_, last)) = self.runs.get(c) {
+            // The common case, the next seq of the cursor's run, with no run right after it.
+            let free = self.runs.get(c + 1).is_none_or(|&(next, _)| next > seq.wrapping_add(1));
+            if seq == last.wrapping_add(1) && seq != 0 && free {
+                self.runs[c].1 = seq;
+                return SeqCheck::New;
+            }
+        }
+        self.check_general(seq)
+    }
+
+    /// [`SeqWindow::check`] for any seq.
+    #[inline(never)]
+    fn check_general(&mut self, seq: u64) -> SeqCheck {
+        if seq < self.floor {
+            return SeqCheck::TooOld;
+        }
+        // Runs starting at or before `seq`.
+        let i = self.runs.partition_point(|&(first, _)| first <= seq);
+        if i > 0 && self.runs[i - 1].1 >= seq {
+            return SeqCheck::Duplicate;
+        }
+        let joins_before = i > 0 && self.runs[i - 1].1 + 1 == seq;
+        let joins_after = i < self.runs.len() && seq.checked_add(1) == Some(self.runs[i].0);
+        self.cursor = match (joins_before, joins_after) {
+            (true, true) => {
+                self.runs[i - 1].1 = self.runs[i].1;
+                self.runs.remove(i);
+                i - 1
+            }
+            (true, false) => {
+                self.runs[i - 1].1 = seq;
+                i - 1
+            }
+            (false, true) => {
+                self.runs[i].0 = seq;
+                i
+            }
+            (false, false) => {
+                self.runs.insert(i, (seq, seq));
+                i
+            }
         };
-        if seq > newest {
-            let shift = seq - newest;
-            self.shift(shift);
-            // The old newest is now `shift - 1` below the new one.
-            self.set(shift - 1);
-            self.newest = Some(seq);
-            SeqCheck::New
-        } else if seq == newest {
-            SeqCheck::Duplicate
-        } else {
-            let back = newest - 1 - seq;
-            if back >= DEDUPE_HORIZON {
-                return SeqCheck::TooOld;
-            }
-            if self.get(back) {
-                SeqCheck::Duplicate
-            } else {
-                self.set(back);
-                SeqCheck::New
-            }
+        if self.runs.len() > MAX_SEQ_RUNS {
+            let (_, last) = self.runs.remove(0);
+            self.floor = last + 1;
+            self.cursor = self.cursor.saturating_sub(1);
         }
+        SeqCheck::New
     }
 
-    fn shift(&mut self, by: u64) {
-        if by >= DEDUPE_HORIZON {
-            self.below = [0; 4];
-            return;
-        }
-        let words = (by / 64) as usize;
-        let bits = (by % 64) as u32;
-        let old = self.below;
-        for i in (0..4).rev() {
-            let mut v = if i >= words { old[i - words] << bits } else { 0 };
-            if bits > 0 && i > words {
-                v |= old[i - words - 1] >> (64 - bits);
-            }
-            self.below[i] = v;
-        }
-    }
-
-    fn set(&mut self, back: u64) {
-        if back < DEDUPE_HORIZON {
-            self.below[(back / 64) as usize] |= 1 << (back % 64);
-        }
-    }
-
-    fn get(&self, back: u64) -> bool {
-        self.below[(back / 64) as usize] & (1 << (back % 64)) != 0
+    /// Runs of consecutive seqs remembered.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
     }
 }
 
 /// A device's seqs as the operator keeps them: most devices of a large fleet send few events,
-/// so the bitmap is allocated only with a device's second seq (the answers are those of a
+/// so the runs are allocated only with a device's second seq (the answers are those of a
 /// [`SeqWindow`] from the start).
 enum Seen {
     One(u64),
@@ -123,8 +137,8 @@ impl Seen {
 /// Extension trait: de-duplicate events on (device, seq).
 pub trait Dedupe<'scope, T: Timestamp> {
     /// Exchanges events by device and drops any whose `seq` the device already produced
-    /// (within [`DEDUPE_HORIZON`] of its newest; older ones pass and are counted in
-    /// `dedupe_horizon_exceeded`). Events without a seq ([`NO_SEQ`]) always pass.
+    /// (exactly, while its seqs form at most [`MAX_SEQ_RUNS`] runs; seqs below a forgotten run
+    /// pass and are counted in `dedupe_horizon_exceeded`). Events without a seq ([`NO_SEQ`]) always pass.
     /// Also counts what passes as `events_processed`.
     ///
     /// # Examples
@@ -224,7 +238,7 @@ mod tests {
             w.check(first);
             assert_eq!(seen.check(second), w.check(second), "{first} then {second}");
             assert_eq!(seen.check(second), w.check(second), "{first} then {second} twice");
-            assert_eq!(matches!(seen, Seen::Many(_)), first != second, "the bitmap comes with a second seq");
+            assert_eq!(matches!(seen, Seen::Many(_)), first != second, "the runs come with a second seq");
         }
     }
 
@@ -234,10 +248,10 @@ mod tests {
         for s in 0..1000 {
             assert_eq!(w.check(s), SeqCheck::New, "seq {s}");
         }
-        for s in 800..1000 {
-            assert_eq!(w.check(s), SeqCheck::Duplicate, "seq {s}");
+        for s in (0..1000).rev() {
+            assert_eq!(w.check(s), SeqCheck::Duplicate, "seq {s}: a replay is known however old");
         }
-        assert_eq!(w.check(10), SeqCheck::TooOld);
+        assert_eq!(w.runs(), 1);
     }
 
     #[test]
@@ -256,6 +270,54 @@ mod tests {
         assert_eq!(w.check(999), SeqCheck::New);
         assert_eq!(w.check(999), SeqCheck::Duplicate);
         assert_eq!(w.check(1000), SeqCheck::Duplicate);
-        assert_eq!(w.check(200), SeqCheck::TooOld);
+        assert_eq!(w.check(200), SeqCheck::Duplicate);
+        assert_eq!(w.check(7), SeqCheck::New);
+        assert_eq!(w.check(9), SeqCheck::New);
+        assert_eq!(w.check(8), SeqCheck::New, "fills the gap between 5–7 and 9–10");
+        // 5–10, 130, 200, 999–1000.
+        assert_eq!(w.runs(), 4);
+    }
+
+    #[test]
+    fn two_interleaved_in_order_streams_are_judged_exactly_however_far_apart() {
+        // Two workers reading alternate blocks of 5,000 seqs of one device, one far ahead of the
+        // other, then the whole range replayed.
+        let mut w = SeqWindow::default();
+        let blocks: Vec<std::ops::Range<u64>> = (0..8).map(|b| b * 5000..(b + 1) * 5000).collect();
+        let (even, odd): (Vec<_>, Vec<_>) = blocks.iter().cloned().partition(|r| r.start / 5000 % 2 == 0);
+        for r in even.into_iter().chain(odd) {
+            for s in r {
+                assert_eq!(w.check(s), SeqCheck::New, "seq {s}");
+            }
+        }
+        assert_eq!(w.runs(), 1, "the gaps filled and the runs merged");
+        for s in 0..40_000 {
+            assert_eq!(w.check(s), SeqCheck::Duplicate, "seq {s}");
+        }
+    }
+
+    #[test]
+    fn past_the_most_runs_the_lowest_is_forgotten_and_older_seqs_pass_as_too_old() {
+        let mut w = SeqWindow::default();
+        // Every other seq: each one a run of its own.
+        for k in 0..=MAX_SEQ_RUNS as u64 {
+            assert_eq!(w.check(2 * k), SeqCheck::New);
+        }
+        assert_eq!(w.runs(), MAX_SEQ_RUNS, "bounded");
+        assert_eq!(w.check(0), SeqCheck::TooOld, "the forgotten run");
+        assert_eq!(w.check(1), SeqCheck::New, "just above it, still known to be unseen");
+        assert_eq!(w.check(1), SeqCheck::Duplicate);
+        assert_eq!(w.check(2 * MAX_SEQ_RUNS as u64), SeqCheck::Duplicate);
+    }
+
+    #[test]
+    fn the_largest_seqs_do_not_overflow() {
+        let mut w = SeqWindow::default();
+        assert_eq!(w.check(u64::MAX - 1), SeqCheck::New);
+        assert_eq!(w.check(u64::MAX - 2), SeqCheck::New);
+        assert_eq!(w.check(u64::MAX - 1), SeqCheck::Duplicate);
+        assert_eq!(w.check(0), SeqCheck::New);
+        assert_eq!(w.check(1), SeqCheck::New);
+        assert_eq!(w.runs(), 2);
     }
 }

@@ -439,28 +439,14 @@ pub fn partitioned_source<'scope>(
                     let mut max_ts = marks.max_ts(part);
                     let mut mark = marks.watermark(part).max(floor);
                     let now_ms = guard.max_future_ms.map(|f| wall_clock_ms().saturating_add(f));
-                    let mut device_clock = device_clocks.get_mut(part);
                     kept_buf.clear();
-                    let mut keep =
-                        |e: Event, max_ts: &mut Option<u64>, mark: &mut u64, late: &mut Vec<LateEvent>| {
-                            // In device mode the device's own progress may make it late too.
-                            let bound = match device_clock.as_deref() {
-                                None => *mark,
-                                Some(d) => d.bound(e.device.0).max(*mark),
-                            };
-                            if e.ts < bound {
-                                late.push(LateEvent { event: e, watermark: bound });
-                            } else {
-                                if let Some(d) = device_clock.as_deref_mut() {
-                                    d.observe(e.device.0, e.ts);
-                                }
-                                if max_ts.is_none_or(|m| e.ts > m) {
-                                    *max_ts = Some(e.ts);
-                                    *mark = e.ts.saturating_sub(hold_back).max(floor);
-                                }
-                                kept_buf.push(e);
-                            }
-                        };
+                    let mut keeper = Keeper {
+                        device_clock: device_clocks.get_mut(part),
+                        kept: &mut kept_buf,
+                        late: &mut late_buf,
+                        hold_back,
+                        floor,
+                    };
                     for e in batch.events.drain(..) {
                         match first_device[part] {
                             None => first_device[part] = Some(e.device),
@@ -480,14 +466,16 @@ pub fn partitioned_source<'scope>(
                             if jumped[part].len() >= guard.confirm.max(1) {
                                 // Confirmed: the partition has moved on.
                                 for h in std::mem::take(&mut jumped[part]) {
-                                    keep(h, &mut max_ts, &mut mark, &mut late_buf);
+                                    keeper.keep(h, &mut max_ts, &mut mark);
                                 }
                             }
                             continue;
                         }
                         // An event in range: whatever jumped was a broken clock.
-                        rejected.append(&mut jumped[part]);
-                        keep(e, &mut max_ts, &mut mark, &mut late_buf);
+                        if !jumped[part].is_empty() {
+                            rejected.append(&mut jumped[part]);
+                        }
+                        keeper.keep(e, &mut max_ts, &mut mark);
                     }
                     if marks.is_done(part) && !jumped[part].is_empty() {
                         // The partition ended after the jump with nothing to contradict it. Keep
@@ -497,7 +485,7 @@ pub fn partitioned_source<'scope>(
                         let agree = held.iter().any(|e| e.device != held[0].device);
                         if agree || !mixed[part] {
                             for h in std::mem::take(&mut jumped[part]) {
-                                keep(h, &mut max_ts, &mut mark, &mut late_buf);
+                                keeper.keep(h, &mut max_ts, &mut mark);
                             }
                         } else {
                             rejected.append(&mut jumped[part]);
@@ -652,6 +640,41 @@ impl PartitionReader for VecReader {
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         out.events.extend(self.events.by_ref().take(self.chunk));
         Ok(if out.events.is_empty() { Poll::Done } else { Poll::Ready })
+    }
+}
+
+/// Where a source batch's in-range events go: on time into `kept` (moving the partition's
+/// newest time and watermark), behind the watermark (or, in device mode, the device's own
+/// bound) into `late`. A struct with an inlined method rather than a closure, so the per-event
+/// path is not a call.
+struct Keeper<'a> {
+    device_clock: Option<&'a mut DeviceClocks>,
+    kept: &'a mut Vec<Event>,
+    late: &'a mut Vec<LateEvent>,
+    hold_back: u64,
+    floor: u64,
+}
+
+impl Keeper<'_> {
+    #[inline(always)]
+    fn keep(&mut self, e: Event, max_ts: &mut Option<u64>, mark: &mut u64) {
+        // In device mode the device's own progress may make it late too.
+        let bound = match self.device_clock.as_deref() {
+            None => *mark,
+            Some(d) => d.bound(e.device.0).max(*mark),
+        };
+        if e.ts < bound {
+            self.late.push(LateEvent { event: e, watermark: bound });
+            return;
+        }
+        if let Some(d) = self.device_clock.as_deref_mut() {
+            d.observe(e.device.0, e.ts);
+        }
+        if max_ts.is_none_or(|m| e.ts > m) {
+            *max_ts = Some(e.ts);
+            *mark = e.ts.saturating_sub(self.hold_back).max(self.floor);
+        }
+        self.kept.push(e);
     }
 }
 

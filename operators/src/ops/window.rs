@@ -302,6 +302,11 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
             // Maps of closed windows, emptied and kept for the next windows to open: a window
             // with many keys then costs no allocation and no rehashing as it fills.
             let mut spare: Vec<IdHashMap<(u64, u64), Agg>> = Vec::new();
+            let tumbling = spec.hop_ms == spec.size_ms;
+            // Keys of the last window closed: a new map (when no spare one is left, as while a
+            // batch spanning many windows is read) starts at that size instead of growing to it.
+            let mut last_len = 0usize;
+            let sized = |n: usize| IdHashMap::with_capacity_and_hasher(n, Default::default());
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(&floor) = cap.least() else { return };
@@ -310,6 +315,34 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                         // of looking it up in the map for every event.
                         let mut current: Option<(u64, &mut WindowState)> = None;
                         for e in batch.drain(..) {
+                            if tumbling {
+                                // One window per event: while it is the current one's, no
+                                // division and no window lookup.
+                                let state = match current.take() {
+                                    Some((end, state)) if e.ts < end && e.ts >= end - spec.size_ms => {
+                                        (end, state)
+                                    }
+                                    _ => {
+                                        let end = e.ts - e.ts % spec.size_ms + spec.size_ms;
+                                        let at = (end - 1).max(floor);
+                                        let state = open.entry(end).or_insert_with(|| {
+                                            (
+                                                cap.delayed(&at, 0),
+                                                spare.pop().unwrap_or_else(|| sized(last_len)),
+                                            )
+                                        });
+                                        (end, state)
+                                    }
+                                };
+                                state
+                                    .1
+                                     .1
+                                    .entry((e.device.0, e.metric.0))
+                                    .and_modify(|a| a.add(&e))
+                                    .or_insert_with(|| Agg::new(&e));
+                                current = Some(state);
+                                continue;
+                            }
                             for start in spec.starts(e.ts) {
                                 let end = start + spec.size_ms;
                                 let state = match current.take() {
@@ -319,7 +352,10 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                                         // so `end - 1 >= floor` for every on-time event.
                                         let at = (end - 1).max(floor);
                                         open.entry(end).or_insert_with(|| {
-                                            (cap.delayed(&at, 0), spare.pop().unwrap_or_default())
+                                            (
+                                                cap.delayed(&at, 0),
+                                                spare.pop().unwrap_or_else(|| sized(last_len)),
+                                            )
                                         })
                                     }
                                 };
@@ -339,6 +375,7 @@ impl<'scope> Windows<'scope> for StreamVec<'scope, u64, Event> {
                     }
                     let end = *entry.key();
                     let (cap, mut aggs) = entry.remove();
+                    last_len = aggs.len();
                     out_buf.extend(aggs.drain().map(|((d, m), a)| WindowAgg {
                         device: DeviceId(d),
                         metric: MetricId(m),

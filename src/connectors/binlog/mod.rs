@@ -85,6 +85,13 @@ pub(crate) mod codec {
     ///
     /// `buf` is 8-byte aligned storage (a `Vec<u64>`) holding `len` payload bytes.
     pub fn decode(buf: &mut [u64], len: usize, out: &mut Vec<Event>) -> Option<()> {
+        out.extend(events(buf, len)?.iter().map(|e| e.0));
+        Some(())
+    }
+
+    /// The events of a payload written by [`encode`], read in place (see [`decode`]); `None`
+    /// unless the length is exactly the header plus whole events.
+    pub fn events(buf: &[u64], len: usize) -> Option<&[LogEvent]> {
         let size = std::mem::size_of::<LogEvent>();
         if len > buf.len() * 8 || len < super::VEC_HEADER || (len - super::VEC_HEADER) % size != 0 {
             return None;
@@ -99,8 +106,7 @@ pub(crate) mod codec {
         if !head.is_empty() || !tail.is_empty() || events.len() != count {
             return None;
         }
-        out.extend(events.iter().map(|e| e.0));
-        Some(())
+        Some(events)
     }
 }
 

@@ -36,21 +36,29 @@ fn strip<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     s.strip_prefix(prefix)
 }
 
+/// Bytes of `x` that are zero, as their high bits (exact up to the first zero byte, which is
+/// all the callers read).
 #[inline]
-fn string_until_quote(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = s.iter().position(|&c| c == b'"' || c == b'\\')?;
-    if s[end] == b'\\' {
-        return None;
-    }
-    Some((&s[..end], &s[end..]))
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
 }
 
-/// Whether all 8 bytes of `chunk` are ASCII digits.
+/// The string up to the next `"`, and the rest from that quote; `None` at a backslash (an
+/// escape, for the general parser) or with no quote. Eight bytes at a time.
 #[inline]
-fn eight_digits(chunk: u64) -> bool {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    (chunk & HIGH) == ZEROS && (chunk.wrapping_add(0x0606_0606_0606_0606) & HIGH) == ZEROS
+fn string_until_quote(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut at = 0;
+    while let Some(word) = s.get(at..at + 8) {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let hit = zero_bytes(w ^ 0x2222_2222_2222_2222) | zero_bytes(w ^ 0x5C5C_5C5C_5C5C_5C5C);
+        if hit != 0 {
+            let end = at + (hit.trailing_zeros() / 8) as usize;
+            return (s[end] == b'"').then(|| (&s[..end], &s[end..]));
+        }
+        at += 8;
+    }
+    let end = at + s[at..].iter().position(|&c| c == b'"' || c == b'\\')?;
+    (s[end] == b'"').then(|| (&s[..end], &s[end..]))
 }
 
 /// The value of 8 ASCII digits loaded little-endian (first digit most significant), in three
@@ -65,18 +73,46 @@ fn parse_eight(chunk: u64) -> u64 {
     ((v & MASK).wrapping_mul(MUL1).wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32
 }
 
-/// An unsigned integer of 1-19 digits at the start of `s`, and the rest.
+/// How many of the 8 bytes of `chunk` (loaded little-endian) are ASCII digits before the
+/// first that is not (8: all).
 #[inline]
+fn digit_prefix_len(chunk: u64) -> usize {
+    let t = chunk ^ 0x3030_3030_3030_3030;
+    // A byte is a digit iff it maps to 0..=9: adding 0x76 leaves its high bit clear. Carries
+    // out of a non-digit byte only reach bytes after it, which are not read.
+    let non_digit = (t.wrapping_add(0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
+    (non_digit.trailing_zeros() / 8) as usize
+}
+
+/// Powers of ten below 10^8, for the digits of a partial chunk.
+const POW10_U64: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// An unsigned integer of 1-19 digits at the start of `s`, and the rest. Eight bytes at a
+/// time where the line has them: the digits of a chunk that ends the number are shifted to
+/// its top, padded with `'0'`s, and read by the same three multiplies.
+#[inline(always)]
 fn digits(s: &[u8]) -> Option<(u64, &[u8])> {
     let mut v = 0u64;
     let mut i = 0;
-    while i + 8 <= s.len() && i <= 8 {
-        let chunk = u64::from_le_bytes(s[i..i + 8].try_into().ok()?);
-        if !eight_digits(chunk) {
-            break;
+    while let Some(word) = s.get(i..i + 8) {
+        let chunk = u64::from_le_bytes(word.try_into().ok()?);
+        let n = digit_prefix_len(chunk);
+        // More than 19 digits do not fit (and 10^19 · v would overflow).
+        if i + n > 19 {
+            return None;
         }
-        v = v * 100_000_000 + parse_eight(chunk);
-        i += 8;
+        if n == 8 {
+            v = v * 100_000_000 + parse_eight(chunk);
+            i += 8;
+            continue;
+        }
+        if n > 0 {
+            let shift = (8 - n) * 8;
+            let padded = (chunk << shift) | (0x3030_3030_3030_3030 >> (64 - shift));
+            v = v * POW10_U64[n] + parse_eight(padded);
+            i += n;
+        }
+        return (i > 0).then(|| (v, &s[i..]));
     }
     while i < s.len() && s[i].is_ascii_digit() {
         if i >= 19 {
@@ -100,10 +136,12 @@ fn fast_json(line: &[u8]) -> Option<Fields<'_>> {
     let s = strip(s, b"\",\"ts\":")?;
     let (ts, s) = digits(s)?;
     let s = strip(s, b",\"value\":")?;
-    let n = number_len(s);
-    let value = match simple_decimal(&s[..n]) {
+    let (value, n) = match decimal_prefix(s) {
         Some(v) => v,
-        None => std::str::from_utf8(&s[..n]).ok()?.parse().ok()?,
+        None => {
+            let n = number_len(s);
+            (std::str::from_utf8(&s[..n]).ok()?.parse().ok()?, n)
+        }
     };
     let s = &s[n..];
     let (seq, s) = match strip(s, b",\"seq\":") {
@@ -123,10 +161,58 @@ fn number_len(s: &[u8]) -> usize {
     s.iter().position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(s.len())
 }
 
+/// The decimal `-?digits[.digits]` at the start of `s` (at most 15 significant digits, no
+/// exponent) and its length, in one pass; `None` when the number goes on in another form
+/// (an exponent, a 16th digit) or is not one, for the general parser. The mantissa (< 2^53)
+/// and the power of ten are exact f64s, so one division rounds correctly (Clinger's fast path;
+/// the tests check it against the general parser).
+#[inline]
+fn decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
+    let neg = s.first() == Some(&b'-');
+    let start = usize::from(neg);
+    let mut i = start;
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize;
+    while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+        if count == 15 {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(c - b'0');
+        count += 1;
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    let mut scale = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let frac = i;
+        while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+            if count == 15 {
+                return None;
+            }
+            mantissa = mantissa * 10 + u64::from(c - b'0');
+            count += 1;
+            i += 1;
+        }
+        scale = i - frac;
+        if scale == 0 {
+            return None;
+        }
+    }
+    if matches!(s.get(i), Some(b'e' | b'E' | b'+' | b'-' | b'.')) {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[scale];
+    Some((if neg { -v } else { v }, i))
+}
+
 /// Exact powers of ten representable in an f64.
 const POW10: [f64; 16] =
     [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
+#[cfg(test)]
 /// Parses `-?digits[.digits]` with at most 15 significant digits and no exponent, the shape
 /// sensors write, without going through the general float parser. Both the mantissa
 /// (< 2^53) and the power of ten are exact f64s, so one IEEE division rounds correctly
@@ -231,6 +317,34 @@ mod tests {
     }
 
     #[test]
+    fn decimal_prefix_matches_simple_decimal_and_stops_at_the_number_end() {
+        for text in ["0", "23.41", "-7.5", "1234567.89012", "0.000001", "999999999999999", "80.00", "-0.0"] {
+            for end in ["", ",\"seq\":1}", "}"] {
+                let line = format!("{text}{end}");
+                let got = decimal_prefix(line.as_bytes()).map(|(v, n)| (v.to_bits(), n));
+                let want = simple_decimal(text.as_bytes()).map(|v| (v.to_bits(), text.len()));
+                assert_eq!(got, want, "{line}");
+            }
+        }
+        for text in ["", "-", ".5", "5.", "1e3", "1.2.3", "1234567890123456", "+1", "--1", "2.5E1", "7-"] {
+            assert_eq!(decimal_prefix(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn quoted_strings_are_found_a_word_at_a_time_and_escapes_refused() {
+        for len in 0..40 {
+            let name = "d".repeat(len);
+            let text = format!("{name}\",\"rest");
+            let (got, rest) = string_until_quote(text.as_bytes()).unwrap();
+            assert_eq!((got, &rest[..3]), (name.as_bytes(), &b"\",\""[..]), "length {len}");
+            let escaped = format!("{name}\\\"x\"");
+            assert!(string_until_quote(escaped.as_bytes()).is_none(), "escape after {len} bytes");
+        }
+        assert!(string_until_quote(b"no quote at all, long enough").is_none());
+    }
+
+    #[test]
     fn swar_digits_match_scalar() {
         for text in [
             "0",
@@ -248,6 +362,20 @@ mod tests {
         assert_eq!(digits(b"1234567a9"), Some((1_234_567, &b"a9"[..])));
         assert_eq!(digits(b"x1"), None);
         assert_eq!(digits(b"99999999999999999999"), None, "20 digits overflow");
+        assert_eq!(digits(b"99999999999999999999,"), None, "20 digits overflow before a comma");
+        assert_eq!(digits(b"9999999999999999999,\"x"), Some((9_999_999_999_999_999_999, &b",\"x"[..])));
+        // Every length of number, ended by each kind of byte, against the standard parser.
+        for len in 1..=19 {
+            let text: String = (0..len).map(|k| char::from(b'1' + (k * 7 % 9) as u8)).collect();
+            let want: u64 = text.parse().unwrap();
+            for end in ["", ",\"seq\":5}", "}", "x", "/", ":"] {
+                let line = format!("{text}{end}");
+                assert_eq!(digits(line.as_bytes()), Some((want, end.as_bytes())), "{line}");
+            }
+        }
+        for pos in 0..8 {
+            assert_eq!(digit_prefix_len(u64::from_le_bytes(*b"12345678") & !(0xFF << (8 * pos))), pos);
+        }
     }
 
     #[test]

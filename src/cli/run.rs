@@ -291,6 +291,10 @@ pub struct RunArgs {
     /// Do not print the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Write the run's counts (events in, processed, late, dead, duplicates, windows, alerts per
+    /// rule, elapsed) as JSON to this file at the end.
+    #[arg(long, value_name = "FILE")]
+    pub counts_json: Option<PathBuf>,
     /// Simulator settings.
     #[command(flatten)]
     pub sim: SimArgs,
@@ -372,6 +376,7 @@ impl RunArgs {
             None => {}
         }
         set(&mut c.scores, self.scores.map(Some));
+        set(&mut c.counts_json, self.counts_json.map(Some));
         set(&mut c.summary, self.quiet.then_some(false));
         c.validate()?;
         Ok(c)
@@ -465,6 +470,10 @@ pub fn run(config: RunConfig) -> Result<()> {
     let summary = sensorflow::run(&config)?;
     if config.summary {
         eprint!("{summary}");
+    }
+    if let Some(path) = &config.counts_json {
+        let text = serde_json::to_string_pretty(&summary.counts())?;
+        std::fs::write(path, text).with_context(|| format!("writing the counts to {}", path.display()))?;
     }
     Ok(())
 }

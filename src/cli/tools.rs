@@ -196,9 +196,10 @@ pub fn bridge(cfg: BridgeConfig) -> Result<()> {
 /// `sensorflow bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads: w1, w2, w3, storm, l, m (comma-separated; storm: the W2 pipeline on data
-    /// where a quarter of the windows alert; m: peak memory with --events devices, at most
-    /// 3 M; neither is in the default set).
+    /// Workloads: w1, w2, w3, storm, cluster, l, m (comma-separated; storm: the W2 pipeline on
+    /// data where a quarter of the windows alert; cluster: W1 and W2 at 2 processes × 1 worker
+    /// beside 1 × 2; m: peak memory with --events devices, at most 3 M; none of the three is in
+    /// the default set).
     #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,l")]
     pub workloads: Vec<String>,
     /// Events per W run (the limits hold the input in memory: about 2 GB per 20 M events).
@@ -273,6 +274,10 @@ pub struct ClusterArgs {
     /// Worker threads per process.
     #[arg(long, short = 'w', default_value_t = 1)]
     pub workers: usize,
+    /// Write the processes' counts summed (JSON) to this file (they are printed on stderr
+    /// either way).
+    #[arg(long, value_name = "FILE")]
+    pub counts_json: Option<PathBuf>,
     /// The command each process runs (`run ...` or `replay ...`); cluster flags are added.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -286,8 +291,19 @@ impl ClusterArgs {
             matches!(self.command.first().map(String::as_str), Some("run" | "replay")),
             "the command after -- must be `run ...` or `replay ...`"
         );
+        ensure!(
+            !self.command.iter().any(|a| a == "--counts-json" || a.starts_with("--counts-json=")),
+            "give --counts-json to cluster itself (before --): each process writes its own, and the \
+             cluster writes them summed"
+        );
         let exe = std::env::current_exe().context("finding the sensorflow executable")?;
-        Ok(ClusterConfig { processes: self.processes, workers: self.workers, exe, command: self.command })
+        Ok(ClusterConfig {
+            processes: self.processes,
+            workers: self.workers,
+            exe,
+            command: self.command,
+            counts_json: self.counts_json,
+        })
     }
 }
 
@@ -325,7 +341,12 @@ mod tests {
 
     #[test]
     fn cluster_runs_only_run_or_replay() {
-        let args = |p: usize, c: &str| ClusterArgs { processes: p, workers: 1, command: vec![c.into()] };
+        let args = |p: usize, c: &str| ClusterArgs {
+            processes: p,
+            workers: 1,
+            counts_json: None,
+            command: vec![c.into()],
+        };
         assert!(args(2, "run").into_config().is_ok());
         assert!(args(2, "replay").into_config().is_ok());
         assert!(args(2, "bench").into_config().is_err());

@@ -191,6 +191,9 @@ pub struct RunConfig {
     pub scores: Option<PathBuf>,
     /// Print the summary table at the end.
     pub summary: bool,
+    /// Write the run's counts as JSON here at the end (`sensorflow cluster` sums its
+    /// processes' counts from these).
+    pub counts_json: Option<PathBuf>,
     /// Serve `/metrics`, `/alerts`, `/healthz` and the dashboard on this address while the
     /// run lasts (`127.0.0.1:9898`; port 0 picks one). In a cluster, process I uses port + I.
     pub http: Option<String>,
@@ -246,6 +249,7 @@ impl Default for RunConfig {
             device_warmup_time: None,
             scores: None,
             summary: true,
+            counts_json: None,
             http: None,
             otlp_endpoint: None,
         }

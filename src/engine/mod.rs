@@ -21,7 +21,7 @@ mod worker;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use sensorflow_operators::{
@@ -246,9 +246,13 @@ pub fn run_with(
         _ => None,
     };
     let progress = config.summary.then(|| RunProgress::start(shared.counters.clone(), config.source.name()));
-    let started = Instant::now();
+    // The run's time starts when its first worker does: in a cluster, after the processes have
+    // started and connected (process start is not the engine's speed).
+    let first_worker: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let worker_shared = shared.clone();
+    let first = first_worker.clone();
     let guards = timely::execute(config.timely_config()?, move |worker| {
+        first.get_or_init(Instant::now);
         worker::run_worker(worker, &worker_shared, spec)
     })
     .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
@@ -266,7 +270,7 @@ pub fn run_with(
             e.1 += c;
         }
     }
-    let elapsed = started.elapsed();
+    let elapsed = first_worker.get().map_or(Duration::ZERO, Instant::elapsed);
     drop(progress);
     shared.flush()?;
     if let Some(t) = &shared.telemetry {
@@ -285,6 +289,7 @@ pub fn run_with(
     let device_models_made = lock(&shared.device_model_tally).clone();
     Ok(Summary {
         workers: config.workers,
+        processes: config.processes.max(1),
         elapsed,
         records_in: Counters::get(&c.records_in),
         processed: Counters::get(&c.events_processed),

@@ -96,9 +96,12 @@ impl GroundTruth {
 /// What a run did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
-    /// Workers used.
+    /// Workers used (per process).
     pub workers: usize,
-    /// Wall-clock time.
+    /// Processes of the timely cluster the run was part of (1: not a cluster).
+    pub processes: usize,
+    /// Wall-clock time from the first worker's start (in a cluster, once the processes are
+    /// connected) to the end.
     pub elapsed: Duration,
     /// Records read by sources.
     pub records_in: u64,
@@ -284,7 +287,133 @@ impl fmt::Display for Summary {
         if self.stopped_early {
             writeln!(f, "(stopped early by the time limit)")?;
         }
-        if !self.balanced() {
+        if self.processes > 1 {
+            // Events read in one process are de-duplicated and windowed in another.
+            writeln!(
+                f,
+                "(process of a {}-process cluster: events read here are processed where their device \
+                 is; `sensorflow cluster` prints the counts summed over the processes, which balance)",
+                self.processes
+            )?;
+        } else if !self.balanced() {
+            writeln!(f, "WARNING: counts do not balance (in ≠ processed + late + dead + duplicates)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The counts of a run that add up over the processes of a cluster, as JSON (`run
+/// --counts-json FILE`); `sensorflow cluster` sums its processes' counts into one that balances.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Processes summed.
+    pub processes: usize,
+    /// Workers per process.
+    pub workers: usize,
+    /// The longest process's time from its first worker's start, seconds.
+    pub elapsed_secs: f64,
+    /// Records read by sources.
+    pub records_in: u64,
+    /// Events that reached the windows.
+    pub processed: u64,
+    /// Late events.
+    pub late: u64,
+    /// Dead-lettered records.
+    pub dead_lettered: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Events too far out of order to de-duplicate.
+    pub dedupe_horizon_exceeded: u64,
+    /// Windows closed.
+    pub windows_closed: u64,
+    /// Windows the per-series model scored.
+    pub windows_scored: u64,
+    /// (fired, cleared) per rule or model.
+    pub alerts_by_rule: BTreeMap<String, (u64, u64)>,
+}
+
+impl Summary {
+    /// This run's [`Counts`].
+    pub fn counts(&self) -> Counts {
+        Counts {
+            processes: 1,
+            workers: self.workers,
+            elapsed_secs: self.elapsed.as_secs_f64(),
+            records_in: self.records_in,
+            processed: self.processed,
+            late: self.late,
+            dead_lettered: self.dead_lettered,
+            duplicates: self.duplicates,
+            dedupe_horizon_exceeded: self.dedupe_horizon_exceeded,
+            windows_closed: self.windows_closed,
+            windows_scored: self.windows_scored,
+            alerts_by_rule: self.alerts_by_rule.clone(),
+        }
+    }
+}
+
+impl Counts {
+    /// The counts of several processes of one run, summed (time: the longest).
+    pub fn sum(parts: &[Counts]) -> Counts {
+        let mut all = Counts { workers: parts.first().map_or(0, |p| p.workers), ..Counts::default() };
+        for p in parts {
+            all.processes += p.processes;
+            all.elapsed_secs = all.elapsed_secs.max(p.elapsed_secs);
+            all.records_in += p.records_in;
+            all.processed += p.processed;
+            all.late += p.late;
+            all.dead_lettered += p.dead_lettered;
+            all.duplicates += p.duplicates;
+            all.dedupe_horizon_exceeded += p.dedupe_horizon_exceeded;
+            all.windows_closed += p.windows_closed;
+            all.windows_scored += p.windows_scored;
+            for (rule, (f, c)) in &p.alerts_by_rule {
+                let e = all.alerts_by_rule.entry(rule.clone()).or_default();
+                e.0 += f;
+                e.1 += c;
+            }
+        }
+        all
+    }
+
+    /// Whether every record is accounted for: in = processed + late + dead + duplicates.
+    pub fn balanced(&self) -> bool {
+        self.records_in == self.processed + self.late + self.dead_lettered + self.duplicates
+    }
+
+    /// Records read per second of the longest process's time.
+    pub fn events_per_sec(&self) -> f64 {
+        self.records_in as f64 / self.elapsed_secs.max(1e-9)
+    }
+
+    /// Alerts fired, over every rule and model.
+    pub fn fired(&self) -> u64 {
+        self.alerts_by_rule.values().map(|(f, _)| f).sum()
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "── sensorflow cluster summary ──────────────────────────")?;
+        writeln!(f, "processes × workers  {:>14}", format!("{} × {}", self.processes, self.workers))?;
+        writeln!(
+            f,
+            "elapsed              {:>14.3} s  (the longest process, from its first worker's start)",
+            self.elapsed_secs
+        )?;
+        writeln!(f, "events in            {:>14}", self.records_in)?;
+        writeln!(f, "events/s             {:>14.0}", self.events_per_sec())?;
+        writeln!(f, "processed            {:>14}", self.processed)?;
+        writeln!(f, "late                 {:>14}", self.late)?;
+        writeln!(f, "dead-lettered        {:>14}", self.dead_lettered)?;
+        writeln!(f, "duplicates dropped   {:>14}", self.duplicates)?;
+        writeln!(f, "windows closed       {:>14}", self.windows_closed)?;
+        for (rule, (fired, cleared)) in &self.alerts_by_rule {
+            writeln!(f, "alerts {rule:<24} {fired:>8} fired {cleared:>8} cleared")?;
+        }
+        if self.balanced() {
+            writeln!(f, "counts balance (in = processed + late + dead + duplicates)")?;
+        } else {
             writeln!(f, "WARNING: counts do not balance (in ≠ processed + late + dead + duplicates)")?;
         }
         Ok(())

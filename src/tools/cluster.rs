@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::engine::summary::Counts;
 use crate::Error;
 
 /// Everything `cluster` needs.
@@ -21,8 +22,10 @@ pub struct ClusterConfig {
     /// The sensorflow executable each process runs.
     pub exe: PathBuf,
     /// The arguments each process runs (`run ...` or `replay ...`); the cluster flags
-    /// (`--processes`, `--process`, `--workers`, `--hostfile`) are appended.
+    /// (`--processes`, `--process`, `--workers`, `--hostfile`, `--counts-json`) are appended.
     pub command: Vec<String>,
+    /// Where to write the processes' counts summed (JSON), besides printing them.
+    pub counts_json: Option<PathBuf>,
 }
 
 /// How a cluster ended.
@@ -50,14 +53,47 @@ pub fn run_cluster(config: &ClusterConfig) -> Result<ClusterExit, Error> {
     let hostfile = std::env::temp_dir().join(format!("sensorflow-cluster-{}.hosts", std::process::id()));
     let text: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
     std::fs::write(&hostfile, text).map_err(|e| Error::io(&hostfile, e))?;
-    let exit = supervise(config, &hostfile)?;
+    let counts_dir = std::env::temp_dir().join(format!("sensorflow-cluster-{}-counts", std::process::id()));
+    std::fs::create_dir_all(&counts_dir).map_err(|e| Error::io(&counts_dir, e))?;
+    let exit = supervise(config, &hostfile, &counts_dir);
     let _ = std::fs::remove_file(&hostfile);
-    Ok(exit)
+    if let Ok(ClusterExit::Success) = exit {
+        let summed = sum_counts(&counts_dir, config.processes);
+        let _ = std::fs::remove_dir_all(&counts_dir);
+        let counts = summed?;
+        eprint!("{counts}");
+        if let Some(path) = &config.counts_json {
+            let text = serde_json::to_string_pretty(&counts).map_err(|e| Error::Runtime(e.to_string()))?;
+            std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&counts_dir);
+    }
+    exit
+}
+
+/// The file process `i` writes its counts to.
+fn counts_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("counts-{i}.json"))
+}
+
+/// The counts every process wrote, summed: one summary for the cluster, which balances where
+/// no process's does alone (events read in one process are processed in another).
+fn sum_counts(dir: &Path, processes: usize) -> Result<Counts, Error> {
+    let parts = (0..processes)
+        .map(|i| {
+            let path = counts_file(dir, i);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            serde_json::from_str::<Counts>(&text)
+                .map_err(|e| Error::Runtime(format!("process {i}'s counts ({}): {e}", path.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Counts::sum(&parts))
 }
 
 /// Starts every process with `hostfile` and waits as [`run_cluster`] says. An error starting
 /// or polling a process returns at once, as the launcher always has.
-fn supervise(config: &ClusterConfig, hostfile: &Path) -> Result<ClusterExit, Error> {
+fn supervise(config: &ClusterConfig, hostfile: &Path, counts_dir: &Path) -> Result<ClusterExit, Error> {
     let mut children = Vec::new();
     let mut forwarders = Vec::new();
     for i in 0..config.processes {
@@ -66,6 +102,8 @@ fn supervise(config: &ClusterConfig, hostfile: &Path) -> Result<ClusterExit, Err
             .args(["--processes", &config.processes.to_string(), "--process", &i.to_string()])
             .args(["--workers", &config.workers.to_string(), "--hostfile"])
             .arg(hostfile)
+            .arg("--counts-json")
+            .arg(counts_file(counts_dir, i))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn();

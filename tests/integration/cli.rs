@@ -170,6 +170,24 @@ fn bench_runs_each_workload_beside_its_limit_with_the_same_windows_and_writes_js
 }
 
 #[test]
+fn bench_cluster_rows_measure_2_processes_against_2_threads_on_the_same_windows() {
+    let dir = tmp();
+    let (run, rows) = bench(dir.path(), &["--workloads", "cluster", "--events", "200000", "--repeat", "2"]);
+    assert_eq!(rows.len(), 2, "W1 and W2: {rows:?}");
+    for (r, name) in rows.iter().zip(["W1 at 2 processes", "W2 at 2 processes"]) {
+        assert!(r["name"].as_str().unwrap().starts_with(name), "{r}");
+        assert_eq!((r["events"].as_u64(), r["windows"].as_u64()), (Some(200_000), Some(20_000)), "{r}");
+        assert_eq!(r["limit"]["name"], "1 process × 2 workers, same run", "{r}");
+        assert_eq!(r["spread"]["runs"].as_array().unwrap().len(), 2, "{r}");
+        let ratio = r["ratio"].as_f64().unwrap();
+        let want = r["events_per_sec"].as_f64().unwrap() / r["limit"]["spread"]["median"].as_f64().unwrap();
+        assert!(ratio > 0.0 && (ratio - want).abs() < 1e-9 * want, "cluster ÷ threads: {r}");
+        assert!(r["alerts"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert!(String::from_utf8_lossy(&run.stdout).contains("1 process × 2 workers, same run"));
+}
+
+#[test]
 fn bench_w3_is_measured_against_the_anomaly_operator_alone() {
     let dir = tmp();
     let (_, rows) =

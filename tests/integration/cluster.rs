@@ -76,12 +76,38 @@ fn same_alerts_at_1x1_1x4_and_2x2() {
     assert!(four.status.success());
     assert_eq!(sorted_alert_lines(&four.stdout), expected, "1 process x 4 workers");
 
-    let cluster =
-        sensorflow().args(["cluster", "--processes", "2", "-w", "2", "--"]).args(run).output().unwrap();
+    let counts = dir.path().join("counts.json");
+    let cluster = sensorflow()
+        .args(["cluster", "--processes", "2", "-w", "2", "--counts-json", counts.to_str().unwrap(), "--"])
+        .args(run)
+        .output()
+        .unwrap();
     assert!(cluster.status.success(), "{}", String::from_utf8_lossy(&cluster.stderr));
     assert_eq!(sorted_alert_lines(&cluster.stdout), expected, "2 processes x 2 workers");
     // timely's connection messages went to stderr, not into the alert stream.
     assert!(String::from_utf8_lossy(&cluster.stdout).lines().all(|l| l.starts_with('{')));
+    // One summary for the cluster, whose counts balance (no process's do alone: events read in
+    // one are processed in the other), and its JSON.
+    let stderr = String::from_utf8_lossy(&cluster.stderr);
+    assert!(stderr.contains("sensorflow cluster summary") && stderr.contains("counts balance"), "{stderr}");
+    assert!(!stderr.contains("do not balance"), "{stderr}");
+    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&counts).unwrap()).unwrap();
+    let lines = std::fs::read_to_string(&data).unwrap().lines().count() as u64;
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert_eq!((n("processes"), n("workers"), n("records_in")), (2, 2, lines), "{c}");
+    assert_eq!(n("processed") + n("late") + n("dead_lettered") + n("duplicates"), lines, "{c}");
+    let fired: u64 = c["alerts_by_rule"].as_object().unwrap().values().map(|v| v[0].as_u64().unwrap()).sum();
+    let fired_lines = expected.iter().filter(|l| l.contains(r#""kind":"fired""#)).count() as u64;
+    assert_eq!(fired, fired_lines, "{c}");
+    // Each process writes its own counts: the command may not ask for them too.
+    let refused = sensorflow()
+        .args(["cluster", "--processes", "2", "--"])
+        .args(run)
+        .args(["--counts-json", "x.json"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give --counts-json to cluster itself"));
 }
 
 /// r17: the test allowed 10 s and checked only a non-zero exit.

@@ -22,8 +22,9 @@
 //! W1, W2 and W3 read the W2 reference shape ([`data`]: 1,000 devices, 10,000 events per
 //! second of event time, about one alert per 20,000 events), seeded. Each W configuration runs
 //! `repeat` times, engine and limit in turn, and the row holds the median with the minimum and
-//! maximum; the JSON holds every run. `benches/` runs the same workloads with extra comparison
-//! rows (2 processes).
+//! maximum; the JSON holds every run.
+//! - cluster: W1 and W2 at 2 processes × 1 worker (`sensorflow cluster` on loopback) beside 1
+//!   process × 2 workers, in turn in the same run ([`cluster_rows`]).
 
 pub mod alone;
 pub mod bare;
@@ -40,7 +41,7 @@ use serde::Serialize;
 use crate::config::{AlertOutput, RunConfig};
 use crate::connectors::simulator::SimConfig;
 use crate::connectors::SourceConfig;
-use crate::engine::summary::LatencySummary;
+use crate::engine::summary::{Counts, LatencySummary};
 use crate::observe::progress::Meter;
 use crate::Error;
 
@@ -55,6 +56,9 @@ pub enum Workload {
     W3,
     /// The alert storm: W2's pipeline on data where a quarter of the windows alert.
     Storm,
+    /// W1 and W2 at 2 processes × 1 worker (a local timely cluster), beside 1 process × 2
+    /// workers in the same run.
+    Cluster,
     /// Decision latency at fixed offered rates.
     L,
     /// Peak memory and bytes per series with many devices.
@@ -69,6 +73,7 @@ impl Workload {
             "w2" => Some(Workload::W2),
             "w3" => Some(Workload::W3),
             "storm" => Some(Workload::Storm),
+            "cluster" => Some(Workload::Cluster),
             "l" => Some(Workload::L),
             "m" => Some(Workload::M),
             _ => None,
@@ -82,6 +87,7 @@ impl Workload {
             Workload::W2 => "w2",
             Workload::W3 => "w3",
             Workload::Storm => "storm",
+            Workload::Cluster => "cluster",
             Workload::L => "l",
             Workload::M => "m",
         }
@@ -125,6 +131,7 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
         .map(|w| match w {
             Workload::L => config.rates.len(),
             Workload::M => 2 * config.workers.len(),
+            Workload::Cluster => 2,
             _ => config.workers.len(),
         })
         .sum();
@@ -136,6 +143,12 @@ pub fn run_bench(config: &BenchConfig) -> Result<Vec<BenchRow>, Error> {
                 for row in w_rows(config, w, &rules)? {
                     rows.push(row);
                     meter.set(rows.len() as u64, || format!("{} at {} workers", w.name(), rows.len()));
+                }
+            }
+            Workload::Cluster => {
+                for row in cluster_rows(config, &rules)? {
+                    rows.push(row);
+                    meter.set(rows.len() as u64, || "cluster".into());
                 }
             }
             Workload::L => {
@@ -221,9 +234,112 @@ fn w_rows(config: &BenchConfig, w: Workload, rules: &Path) -> Result<Vec<BenchRo
                 rows.push(measure(config, "W3 W2 + anomaly model", n, rules, source, "default", limit)?);
             }
         }
-        Workload::L | Workload::M => {}
+        Workload::L | Workload::M | Workload::Cluster => {}
     }
     Ok(rows)
+}
+
+/// W1 and W2 at 2 processes × 1 worker (`sensorflow cluster`, this binary, on loopback) beside
+/// 1 process × 2 workers, `repeat` times each in turn: both must read every event into the same
+/// windows and fire the same alerts. A process's time starts with its first worker, once the
+/// processes are connected, so process start is not counted (the cluster's time is its
+/// slowest process's).
+fn cluster_rows(config: &BenchConfig, rules: &Path) -> Result<Vec<BenchRow>, Error> {
+    let (dir, events, seed) = (&config.dir, config.events, config.seed);
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Runtime(format!("bench: this program's path: {e}")))?;
+    let datasets = [
+        (
+            "W1 at 2 processes × 1 worker",
+            "log",
+            SourceConfig::Log { path: log_dataset(dir, events, seed)?, realtime: None },
+        ),
+        (
+            "W2 at 2 processes × 1 worker",
+            "jsonl",
+            SourceConfig::Jsonl { paths: vec![json_dataset(dir, events, seed)?] },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, kind, source) in datasets {
+        let path = match &source {
+            SourceConfig::Log { path, .. } => path.clone(),
+            SourceConfig::Jsonl { paths } => paths[0].clone(),
+            _ => unreachable!("the cluster rows read a log or a JSON file"),
+        };
+        let mut threads = Vec::new();
+        let mut cluster = Vec::new();
+        for _ in 0..config.repeat.max(1) {
+            threads.push(run_w(name, source.clone(), rules, 2, "none")?);
+            cluster.push(cluster_run(&exe, dir, kind, &path, rules)?);
+        }
+        for (t, c) in threads.iter().zip(&cluster) {
+            if !c.balanced()
+                || c.records_in != t.events
+                || Some(c.windows_closed) != t.windows
+                || c.fired() != t.alerts
+            {
+                return Err(Error::Runtime(format!(
+                    "bench: {name}: the cluster read {} events into {} windows and fired {} alerts \
+                     (balanced: {}), 1 process × 2 workers {} into {:?} and {}: not the same work",
+                    c.records_in,
+                    c.windows_closed,
+                    c.fired(),
+                    c.balanced(),
+                    t.events,
+                    t.windows,
+                    t.alerts
+                )));
+            }
+        }
+        let engine = Spread::of(cluster.iter().map(|c| c.events_per_sec()).collect());
+        let lim = Spread::of(threads.iter().map(|t| t.events_per_sec).collect());
+        let mut row = threads.swap_remove(0);
+        row.name = name.into();
+        row.seconds = row.events as f64 / engine.median.max(1e-9);
+        row.events_per_sec = engine.median;
+        row.ratio = Some(engine.median / lim.median.max(1e-9));
+        row.spread = engine;
+        row.latency = None;
+        row.limit = Some(Limit {
+            name: "1 process × 2 workers, same run".into(),
+            windows: row.windows,
+            windows_over: None,
+            scored: None,
+            spread: lim,
+        });
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One run of `sensorflow cluster --processes 2 --workers 1` over `path`: the processes'
+/// counts summed.
+fn cluster_run(exe: &Path, dir: &Path, kind: &str, path: &Path, rules: &Path) -> Result<Counts, Error> {
+    let counts = dir.join("cluster-counts.json");
+    let _ = std::fs::remove_file(&counts);
+    let out = std::process::Command::new(exe)
+        .args(["cluster", "--processes", "2", "--workers", "1", "--counts-json"])
+        .arg(&counts)
+        .args([
+            "--", "run", "--source", kind, "--window", "1s", "--model", "none", "--alerts", "none", "--quiet",
+        ])
+        .arg("--input")
+        .arg(path)
+        .arg("--rules")
+        .arg(rules)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Runtime(format!("bench: starting the cluster: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Runtime(format!(
+            "bench: the cluster failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        )));
+    }
+    let text = std::fs::read_to_string(&counts).map_err(|e| Error::io(&counts, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Runtime(format!("bench: the cluster's counts: {e}")))
 }
 
 /// One run of a workload's limit.

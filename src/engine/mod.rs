@@ -122,6 +122,71 @@ struct Shared {
     telemetry: Option<Arc<Telemetry>>,
     /// Where source batches are remembered for tracing alerts back, when exporting spans.
     ledger: Option<Arc<BatchLedger>>,
+    /// A paced simulator's schedule, to time alerts from the moment the event that closes their
+    /// window was due (`None` for every other source).
+    pace: Option<Pace>,
+}
+
+/// When a paced simulator's events are due: the event at `start_ms` when its first reader
+/// started, the others `(ts - start_ms) / speed` later, on the tick grid.
+#[derive(Debug)]
+struct Pace {
+    origin: std::sync::OnceLock<Instant>,
+    start_ms: u64,
+    end_ms: u64,
+    tick_ms: u64,
+    speed: f64,
+    lateness_ms: u64,
+}
+
+impl Pace {
+    /// The paced schedule of `config`'s source, if it is a paced simulator.
+    fn of(config: &RunConfig) -> Option<Pace> {
+        let SourceConfig::Simulator(sim) = &config.source else { return None };
+        let speed = sim.realtime_speed?;
+        Some(Pace {
+            origin: std::sync::OnceLock::new(),
+            start_ms: sim.start_ms,
+            end_ms: sim.start_ms.saturating_add(sim.span_ms),
+            tick_ms: sim.interval_ms.max(1),
+            speed,
+            lateness_ms: config.lateness,
+        })
+    }
+
+    /// When the first event at or past `window_end` plus the lateness was due, if the run has
+    /// one (the last windows are closed by the end of the input, not by an event).
+    fn due(&self, window_end: u64) -> Option<Instant> {
+        let origin = self.origin.get()?;
+        let at = window_end.checked_add(self.lateness_ms)?.max(self.start_ms);
+        let tick = (at - self.start_ms).div_ceil(self.tick_ms) * self.tick_ms;
+        let due_ts = self.start_ms + tick;
+        (due_ts < self.end_ms).then(|| *origin + Duration::from_secs_f64(tick as f64 / 1000.0 / self.speed))
+    }
+}
+
+/// A paced simulator's reader that notes when the first of them started (its schedule's
+/// origin; every reader paces from its own first poll, so later ones are at most a few
+/// microseconds behind, and a latency measured from this origin is never understated).
+struct PaceOrigin {
+    inner: Box<dyn sensorflow_operators::PartitionReader>,
+    shared: Arc<Shared>,
+}
+
+impl sensorflow_operators::PartitionReader for PaceOrigin {
+    fn poll(
+        &mut self,
+        out: &mut sensorflow_operators::SourceBatch,
+    ) -> Result<sensorflow_operators::Poll, sensorflow_operators::SourceError> {
+        if let Some(p) = &self.shared.pace {
+            p.origin.get_or_init(Instant::now);
+        }
+        self.inner.poll(out)
+    }
+
+    fn name(&self) -> String {
+        self.inner.name()
+    }
 }
 
 impl Shared {
@@ -233,6 +298,7 @@ pub fn run_with(
         snapshots: durable::snapshots(config, resume.suppress_below, &identity, &operators)?,
         telemetry: telemetry.clone(),
         ledger: config.otlp_endpoint.as_ref().map(|_| Arc::new(BatchLedger::default())),
+        pace: Pace::of(config),
     });
     // The server lives as long as this function: dropping it lets SSE readers drain.
     let server = match (&http_addr, &telemetry) {
@@ -258,11 +324,13 @@ pub fn run_with(
     .map_err(|e| Error::Runtime(format!("could not start workers: {e}")))?;
 
     let mut latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut due_latency = Histogram::<u64>::new(3).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut by_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut fired = Vec::new();
     for result in guards.join() {
         let report = result.map_err(|e| Error::Runtime(format!("a worker failed: {e}")))?;
         latency.add(&report.latency).map_err(|e| Error::Runtime(e.to_string()))?;
+        due_latency.add(&report.due_latency).map_err(|e| Error::Runtime(e.to_string()))?;
         fired.extend(report.fired);
         for (rule, (f, c)) in report.by_rule {
             let e = by_rule.entry(rule).or_default();
@@ -309,6 +377,7 @@ pub fn run_with(
             _ => None,
         },
         latency: LatencySummary::from_histogram(&latency),
+        due_latency: LatencySummary::from_histogram(&due_latency),
         dead_letter_file: config.dead_letters.clone(),
         stopped_early: shared.stop.load(Ordering::Relaxed),
         peak_rss_bytes: summary::peak_rss_bytes(),

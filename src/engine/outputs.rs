@@ -2,7 +2,7 @@
 //! (with their log line, latency and counts), dead letters and late events through their
 //! writers, and copies into [`super::Collected`] when the caller keeps them.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use sensorflow_operators::runtime::probe;
 use sensorflow_operators::{lock, Alert, AlertKind, Counters, DeadLetter, LateEvent};
@@ -67,6 +67,10 @@ pub(super) fn write_alerts(shared: &Shared, alerts: &[Alert], report: &mut Worke
                 }
             }
             AlertKind::Cleared => e.1 += 1,
+        }
+        if let Some(due) = shared.pace.as_ref().and_then(|p| p.due(a.window_end)) {
+            let _ =
+                report.due_latency.record(Instant::now().saturating_duration_since(due).as_micros() as u64);
         }
         if let Some(ingested) = shared.clock.passed_at(a.window_end) {
             let us = now.saturating_sub(ingested) / 1000;

@@ -125,6 +125,10 @@ pub struct Summary {
     pub alerts_by_rule: BTreeMap<String, (u64, u64)>,
     /// Ingest→alert latency.
     pub latency: Option<LatencySummary>,
+    /// Paced simulator runs: from the moment the event that closes an alert's window was due
+    /// (its scheduled emission) to the alert being written; alerts of the last windows, which
+    /// the end of the input closes, are not counted.
+    pub due_latency: Option<LatencySummary>,
     /// Where dead letters went, if to a file.
     pub dead_letter_file: Option<PathBuf>,
     /// Whether a stop (time limit, error) ended the sources early.
@@ -237,6 +241,18 @@ impl fmt::Display for Summary {
                 l.count
             )?,
             None => writeln!(f, "ingest→alert latency  (no alerts)")?,
+        }
+        if let Some(l) = &self.due_latency {
+            writeln!(
+                f,
+                "due→alert latency     p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={}; from the \
+                 scheduled emission of the event that closes the window)",
+                l.p50_us as f64 / 1e3,
+                l.p99_us as f64 / 1e3,
+                l.p999_us as f64 / 1e3,
+                l.max_us as f64 / 1e3,
+                l.count
+            )?;
         }
         if let Some(gt) = &self.ground_truth {
             writeln!(f, "injected anomalies   {:>14}  caught by some alert: {}", gt.anomalies, gt.caught)?;

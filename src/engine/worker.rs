@@ -25,6 +25,8 @@ use crate::Error;
 /// What one worker measured.
 pub(super) struct WorkerReport {
     pub latency: Histogram<u64>,
+    /// Paced simulator runs: µs from the moment the event closing an alert's window was due.
+    pub due_latency: Histogram<u64>,
     pub by_rule: BTreeMap<String, (u64, u64)>,
     /// Fired alerts as (device, metric, episode start, source), for simulator ground truth.
     pub fired: Vec<FiredAlert>,
@@ -51,7 +53,16 @@ pub(super) fn run_worker(
     let readers = match connectors::open(&shared.config.source, &ctx) {
         Ok((readers, committers)) => {
             lock(&shared.committers).extend(committers);
-            readers
+            match shared.pace {
+                Some(_) => readers
+                    .into_iter()
+                    .map(|inner| {
+                        Box::new(super::PaceOrigin { inner, shared: shared.clone() })
+                            as Box<dyn sensorflow_operators::PartitionReader>
+                    })
+                    .collect(),
+                None => readers,
+            }
         }
         Err(e) => {
             shared.fail(Error::Connector(e));
@@ -60,6 +71,7 @@ pub(super) fn run_worker(
     };
     let report = Rc::new(RefCell::new(WorkerReport {
         latency: Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
+        due_latency: Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid")),
         by_rule: BTreeMap::new(),
         fired: Vec::new(),
     }));
@@ -125,6 +137,7 @@ pub(super) fn run_worker(
         let mut r = r.borrow_mut();
         WorkerReport {
             latency: r.latency.clone(),
+            due_latency: r.due_latency.clone(),
             by_rule: std::mem::take(&mut r.by_rule),
             fired: std::mem::take(&mut r.fired),
         }

@@ -217,6 +217,15 @@ impl PartitionReader for SimReader {
         self.flush_labels(&mut new_labels);
         Ok(if out.events.is_empty() { Poll::Pending } else { Poll::Ready })
     }
+
+    fn next_due(&self) -> Option<Instant> {
+        let (speed, started) = (self.config.realtime_speed?, self.started?);
+        if self.next_ts >= self.end_ts || self.remaining == 0 {
+            return None;
+        }
+        let offset = (self.next_ts - self.config.start_ms) as f64 / 1000.0 / speed;
+        Some(started + Duration::from_secs_f64(offset))
+    }
 }
 
 impl SimReader {

@@ -187,6 +187,10 @@ impl sensorflow_operators::PartitionReader for PaceOrigin {
     fn name(&self) -> String {
         self.inner.name()
     }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.inner.next_due()
+    }
 }
 
 impl Shared {

@@ -68,6 +68,13 @@ pub trait PartitionReader: 'static {
     fn name(&self) -> String {
         String::new()
     }
+
+    /// When the reader next has events, if it knows (a paced replay's next tick): a quiet
+    /// source looks again then rather than after its usual nap, so a paced event is read as it
+    /// falls due.
+    fn next_due(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// One source batch as a [`BatchHook`] sees it.
@@ -598,6 +605,8 @@ pub fn partitioned_source<'scope>(
                 // Live partitions are quiet: come back soon, and no later than when one turns idle.
                 let nap = Duration::from_millis(2);
                 let nap = marks.next_idle_deadline(now).map_or(nap, |d| d.min(nap));
+                let due = readers.iter().filter_map(|r| r.next_due()).min();
+                let nap = due.map_or(nap, |d| d.saturating_duration_since(now).min(nap));
                 activator.activate_after(nap);
             }
         }

@@ -252,6 +252,15 @@ impl PartitionReader for LogReader {
         self.name.clone()
     }
 
+    /// Paced: when the next held event falls due (a quiet source wakes then).
+    fn next_due(&self) -> Option<Instant> {
+        let (factor, Some((start, base))) = self.pace? else { return None };
+        let next = self.held.front()?;
+        Some(
+            start + std::time::Duration::from_secs_f64(next.ts.saturating_sub(base) as f64 / 1000.0 / factor),
+        )
+    }
+
     fn poll(&mut self, out: &mut SourceBatch) -> Result<Poll, SourceError> {
         if self.file.is_none() {
             self.open()?;

@@ -170,32 +170,16 @@ fn number_len(s: &[u8]) -> usize {
 fn decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
     let neg = s.first() == Some(&b'-');
     let start = usize::from(neg);
-    let mut i = start;
     let mut mantissa: u64 = 0;
     let mut count = 0usize;
-    while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
-        if count == 15 {
-            return None;
-        }
-        mantissa = mantissa * 10 + u64::from(c - b'0');
-        count += 1;
-        i += 1;
-    }
+    let mut i = digit_run(s, start, &mut mantissa, &mut count)?;
     if i == start {
         return None;
     }
     let mut scale = 0;
     if s.get(i) == Some(&b'.') {
-        i += 1;
-        let frac = i;
-        while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
-            if count == 15 {
-                return None;
-            }
-            mantissa = mantissa * 10 + u64::from(c - b'0');
-            count += 1;
-            i += 1;
-        }
+        let frac = i + 1;
+        i = digit_run(s, frac, &mut mantissa, &mut count)?;
         scale = i - frac;
         if scale == 0 {
             return None;
@@ -206,6 +190,21 @@ fn decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
     }
     let v = mantissa as f64 / POW10[scale];
     Some((if neg { -v } else { v }, i))
+}
+
+/// Adds the digits of `s` from `i` to `mantissa` (counting them in `count`) and returns the
+/// index after them; `None` past 15 significant digits.
+#[inline(always)]
+fn digit_run(s: &[u8], mut i: usize, mantissa: &mut u64, count: &mut usize) -> Option<usize> {
+    while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+        if *count == 15 {
+            return None;
+        }
+        *mantissa = *mantissa * 10 + u64::from(c - b'0');
+        *count += 1;
+        i += 1;
+    }
+    Some(i)
 }
 
 /// Exact powers of ten representable in an f64.
